@@ -1,0 +1,45 @@
+"""aiorecords: asyncio-native record logs.
+
+Append records, commit them atomically and durably, and read them back by
+number or as async streams, from many tasks and processes at once, without
+stalling the event loop.
+
+* :class:`CaptureFile`: transactional, compressed record logs with random
+  access (byte-compatible with CaptureFile 1.2.0 in its zlib mode).
+"""
+
+from ._cache import set_block_cache_size
+from ._core.skipped import SkippedRegion
+from .capture import CaptureFile, Record
+from .errors import (
+    AiorecordsError,
+    CaptureFileAlreadyOpen,
+    CaptureFileError,
+    CaptureFileNotOpen,
+    CaptureFileNotOpenForWrite,
+    CorruptionError,
+    InvalidCaptureFile,
+    RecordIndexError,
+    StorageError,
+    WriterFailedError,
+)
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "CaptureFile",
+    "Record",
+    "SkippedRegion",
+    "set_block_cache_size",
+    # errors
+    "AiorecordsError",
+    "CaptureFileAlreadyOpen",
+    "CaptureFileError",
+    "CaptureFileNotOpen",
+    "CaptureFileNotOpenForWrite",
+    "CorruptionError",
+    "InvalidCaptureFile",
+    "RecordIndexError",
+    "StorageError",
+    "WriterFailedError",
+]

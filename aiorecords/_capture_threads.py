@@ -1,0 +1,429 @@
+"""The capture file work that runs in worker threads.
+
+Each function here is one thread hop of :mod:`aiorecords.capture`: it does
+its I/O through :class:`aiorecords._io.FileIO` and its format work through
+the sans-IO core, and touches nothing the event loop changes.
+"""
+
+from __future__ import annotations
+
+import codecs
+from typing import Any, Final
+
+from . import _io
+from ._cache import block_cache
+from ._core.capture_index import NodeAt, iter_coordinates, read_item, record_coordinate
+from ._core.capture_layout import (
+    HEADER_SIZE,
+    U32,
+    WRITER_LOCK_OFFSET,
+    Layout,
+    MasterNode,
+    choose_master,
+    decode_block,
+    decode_header,
+    encode_header,
+    parse_block_header,
+)
+from ._core.capture_writer import CaptureWriter, FlushJob, FlushResult, ReadView
+from ._core.codecs import DecodeError
+from .errors import CaptureFileAlreadyOpen, InvalidCaptureFile, StorageError
+
+__all__ = [
+    "BlockReader",
+    "Stream",
+    "create_file",
+    "item_in_thread",
+    "open_existing",
+    "read_state",
+    "record_in_thread",
+    "run_flush",
+]
+
+#: The most record bytes one streaming batch gathers.
+MAX_BATCH_BYTES: Final = 4 * 1024 * 1024
+
+#: A streaming reader reads the data area this much at a time: blocks lie
+#: back to back, so one read serves several of them.
+READ_AHEAD: Final = 256 * 1024
+
+
+class BlockReader:
+    """Reads and decompresses the data blocks of one view.
+
+    Blocks it loads are kept in :attr:`loaded`, for the event loop to put in
+    the shared cache. A streaming reader passes ``keep`` to remember only its
+    few most recent blocks instead: a long scan must not flush the cache.
+    """
+
+    __slots__ = (
+        "_header",
+        "_io",
+        "_keep",
+        "_layout",
+        "_limit",
+        "_namespace",
+        "_window",
+        "_window_start",
+        "loaded",
+        "view",
+    )
+
+    def __init__(
+        self,
+        io: _io.FileIO,
+        layout: Layout,
+        view: ReadView,
+        namespace: int,
+        limit: int,
+        keep: int | None = None,
+    ) -> None:
+        self._io = io
+        self._layout = layout
+        self.view = view
+        self._namespace = namespace
+        self._limit = limit
+        self._keep = keep
+        self._header = layout.block_header_size
+        self.loaded: dict[int, bytes] = {}
+        self._window = b""
+        self._window_start = 0
+
+    def __call__(self, position: int) -> bytes:
+        """The uncompressed block at ``position``."""
+        block = self.view.memory.get(position)
+        if block is not None:
+            return block
+        loaded = self.loaded
+        block = loaded.get(position)
+        if block is None:
+            block = block_cache.peek(self._namespace, position)
+            if block is None:
+                block = self._load(position)
+            if self._keep is not None and len(loaded) >= self._keep:
+                del loaded[next(iter(loaded))]  # the least recently used
+            loaded[position] = block
+        elif self._keep is not None:
+            loaded[position] = loaded.pop(position)  # now the most recent
+        return block
+
+    def _load(self, position: int) -> bytes:
+        layout = self._layout
+        available = self.view.data_end - position - self._header
+        if position < layout.data_start or available < 0:
+            raise InvalidCaptureFile(
+                "data block lies outside the data", offset=position
+            )
+        # One read usually covers header and payload: payloads are compressed
+        # blocks, rarely larger than the block size.
+        first = self._read(position, self._header + min(available, layout.block_size))
+        length, crc = parse_block_header(layout, first)
+        if length > available:
+            raise InvalidCaptureFile(
+                f"data block length {length} runs past the end of the data",
+                offset=position,
+            )
+        end = self._header + length
+        payload = first[self._header : end]
+        if len(payload) < length:
+            payload += self._read(position + len(first), end - len(first))
+        try:
+            return decode_block(layout, crc, payload, self._limit)
+        except DecodeError as error:
+            raise InvalidCaptureFile(str(error), offset=position) from None
+
+    def _read(self, position: int, size: int) -> bytes:
+        """Data-area bytes, taking the last partial page from the master node."""
+        view = self.view
+        written = view.data_end - len(view.tail)
+        if position >= written:
+            start = position - written
+            return view.tail[start : start + size]
+        from_file = min(size, written - position)
+        start = position - self._window_start
+        if start >= 0 and start + from_file <= len(self._window):
+            data = self._window[start : start + from_file]
+        elif self._keep is not None and from_file < READ_AHEAD:
+            # Streaming: read ahead, the next blocks follow this one.
+            self._window = self._io.pread(position, min(READ_AHEAD, written - position))
+            self._window_start = position
+            data = self._window[:from_file]
+        else:
+            data = self._io.pread(position, from_file)
+        if len(data) < from_file:
+            raise InvalidCaptureFile(
+                "file ends before its committed data does", offset=position + len(data)
+            )
+        if from_file < size:
+            data += view.tail[: size - from_file]
+        return data
+
+
+def record_in_thread(
+    reader: BlockReader, fan_out: int, index: int, node_at: NodeAt | None = None
+) -> bytes:
+    """The record at 0-based ``index``."""
+    position, offset = record_coordinate(
+        reader.view.levels, fan_out, index, reader, node_at
+    )
+    return read_item(reader(position), offset, position)
+
+
+def item_in_thread(reader: BlockReader, coordinate: tuple[int, int]) -> bytes:
+    """The sized item (record or metadata) at ``coordinate``."""
+    position, offset = coordinate
+    return read_item(reader(position), offset, position)
+
+
+class Stream:
+    """A sequential read in progress, taken a batch at a time.
+
+    The coordinate walk is a generator kept between batches, so the index
+    nodes above the records are read once per stream, not once per batch.
+    """
+
+    __slots__ = ("_encoding", "_offsets", "_positions", "_reader", "_runs", "_utf8")
+
+    def __init__(
+        self, reader: BlockReader, fan_out: int, start: int, encoding: str | None
+    ) -> None:
+        self._reader = reader
+        self._runs = iter_coordinates(reader.view.levels, fan_out, start, reader)
+        self._positions: tuple[int, ...] = ()
+        self._offsets: tuple[int, ...] = ()
+        self._encoding = encoding
+        self._utf8 = encoding is not None and codecs.lookup(encoding).name == "utf-8"
+
+    def take(self, count: int) -> list[Any]:
+        """Up to ``count`` records: fewer at the end, or once the blocks read
+        pass :data:`MAX_BATCH_BYTES` (so huge records come a few at a time)."""
+        reader = self._reader
+        encoding = self._encoding
+        unpack = U32.unpack_from
+        out: list[Any] = []
+        append = out.append
+        budget = MAX_BATCH_BYTES
+        positions, offsets = self._positions, self._offsets
+        while len(out) < count and budget > 0:
+            if not offsets:
+                run = next(self._runs, None)
+                if run is None:
+                    break
+                positions, offsets = run
+            room = count - len(out)
+            if room < len(offsets):
+                positions, rest_positions = positions[:room], positions[room:]
+                offsets, rest_offsets = offsets[:room], offsets[room:]
+            else:
+                rest_positions = rest_offsets = ()
+            first = positions[0]
+            if positions.count(first) == len(positions):
+                # The usual case: the whole run lies in one block.
+                block = reader(first)
+                size = len(block)
+                budget -= size
+                if self._utf8:
+                    # Most text records are ASCII: decode the block once as
+                    # Latin-1 (one byte, one character) and slice it; a slice
+                    # that is not all ASCII is decoded properly instead.
+                    text = block.decode("latin-1")
+                    for offset in offsets:
+                        (length,) = unpack(block, offset)
+                        end = offset + 4 + length
+                        if end > size:
+                            raise _overrun(first, length)
+                        record = text[offset + 4 : end]
+                        append(
+                            record
+                            if record.isascii()
+                            else block[offset + 4 : end].decode("utf-8")
+                        )
+                elif encoding:
+                    for offset in offsets:
+                        (length,) = unpack(block, offset)
+                        end = offset + 4 + length
+                        if end > size:
+                            raise _overrun(first, length)
+                        append(block[offset + 4 : end].decode(encoding))
+                else:
+                    for offset in offsets:
+                        (length,) = unpack(block, offset)
+                        end = offset + 4 + length
+                        if end > size:
+                            raise _overrun(first, length)
+                        append(block[offset + 4 : end])
+            else:
+                last = -1
+                block = b""
+                for position, offset in zip(positions, offsets, strict=True):
+                    if position != last:
+                        block = reader(position)
+                        budget -= len(block)
+                        last = position
+                    (length,) = unpack(block, offset)
+                    end = offset + 4 + length
+                    if end > len(block):
+                        raise _overrun(position, length)
+                    record = block[offset + 4 : end]
+                    append(record.decode(encoding) if encoding else record)
+            positions, offsets = rest_positions, rest_offsets
+        self._positions, self._offsets = positions, offsets
+        return out
+
+
+def _overrun(position: int, length: int) -> InvalidCaptureFile:
+    return InvalidCaptureFile(
+        f"record of {length} bytes runs past the end of its block", offset=position
+    )
+
+
+def read_state(
+    io: _io.FileIO, layout: Layout | None, lock_master: bool, shared: bool
+) -> tuple[Layout, MasterNode, int]:
+    """The file's layout (read unless given), current master node, and size."""
+    if layout is None:
+        layout = decode_header(io.pread(0, HEADER_SIZE))
+    size = 2 * layout.master_size
+    start = layout.slots[0]
+    if lock_master:
+        io.lock(start, size, exclusive=not shared, wait=True)
+    try:
+        both = io.pread(start, size)
+    finally:
+        if lock_master:
+            io.unlock(start, size)
+    node = choose_master(layout, both[: layout.master_size], both[layout.master_size :])
+    file_size = io.size()
+    written = node.file_limit - len(node.tail)
+    if written > file_size:
+        raise InvalidCaptureFile(
+            f"file is {file_size} bytes but its last commit needs {written}",
+            offset=file_size,
+        )
+    return layout, node, file_size
+
+
+def open_existing(path: str, to_write: bool, require_lock: bool) -> _io.FileIO:
+    """Open a capture file; for writing, take the writer lock."""
+    io = _io.open_file(path, writable=to_write)
+    if to_write:
+        try:
+            take_writer_lock(io, path, require_lock)
+        except BaseException:
+            io.close()
+            raise
+    return io
+
+
+def take_writer_lock(io: _io.FileIO, path: str, require_lock: bool) -> None:
+    """Hold the writer byte, or raise CaptureFileAlreadyOpen.
+
+    A file system that cannot lock is tolerated unless ``require_lock``.
+    """
+    try:
+        held = io.lock(WRITER_LOCK_OFFSET, 1, exclusive=True, wait=False)
+    except StorageError:
+        if require_lock:
+            raise
+        return
+    if not held:
+        raise CaptureFileAlreadyOpen(
+            f"capture file {path!r} is already open for write by another process"
+        )
+
+
+def run_flush(
+    io: _io.FileIO,
+    job: FlushJob,
+    durable: bool,
+    data_dirty: bool,
+    lock_master: bool,
+) -> FlushResult:
+    """Run a flush job and make its writes; for a commit, in two phases.
+
+    Phase 1 writes the data pages and (if durable) syncs them; phase 2 writes
+    the alternate master node and (if durable) syncs it. A reader therefore
+    never finds a master node pointing at data that is not on the disk.
+    """
+    layout = job.layout
+    result = job.run()
+    if result.grow_to is not None:
+        io.truncate(result.grow_to)
+    for position, data in result.writes:
+        io.pwrite(position, data)
+    master = result.master
+    if master is not None:
+        if durable and (data_dirty or result.writes or result.grow_to is not None):
+            io.datasync()
+        start, size = layout.slots[0], 2 * layout.master_size
+        if lock_master:
+            io.lock(start, size, exclusive=True, wait=True)
+        try:
+            io.pwrite(layout.slots[master.serial % 2], result.master_bytes)
+        finally:
+            if lock_master:
+                io.unlock(start, size)
+        if durable:
+            io.datasync()
+    return result
+
+
+def create_file(
+    path: str,
+    layout: Layout,
+    initial_metadata: bytes | None,
+    durable: bool,
+    require_lock: bool,
+    to_write: bool,
+) -> tuple[_io.FileIO, Layout, MasterNode, int]:
+    """Build a new capture file beside ``path`` and move it into place.
+
+    The file is complete and synced before it takes the name, so no reader
+    ever sees a half-made file; the directory is synced after the rename so
+    the name survives a power cut. Replacing a file that another process has
+    open for writing is refused.
+    """
+    previous: _io.FileIO | None = None
+    if _io.is_file(path):
+        try:
+            previous = open_existing(path, True, False)
+        except PermissionError:
+            previous = None
+    temp = _io.create_temp_beside(path)
+    try:
+        # Locked before it has its name: no other writer can slip in between.
+        take_writer_lock(temp, path, require_lock)
+        temp.pwrite(0, encode_header(layout))
+        temp.truncate(layout.data_start)
+        empty = MasterNode(0, layout.data_start, None, (), b"", b"")
+        writer = CaptureWriter(layout, empty, layout.data_start)
+        writer.set_metadata(initial_metadata)
+        # Two commits, so that both master node slots are valid from the start.
+        master = empty
+        for _ in range(2):
+            result = run_flush(
+                temp, writer.begin_flush(commit=True), False, False, False
+            )
+            writer.finish_flush(result)
+            assert result.master is not None
+            master = result.master
+        if writer.file_size < layout.initial_file_size:
+            temp.truncate(layout.initial_file_size)
+            writer.file_size = layout.initial_file_size
+        if durable:
+            temp.sync()
+        _io.replace(temp.path, path)
+        if durable:
+            _io.sync_directory(path)
+    except BaseException:
+        temp.close()
+        _io.unlink_quietly(temp.path)
+        raise
+    finally:
+        if previous is not None:
+            previous.close()
+    temp.path = path
+    if not to_write:
+        temp.close()
+        temp = _io.open_file(path, writable=False)
+    return temp, layout, master, writer.file_size

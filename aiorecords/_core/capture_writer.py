@@ -1,0 +1,465 @@
+"""The capture file writer as a state machine over bytes.
+
+:class:`CaptureWriter` holds everything added since the last flush: the
+compression block being filled, full blocks not yet compressed, and the
+rightmost path of the index. Adding a record is in-memory work only. From
+time to time (when enough full blocks wait, and at every commit) the async
+layer takes a :class:`FlushJob` with :meth:`CaptureWriter.begin_flush`, runs
+:meth:`FlushJob.run` in a worker thread (pure work: compression and planning
+the page writes), performs the writes, and hands the :class:`FlushResult`
+back with :meth:`CaptureWriter.finish_flush`. One thread hop thus serves many
+blocks.
+
+Every step follows CaptureFile 1.2.0's order, so that with the version 2
+layout the same calls give the same bytes: an item is appended, the block is
+closed if full, and only then are full index nodes written, lowest height
+first, each followed by the same check.
+
+Deferring compression has one consequence: the file position of a block is
+known only once every block before it is compressed. A coordinate that must
+point into such a block is written with a *placeholder* position,
+``PLACEHOLDER + sequence number``; flushing resolves placeholders into real
+positions (in full nodes inside the blocks, in the rightmost path, in the
+metadata pointer) before anything reaches the file. Real positions are below
+2**62 (the master node decoder enforces it), so placeholders cannot be
+mistaken for them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+from .capture_index import node_struct
+from .capture_layout import (
+    COORD,
+    GROWTH_LIMIT,
+    U32,
+    Layout,
+    MasterNode,
+    compress_block,
+    encode_master,
+)
+
+__all__ = ["PLACEHOLDER", "CaptureWriter", "FlushJob", "FlushResult", "ReadView"]
+
+#: Positions at or above this are placeholders for blocks not yet placed.
+PLACEHOLDER = 1 << 62
+
+#: A flush is due when this many full blocks wait ...
+FLUSH_BLOCKS = 8
+#: ... or when they hold this many bytes (large records make large blocks).
+FLUSH_BYTES = 4 * 1024 * 1024
+
+_pack_coord = COORD.pack
+_pack_u32 = U32.pack
+
+
+@dataclass(frozen=True, slots=True)
+class ReadView:
+    """What a reader needs to find records in one state of a file.
+
+    Blocks still held in memory (the compression block of a commit, and a
+    writer's blocks not yet flushed) are in ``memory``, by position or
+    placeholder; every other block is read from the data area, whose bytes
+    from ``data_end - len(tail)`` to ``data_end`` are ``tail``.
+    """
+
+    levels: tuple[bytes, ...]
+    metadata: tuple[int, int] | None
+    count: int
+    data_end: int
+    tail: bytes
+    memory: Mapping[int, bytes]
+    max_block: int
+
+    @classmethod
+    def of(cls, node: MasterNode, fan_out: int) -> ReadView:
+        """The view of a committed master node."""
+        return cls(
+            levels=node.levels,
+            metadata=node.metadata,
+            count=node.record_count(fan_out),
+            data_end=node.file_limit,
+            tail=node.tail,
+            memory={node.file_limit: node.block},
+            max_block=node.max_block,
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class _Pending:
+    """A block not yet in the file: where it will be, its bytes, its nodes."""
+
+    position: int
+    data: bytes
+    nodes: tuple[int, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class FlushResult:
+    """What a flush did: the writes to make, and the writer's state after."""
+
+    writes: tuple[tuple[int, bytes], ...]
+    """``(file position, bytes)`` to write, whole pages only, in order."""
+    grow_to: int | None
+    """If set, first extend the file to this size (zeros)."""
+    file_limit: int
+    tail: bytes
+    file_size: int
+    max_block: int
+    placed: dict[int, bytes]
+    """Uncompressed bytes of each block written, by real position."""
+    block: bytes
+    """The compression block, its placeholders resolved."""
+    levels: tuple[bytes, ...]
+    metadata: tuple[int, int] | None
+    master: MasterNode | None
+    """The new master node, for a commit."""
+    master_bytes: bytes
+    """The bytes of the new master node's slot, for a commit."""
+
+
+@dataclass(frozen=True, slots=True)
+class FlushJob:
+    """Blocks to compress and place, and (for a commit) a master node to build.
+
+    :meth:`run` is pure computation, fine in any thread.
+    """
+
+    layout: Layout
+    file_limit: int
+    tail: bytes
+    file_size: int
+    max_block: int
+    pending: tuple[_Pending, ...]
+    block_position: int
+    block: bytes
+    block_nodes: tuple[int, ...]
+    levels: tuple[bytes, ...]
+    metadata: tuple[int, int] | None
+    commit_serial: int | None
+
+    def run(self) -> FlushResult:
+        """Compress each pending block in turn, then build the master node."""
+        layout = self.layout
+        page = layout.page_size
+        file_limit = self.file_limit
+        tail = self.tail
+        file_size = self.file_size
+        max_block = self.max_block
+        grow_to = None
+        writes: list[tuple[int, bytes]] = []
+        placed: dict[int, bytes] = {}
+        resolved: dict[int, int] = {}
+        for pending in self.pending:
+            if pending.position != file_limit:
+                resolved[pending.position] = file_limit
+            raw = _resolve_nodes(layout, pending.data, pending.nodes, resolved)
+            framed = compress_block(layout, raw)
+            placed[file_limit] = raw
+            max_block = max(max_block, len(raw))
+            if file_limit + len(framed) > file_size:
+                # Grow by the data size so far, at most GROWTH_LIMIT, in pages.
+                growth = -(-min(GROWTH_LIMIT, file_limit) // page) * page
+                file_size += growth
+                grow_to = file_size
+            # Only whole pages are written; the rest waits in the master node.
+            written_from = file_limit - len(tail)
+            data = tail + framed
+            whole = len(data) // page * page
+            if whole:
+                writes.append((written_from, data[:whole]))
+                file_size = max(file_size, written_from + whole)
+            tail = data[whole:]
+            file_limit += len(framed)
+        if self.block_position != file_limit:
+            resolved[self.block_position] = file_limit
+        block = _resolve_nodes(layout, self.block, self.block_nodes, resolved)
+        levels = tuple(_resolve_coordinates(level, resolved) for level in self.levels)
+        metadata = self.metadata
+        if metadata is not None and metadata[0] in resolved:
+            metadata = (resolved[metadata[0]], metadata[1])
+        master = None
+        master_bytes = b""
+        if self.commit_serial is not None:
+            master = MasterNode(
+                serial=self.commit_serial,
+                file_limit=file_limit,
+                metadata=metadata,
+                levels=levels,
+                tail=tail,
+                block=block,
+                max_block=max_block,
+            )
+            master_bytes = encode_master(layout, master)
+        return FlushResult(
+            writes=_merge(writes),
+            grow_to=grow_to,
+            file_limit=file_limit,
+            tail=tail,
+            file_size=file_size,
+            max_block=max_block,
+            placed=placed,
+            block=block,
+            levels=levels,
+            metadata=metadata,
+            master=master,
+            master_bytes=master_bytes,
+        )
+
+
+def _merge(writes: list[tuple[int, bytes]]) -> tuple[tuple[int, bytes], ...]:
+    """Join writes that follow each other into one (fewer system calls)."""
+    merged: list[tuple[int, bytes]] = []
+    for position, data in writes:
+        if merged and merged[-1][0] + len(merged[-1][1]) == position:
+            merged[-1] = (merged[-1][0], merged[-1][1] + data)
+        else:
+            merged.append((position, data))
+    return tuple(merged)
+
+
+def _resolve_coordinates(
+    packed: bytes | bytearray, resolved: Mapping[int, int]
+) -> bytes:
+    """``packed`` coordinates with resolved placeholders replaced."""
+    count = len(packed) // COORD.size
+    if not count or not resolved:
+        return bytes(packed)
+    structure = node_struct(count)
+    flat = structure.unpack_from(packed)
+    if max(flat[0::2]) < PLACEHOLDER:
+        return bytes(packed)
+    fixed = list(flat)
+    for i in range(0, len(fixed), 2):
+        fixed[i] = resolved.get(fixed[i], fixed[i])
+    return structure.pack(*fixed)
+
+
+def _resolve_nodes(
+    layout: Layout,
+    data: bytes | bytearray,
+    nodes: Sequence[int],
+    resolved: Mapping[int, int],
+) -> bytes:
+    """A block's bytes with the placeholders in its full nodes resolved."""
+    if not nodes or not resolved:
+        return bytes(data)
+    out = bytearray(data)
+    size = layout.node_size
+    for offset in nodes:
+        out[offset : offset + size] = _resolve_coordinates(
+            data[offset : offset + size], resolved
+        )
+    return bytes(out)
+
+
+class CaptureWriter:
+    """Appends records and metadata; hands out flush jobs and master nodes."""
+
+    __slots__ = (
+        "_block",
+        "_block_nodes",
+        "_block_position",
+        "_block_size",
+        "_flushing",
+        "_leaf",
+        "_levels",
+        "_next_placeholder",
+        "_node_size",
+        "_pending",
+        "_pending_bytes",
+        "_synced_pages",
+        "count",
+        "file_limit",
+        "file_size",
+        "layout",
+        "max_block",
+        "max_record_size",
+        "metadata",
+        "serial",
+        "tail",
+    )
+
+    def __init__(
+        self,
+        layout: Layout,
+        master: MasterNode,
+        file_size: int,
+        max_record_size: int = 0xFFFFFFFF,
+    ) -> None:
+        self.layout = layout
+        self.max_record_size = max_record_size
+        self.serial = master.serial
+        self.count = master.record_count(layout.fan_out)
+        self.metadata = master.metadata
+        self.max_block = master.max_block
+        # The data area as placed in the file (or about to be):
+        self.file_limit = master.file_limit
+        self.tail = master.tail
+        self.file_size = file_size
+        # What is only in memory:
+        self._pending: list[_Pending] = []
+        self._pending_bytes = 0
+        self._block = bytearray(master.block)
+        self._block_position = master.file_limit
+        self._block_nodes: list[int] = []
+        self._levels = [bytearray(level) for level in master.levels] or [bytearray()]
+        # The leaf level changes on every add; it is cleared in place when
+        # full, so this alias stays valid.
+        self._leaf = self._levels[0]
+        self._next_placeholder = PLACEHOLDER
+        self._block_size = layout.block_size
+        self._node_size = layout.node_size
+        self._flushing = False
+        self._synced_pages = self.pages_written
+
+    # -- adding ------------------------------------------------------------
+
+    def add_record(self, data: bytes | bytearray) -> int:
+        """Append a record and return the new record count, or 0 if a flush
+        is now due (the count is then :attr:`count`).
+
+        Not to be called while a flush job is out.
+        """
+        if len(data) > self.max_record_size:
+            raise ValueError(
+                f"record of {len(data)} bytes is over the largest allowed, "
+                f"{self.max_record_size}"
+            )
+        block = self._block
+        leaf = self._leaf
+        leaf += _pack_coord(self._block_position, len(block))
+        block += _pack_u32(len(data))
+        block += data
+        self.count += 1
+        if (
+            len(block) >= self._block_size or len(leaf) == self._node_size
+        ) and self._settle():
+            return 0
+        return self.count
+
+    def set_metadata(self, data: bytes | None) -> bool:
+        """Replace the metadata (None clears it); True once a flush is due."""
+        if data is None:
+            self.metadata = None
+            return False
+        block = self._block
+        self.metadata = (self._block_position, len(block))
+        block += _pack_u32(len(data))
+        block += data
+        return self._settle()
+
+    def _settle(self) -> bool:
+        """Close a full block and write out full index nodes, in CaptureFile's
+        order; True if a flush is due."""
+        if len(self._block) >= self._block_size:
+            self._close_block()
+        levels = self._levels
+        height = 0
+        while height < len(levels):
+            level = levels[height]
+            if len(level) == self._node_size:
+                coordinate = _pack_coord(self._block_position, len(self._block))
+                self._block_nodes.append(len(self._block))
+                self._block += level
+                del level[:]
+                if height + 1 == len(levels):
+                    levels.append(bytearray())
+                levels[height + 1] += coordinate
+                if len(self._block) >= self._block_size:
+                    self._close_block()
+            height += 1
+        return self.flush_due
+
+    def _close_block(self) -> None:
+        self._pending.append(
+            _Pending(self._block_position, bytes(self._block), tuple(self._block_nodes))
+        )
+        self._pending_bytes += len(self._block)
+        self._block = bytearray()
+        self._block_nodes = []
+        self._block_position = self._next_placeholder
+        self._next_placeholder += 1
+
+    @property
+    def flush_due(self) -> bool:
+        """True when enough full blocks wait in memory to be flushed."""
+        return len(self._pending) >= FLUSH_BLOCKS or self._pending_bytes >= FLUSH_BYTES
+
+    # -- flushing and committing -------------------------------------------
+
+    def begin_flush(self, commit: bool = False) -> FlushJob:
+        """A job placing every full block; with ``commit``, also the next
+        master node. No adds until :meth:`finish_flush`."""
+        if self._flushing:
+            raise RuntimeError("a flush is already under way")
+        self._flushing = True
+        return FlushJob(
+            layout=self.layout,
+            file_limit=self.file_limit,
+            tail=self.tail,
+            file_size=self.file_size,
+            max_block=self.max_block,
+            pending=tuple(self._pending),
+            block_position=self._block_position,
+            block=bytes(self._block),
+            block_nodes=tuple(self._block_nodes),
+            levels=tuple(bytes(level) for level in self._levels),
+            metadata=self.metadata,
+            commit_serial=(self.serial + 1) & 0xFFFFFFFF if commit else None,
+        )
+
+    def finish_flush(self, result: FlushResult) -> None:
+        """Take the state after a job's writes were made."""
+        self.file_limit = result.file_limit
+        self.tail = result.tail
+        self.file_size = result.file_size
+        self.max_block = result.max_block
+        self._pending = []
+        self._pending_bytes = 0
+        self._block = bytearray(result.block)
+        self._block_position = result.file_limit
+        self._levels = [bytearray(level) for level in result.levels]
+        self._leaf = self._levels[0]
+        self.metadata = result.metadata
+        self._next_placeholder = PLACEHOLDER
+        if result.master is not None:
+            self.serial = result.master.serial
+            self._synced_pages = self.pages_written
+        self._flushing = False
+
+    def abandon_flush(self) -> None:
+        """The job failed; the writer may not be used again (its file is in an
+        unknown state), but reads of what it holds still work."""
+        self._flushing = False
+
+    @property
+    def pages_written(self) -> int:
+        """End of the whole pages of the data area written so far."""
+        return self.file_limit - len(self.tail)
+
+    @property
+    def data_dirty(self) -> bool:
+        """True if data pages were written since the last commit."""
+        return self.pages_written != self._synced_pages
+
+    # -- reading back --------------------------------------------------------
+
+    def read_view(self) -> ReadView:
+        """A snapshot of everything added so far, for reading it back."""
+        memory = {block.position: block.data for block in self._pending}
+        memory[self._block_position] = bytes(self._block)
+        return ReadView(
+            levels=tuple(bytes(level) for level in self._levels),
+            metadata=self.metadata,
+            count=self.count,
+            data_end=self.file_limit,
+            tail=self.tail,
+            memory=memory,
+            max_block=max(
+                [self.max_block, len(self._block)]
+                + [len(block.data) for block in self._pending]
+            ),
+        )

@@ -1,0 +1,363 @@
+"""The one I/O layer: every system call aiorecords makes on a file is here.
+
+Two halves:
+
+* :class:`FileIO` and the module functions are *blocking* primitives
+  (positional reads and writes, syncs, truncation, byte-range locks, durable
+  creation). They run only inside worker threads.
+* :func:`offload` and :func:`run_to_completion` move a blocking call off the
+  event loop. A call handed to a thread is never abandoned: if the awaiting
+  task is cancelled, it still waits for the thread to finish, because the
+  thread may be writing through a descriptor that ``close()`` would otherwise
+  release under it (``loop.run_in_executor`` abandons the thread on cancel).
+
+Every primitive reports itself to the registered observers before it runs
+(see :func:`add_observer`), which is how the test suites count fsyncs, record
+crash traces and inject faults.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import contextlib
+import errno
+import fcntl
+import os
+import secrets
+import struct
+from collections.abc import Callable, Iterator
+from typing import Any, Final, Generic, TypeVar
+
+from .errors import StorageError
+
+__all__ = [
+    "FileIO",
+    "Outcome",
+    "add_observer",
+    "canonical_path",
+    "create_temp_beside",
+    "is_file",
+    "offload",
+    "open_file",
+    "remove_observer",
+    "replace",
+    "run_to_completion",
+    "sync_directory",
+    "unlink_quietly",
+]
+
+T = TypeVar("T")
+
+#: Called as ``observer(operation, path, offset, length)`` before each
+#: primitive runs. An observer may raise :class:`OSError` to simulate a fault.
+Observer = Callable[[str, str, int, int], None]
+
+_observers: list[Observer] = []
+
+
+def add_observer(observer: Observer) -> None:
+    """Register ``observer`` to be told of every I/O primitive before it runs."""
+    _observers.append(observer)
+
+
+def remove_observer(observer: Observer) -> None:
+    """Undo :func:`add_observer`."""
+    _observers.remove(observer)
+
+
+def _note(operation: str, path: str, offset: int = 0, length: int = 0) -> None:
+    for observer in tuple(_observers):
+        observer(operation, path, offset, length)
+
+
+# --------------------------------------------------------------------------
+# Worker threads
+
+
+_MAX_WORKERS: Final = 16
+_executor: concurrent.futures.ThreadPoolExecutor | None = None
+_executor_pid = 0
+
+
+def _get_executor() -> concurrent.futures.ThreadPoolExecutor:
+    # One pool per process: a pool inherited through fork() has no threads.
+    global _executor, _executor_pid
+    pid = os.getpid()
+    if _executor is None or _executor_pid != pid:
+        _executor = concurrent.futures.ThreadPoolExecutor(
+            max_workers=_MAX_WORKERS, thread_name_prefix="aiorecords-io"
+        )
+        _executor_pid = pid
+    return _executor
+
+
+class Outcome(Generic[T]):
+    """The result of a call that ran to completion: a value or an exception."""
+
+    __slots__ = ("error", "value")
+
+    def __init__(self, value: T | None, error: BaseException | None) -> None:
+        self.value = value
+        self.error = error
+
+    def unwrap(self) -> T:
+        """Return the value, or raise the exception."""
+        if self.error is not None:
+            raise self.error
+        return self.value  # type: ignore[return-value]
+
+
+async def run_to_completion(
+    function: Callable[..., T], /, *args: Any
+) -> tuple[Outcome[T], asyncio.CancelledError | None]:
+    """Run ``function(*args)`` in a worker thread and wait until it has finished.
+
+    Returns its outcome and, if the awaiting task was cancelled meanwhile, the
+    :class:`asyncio.CancelledError` to re-raise once the caller has recorded
+    what the thread did. Cancellation never abandons the thread.
+    """
+    loop = asyncio.get_running_loop()
+    future = loop.run_in_executor(_get_executor(), function, *args)
+    cancelled: asyncio.CancelledError | None = None
+    while True:
+        try:
+            await asyncio.shield(future)
+            break
+        except asyncio.CancelledError as error:
+            cancelled = error
+            if future.done():
+                break
+            # The thread is still using the file: keep waiting for it.
+        except BaseException:  # the thread's own error, kept in the outcome
+            break
+    failure = future.exception()
+    outcome = Outcome(None if failure else future.result(), failure)
+    return outcome, cancelled
+
+
+async def offload(function: Callable[..., T], /, *args: Any) -> T:
+    """Run ``function(*args)`` in a worker thread; never abandon it on cancel.
+
+    On cancellation the task still waits for the thread, then raises
+    :class:`asyncio.CancelledError`; the thread's own result is discarded.
+    """
+    outcome, cancelled = await run_to_completion(function, *args)
+    if cancelled is not None:
+        raise cancelled
+    return outcome.unwrap()
+
+
+# --------------------------------------------------------------------------
+# Blocking primitives
+
+
+@contextlib.contextmanager
+def _system_call(
+    operation: str, path: str, offset: int = 0, length: int = 0
+) -> Iterator[None]:
+    """Tell the observers, then turn an :class:`OSError` into a StorageError."""
+    try:
+        _note(operation, path, offset, length)
+        yield
+    except StorageError:
+        raise
+    except OSError as error:
+        raise StorageError(error, operation, path) from error
+
+
+# struct flock on Linux: l_type, l_whence, l_start, l_len, l_pid (+ padding)
+_FLOCK = struct.Struct("hhqqi4x")
+_OFD_SETLK: Final = getattr(fcntl, "F_OFD_SETLK", None)
+_OFD_SETLKW: Final = getattr(fcntl, "F_OFD_SETLKW", None)
+
+
+class FileIO:
+    """An open file: positional I/O on one descriptor, called from threads only.
+
+    Nothing here moves a file offset, so any number of threads may read one
+    descriptor at once. Writers serialise themselves above this layer. Every
+    failure is raised as :class:`~aiorecords.errors.StorageError`.
+    """
+
+    __slots__ = ("_closed", "fd", "path", "writable")
+
+    def __init__(self, fd: int, path: str, writable: bool) -> None:
+        self.fd = fd
+        self.path = path
+        self.writable = writable
+        self._closed = False
+
+    def __repr__(self) -> str:
+        return f"<FileIO {self.path!r} fd={self.fd}>"
+
+    @property
+    def closed(self) -> bool:
+        """True once :meth:`close` has run."""
+        return self._closed
+
+    def pread(self, offset: int, size: int) -> bytes:
+        """Read up to ``size`` bytes at ``offset``; fewer only at the end of file."""
+        with _system_call("pread", self.path, offset, size):
+            data = os.pread(self.fd, size, offset)
+            if len(data) == size or not data:
+                return data
+            # A regular file may still return short reads (signals, huge sizes).
+            parts = [data]
+            got = len(data)
+            while got < size:
+                more = os.pread(self.fd, size - got, offset + got)
+                if not more:
+                    break
+                parts.append(more)
+                got += len(more)
+            return b"".join(parts)
+
+    def pwrite(self, offset: int, data: bytes | bytearray | memoryview) -> None:
+        """Write all of ``data`` at ``offset``."""
+        with _system_call("pwrite", self.path, offset, len(data)):
+            view = memoryview(data)
+            while view:
+                written = os.pwrite(self.fd, view, offset)
+                view = view[written:]
+                offset += written
+
+    def datasync(self) -> None:
+        """``fdatasync``: data and the metadata needed to read it reach the disk."""
+        with _system_call("fdatasync", self.path):
+            os.fdatasync(self.fd)
+
+    def sync(self) -> None:
+        """``fsync``: data and all metadata reach the disk."""
+        with _system_call("fsync", self.path):
+            os.fsync(self.fd)
+
+    def truncate(self, size: int) -> None:
+        """Set the file's size (growing it with zeros, or cutting it)."""
+        with _system_call("truncate", self.path, size):
+            os.ftruncate(self.fd, size)
+
+    def size(self) -> int:
+        """The file's current size in bytes."""
+        with _system_call("fstat", self.path):
+            return os.fstat(self.fd).st_size
+
+    def lock(self, start: int, length: int, *, exclusive: bool, wait: bool) -> bool:
+        """Lock a byte range; return False if ``wait`` is false and it is held.
+
+        Linux open-file-description locks are used where available: unlike
+        POSIX record locks they belong to this descriptor, so closing another
+        descriptor of the same file does not release them, and two descriptors
+        in one process exclude each other. They also conflict with the POSIX
+        ``lockf`` locks of other programs (CaptureFile 1.2.0 among them).
+        Elsewhere ``fcntl.lockf`` is used.
+        """
+        lock_type = fcntl.F_WRLCK if exclusive else fcntl.F_RDLCK
+        try:
+            with _system_call("lock", self.path, start, length):
+                _set_lock(self.fd, lock_type, start, length, wait)
+        except StorageError as error:
+            if error.errno in (errno.EAGAIN, errno.EACCES) and not wait:
+                return False
+            raise
+        return True
+
+    def unlock(self, start: int, length: int) -> None:
+        """Release a range taken with :meth:`lock`."""
+        with _system_call("unlock", self.path, start, length):
+            _set_lock(self.fd, fcntl.F_UNLCK, start, length, True)
+
+    def advise_dont_need(self) -> None:
+        """Ask the kernel to drop this file's pages from the page cache."""
+        advise = getattr(os, "posix_fadvise", None)
+        with _system_call("fadvise", self.path):
+            if advise is not None:
+                advise(self.fd, 0, 0, os.POSIX_FADV_DONTNEED)
+
+    def close(self) -> None:
+        """Close the descriptor (which releases its locks); idempotent."""
+        if self._closed:
+            return
+        self._closed = True
+        with _system_call("close", self.path):
+            os.close(self.fd)
+
+    def __del__(self) -> None:
+        # A file dropped without close() still gives back its descriptor.
+        if not getattr(self, "_closed", True):
+            self._closed = True
+            with contextlib.suppress(OSError):
+                os.close(self.fd)
+
+
+def _set_lock(fd: int, lock_type: int, start: int, length: int, wait: bool) -> None:
+    if _OFD_SETLK is not None and _OFD_SETLKW is not None:
+        command = _OFD_SETLKW if wait else _OFD_SETLK
+        fcntl.fcntl(fd, command, _FLOCK.pack(lock_type, os.SEEK_SET, start, length, 0))
+        return
+    flags = {  # pragma: no cover - not Linux
+        fcntl.F_WRLCK: fcntl.LOCK_EX,
+        fcntl.F_RDLCK: fcntl.LOCK_SH,
+        fcntl.F_UNLCK: fcntl.LOCK_UN,
+    }[lock_type]
+    if not wait and lock_type != fcntl.F_UNLCK:  # pragma: no cover
+        flags |= fcntl.LOCK_NB
+    fcntl.lockf(fd, flags, length, start, os.SEEK_SET)  # pragma: no cover
+
+
+def open_file(path: str, *, writable: bool) -> FileIO:
+    """Open an existing file for reading, or for reading and writing.
+
+    A missing file raises :class:`FileNotFoundError` and a forbidden one
+    :class:`PermissionError`, as ``open()`` does.
+    """
+    _note("open", path)
+    flags = (os.O_RDWR if writable else os.O_RDONLY) | os.O_CLOEXEC
+    return FileIO(os.open(path, flags), path, writable)
+
+
+def create_temp_beside(path: str) -> FileIO:
+    """Create a new, empty, private file in the directory of ``path``.
+
+    It is meant to be built, synced and then moved over ``path`` with
+    :func:`replace`, so that ``path`` is never seen half made.
+    """
+    directory, name = os.path.split(os.path.abspath(path))
+    temp = os.path.join(directory, f".{name}.{secrets.token_hex(6)}.tmp")
+    with _system_call("create", temp):
+        fd = os.open(temp, os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o666)
+    return FileIO(fd, temp, True)
+
+
+def replace(source: str, destination: str) -> None:
+    """Atomically move ``source`` over ``destination`` (same directory)."""
+    with _system_call("rename", destination):
+        os.replace(source, destination)
+
+
+def sync_directory(path: str) -> None:
+    """fsync the directory holding ``path``, so a rename or creation is durable."""
+    directory = os.path.dirname(os.path.abspath(path))
+    with _system_call("fsync_dir", directory):
+        fd = os.open(directory, os.O_RDONLY | os.O_CLOEXEC)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
+
+def unlink_quietly(path: str) -> None:
+    """Remove ``path`` if it exists; used to clean up after a failure."""
+    with contextlib.suppress(OSError):
+        _note("unlink", path)
+        os.unlink(path)
+
+
+def canonical_path(path: str | os.PathLike[str]) -> str:
+    """The absolute, symlink-free form of ``path`` (which need not exist)."""
+    return os.path.realpath(os.fspath(path))
+
+
+def is_file(path: str) -> bool:
+    """True if ``path`` names an existing regular file."""
+    return os.path.isfile(path)

@@ -1,0 +1,841 @@
+"""Capture files: transactional, compressed record logs with random access.
+
+:class:`CaptureFile` mirrors the API of the CaptureFile package (1.2.0) with
+async methods. Records are appended, committed atomically (and, by default,
+durably), and read back by number, by slice or as an async stream.
+
+The format work is done by the sans-IO core (:mod:`aiorecords._core`); this
+module moves bytes between it and the file through :mod:`aiorecords._io`,
+with one worker-thread hop per commit, per flush of several full blocks, or
+per batch of reads, and none per record.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import weakref
+from collections.abc import AsyncIterator, Awaitable, Callable, Generator
+from typing import Any, Final, Literal, Protocol, TypeVar, overload
+
+from . import _io
+from ._cache import block_cache
+from ._capture_threads import (
+    BlockReader,
+    Stream,
+    create_file,
+    item_in_thread,
+    open_existing,
+    read_state,
+    record_in_thread,
+    run_flush,
+)
+from ._core.capture_index import node_from_block, read_item, record_coordinate
+from ._core.capture_layout import Layout, MasterNode, MasterNodesInconsistent
+from ._core.capture_writer import PLACEHOLDER, CaptureWriter, FlushResult, ReadView
+from .errors import (
+    CaptureFileAlreadyOpen,
+    CaptureFileNotOpen,
+    CaptureFileNotOpenForWrite,
+    CorruptionError,
+    InvalidCaptureFile,
+    RecordIndexError,
+    WriterFailedError,
+)
+
+__all__ = ["CaptureFile", "Record"]
+
+#: A record as returned: ``str`` when the file has an encoding, else ``bytes``.
+Record = str | bytes
+
+T = TypeVar("T")
+
+#: Largest record accepted by default (the format allows up to 4 GiB - 1).
+DEFAULT_MAX_RECORD_SIZE: Final = 256 * 1024 * 1024
+_FORMAT_MAX_RECORD: Final = 0xFFFFFFFF
+
+# Delays between reads of the master nodes when they look inconsistent, which
+# a reader can see while a writer is committing.
+_MASTER_RETRY_DELAYS: Final = (0.0, 0.001, 0.01, 0.1, 1.0)
+
+# Records fetched per worker-thread hop while streaming: few at first, so the
+# first record comes quickly, then more, but few enough that the worker never
+# holds the GIL for long (the event loop waits for it meanwhile).
+_FIRST_BATCH: Final = 128
+_MAX_BATCH: Final = 4096
+
+# Upper index nodes (those above the leaves) kept per open file. Every lookup
+# passes through one node per level, and there are few of them: 1,000,000
+# records at fan-out 32 have 1,057.
+_MAX_UPPER_NODES: Final = 8192
+
+# Files open for writing in this process, by canonical path. Weak, so that an
+# object dropped without close() does not keep its path reserved.
+_writers: weakref.WeakValueDictionary[str, CaptureFile] = weakref.WeakValueDictionary()
+
+
+_NOTHING_FLUSHED: Final = FlushResult(
+    (), None, 0, b"", 0, 0, {}, b"", (), None, None, b""
+)
+
+
+class _Miss(Exception):
+    """A block is not in memory; the lookup must go to a worker thread."""
+
+
+class CaptureFile:
+    """A capture file: a transactional, compressed log of records.
+
+    The constructor only records its arguments; the file is opened by
+    ``await CaptureFile(...)``, by ``async with CaptureFile(...)``, or by
+    :meth:`open`. Arguments keep the names, defaults and meaning of the
+    CaptureFile API:
+
+    * ``to_write``: open for writing (one writer per file, any number of
+      readers in any process);
+    * ``initial_metadata``: metadata of a file this object creates;
+    * ``force_new_empty_file``: replace any existing file with a new empty one
+      (a writer holding the old file makes this fail with
+      :class:`~aiorecords.errors.CaptureFileAlreadyOpen`);
+    * ``encoding``: records are returned as ``str`` decoded with it, or as
+      ``bytes`` when it is ``None``; ``str`` records are stored encoded with it
+      (UTF-8 when it is ``None``);
+    * ``use_os_file_locking``: require OS locks, and lock the master nodes the
+      way CaptureFile 1.2.0 does, so that both libraries can share a file.
+      aiorecords always *tries* to take the writer lock, so two aiorecords
+      writers exclude each other even without it; with it, a file system that
+      cannot lock is an error instead of being tolerated;
+    * ``compression_block_size``: bytes gathered before a block is compressed
+      (a multiple of 4096).
+
+    aiorecords adds, keyword-only:
+
+    * ``compression``: ``"zstd"`` (default) creates aiorecords' own layout,
+      with checksums on every block; ``"zlib"`` creates version 2 files that
+      CaptureFile 1.2.0 reads, byte for byte as it writes them. An existing
+      file keeps its own layout whatever is asked here.
+    * ``durable``: when true (default) :meth:`commit` returns only once the
+      commit is on stable storage (``fdatasync`` of the data, then of the
+      master node); when false it writes without syncing, as CaptureFile
+      1.2.0 does.
+    * ``max_record_size``: the largest record :meth:`add_record` accepts; for
+      version 2 files also what bounds the decompression of a block (so a
+      damaged or hostile file cannot make the reader allocate more).
+    """
+
+    file_name: str
+    """The path given to the constructor."""
+    to_write: bool
+    """True when open (or to be opened) for writing."""
+    encoding: str | None
+    """The encoding records are decoded with, or None for bytes."""
+    use_os_file_locking: bool
+    """Whether OS locks are required and master nodes locked."""
+    compression: Literal["zstd", "zlib"]
+    """The layout a new file gets: aiorecords' zstd one, or version 2 (zlib)."""
+    durable: bool
+    """Whether a commit waits for the disk (``fdatasync``)."""
+    max_record_size: int
+    """The largest record accepted, in bytes."""
+
+    def __init__(
+        self,
+        file_name: str,
+        to_write: bool = False,
+        initial_metadata: bytes | None = None,
+        force_new_empty_file: bool = False,
+        encoding: str | None = "utf_8",
+        use_os_file_locking: bool = False,
+        compression_block_size: int = 32768,
+        *,
+        compression: Literal["zstd", "zlib"] = "zstd",
+        durable: bool = True,
+        max_record_size: int = DEFAULT_MAX_RECORD_SIZE,
+    ) -> None:
+        if compression not in ("zstd", "zlib"):
+            raise ValueError(
+                f"compression must be 'zstd' or 'zlib', not {compression!r}"
+            )
+        if not 0 < max_record_size <= _FORMAT_MAX_RECORD:
+            raise ValueError(f"max_record_size must be in 1..{_FORMAT_MAX_RECORD}")
+        self.file_name = str(file_name)
+        self.to_write = to_write
+        self.encoding = encoding
+        self.use_os_file_locking = use_os_file_locking
+        self.compression = compression
+        self.durable = durable
+        self.max_record_size = max_record_size
+        self._new_layout = Layout(
+            compression == "zstd", block_size=compression_block_size
+        )
+        self._initial_metadata = initial_metadata
+        self._create_on_open = force_new_empty_file
+        self._store_encoding = encoding or "utf_8"
+
+        self._io: _io.FileIO | None = None
+        self._layout = self._new_layout
+        self._master: MasterNode | None = None  # the last commit seen or made
+        self._view: ReadView | None = None  # what a reader reads
+        self._writer: CaptureWriter | None = None
+        # The writer while a record may be added in memory at once: open for
+        # write, not failed, no flush under way. The fast path of
+        # add_record() checks only this.
+        self._fast: CaptureWriter | None = None
+        self._failed: BaseException | None = None
+        self._namespace = 0
+        self._metadata_cache: tuple[tuple[int, int], bytes] | None = None
+        self._upper_nodes: dict[tuple[int, int], bytes] = {}
+        self._opening = False
+        self._busy = 0
+        self._idle: asyncio.Event | None = None
+        self._append_lock = asyncio.Lock()
+
+    def __repr__(self) -> str:
+        if self._io is None:
+            state = "closed"
+        else:
+            state = "open for writing" if self._writer else "open for reading"
+        return (
+            f"<CaptureFile {self.file_name!r} {state}, {self.record_count()} records>"
+        )
+
+    # ------------------------------------------------------------------
+    # Opening and closing
+
+    def __await__(self) -> Generator[Any, None, CaptureFile]:
+        """``await CaptureFile(...)`` opens the file and gives the object."""
+        return self._open_if_closed().__await__()
+
+    async def _open_if_closed(self) -> CaptureFile:
+        if self._io is None:
+            await self.open(self.to_write)
+        return self
+
+    async def __aenter__(self) -> CaptureFile:
+        """Open the file (unless already open) for the ``async with`` block."""
+        return await self._open_if_closed()
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        """Close the file; uncommitted records are discarded."""
+        await self.close()
+
+    async def open(self, to_write: bool = False) -> None:
+        """Open this object for reading, or for writing if ``to_write``.
+
+        The first open creates the file when the constructor asked for a new
+        one, or when opening for write a file that does not exist. Raises
+        :class:`~aiorecords.errors.CaptureFileAlreadyOpen` if this object is
+        open, or if another writer (in this process, or another process) has
+        the file open for writing; :class:`FileNotFoundError` if there is no
+        file to read; :class:`~aiorecords.errors.InvalidCaptureFile` if the
+        file is not a valid capture file.
+
+        Cancellation: the object stays closed and no file is left half made
+        (a new file that was already renamed into place stays: it is a valid,
+        empty capture file).
+        """
+        if self._io is not None or self._opening:
+            raise CaptureFileAlreadyOpen(
+                f"capture file {self.file_name!r} is already open"
+            )
+        path = _io.canonical_path(self.file_name)
+        if (to_write or self._create_on_open) and _writers.get(path) is not None:
+            raise CaptureFileAlreadyOpen(
+                f"capture file {self.file_name!r} is already open for write"
+            )
+        if to_write:
+            _writers[path] = self
+        self._opening = True
+        try:
+            if self._create_on_open or (to_write and not _io.is_file(path)):
+                io, layout, master, size = await _offload_owning(
+                    create_file,
+                    path,
+                    self._new_layout,
+                    self._initial_metadata,
+                    self.durable,
+                    self.use_os_file_locking,
+                    to_write,
+                )
+                self._create_on_open = False
+            else:
+                io = await _offload_owning(
+                    open_existing, path, to_write, self.use_os_file_locking
+                )
+                try:
+                    layout, master, size = await self._load(io, None, to_write)
+                except BaseException:
+                    await _io.run_to_completion(io.close)
+                    raise
+        except BaseException:
+            if to_write and _writers.get(path) is self:
+                del _writers[path]
+            raise
+        finally:
+            self._opening = False
+        self.to_write = to_write
+        self._io = io
+        self._layout = layout
+        self._master = master
+        self._view = ReadView.of(master, layout.fan_out)
+        self._failed = None
+        self._metadata_cache = None
+        self._upper_nodes = {}
+        self._namespace = block_cache.namespace()
+        self._writer = self._fast = (
+            CaptureWriter(layout, master, size, self.max_record_size)
+            if to_write
+            else None
+        )
+
+    async def close(self) -> None:
+        """Close the file. Uncommitted records and metadata are discarded.
+
+        Closing a closed file does nothing. Work already in a worker thread (a
+        commit, a flush, a read) is waited for before the descriptor is
+        closed, so no thread touches the file after this returns.
+
+        Cancellation: the file is closed all the same, and the cancellation
+        is raised once it is.
+        """
+        io = self._io
+        if io is None:
+            return
+        self._io = None
+        self._writer = self._fast = None
+        cancelled: asyncio.CancelledError | None = None
+        while self._busy:
+            if self._idle is None:
+                self._idle = asyncio.Event()
+            try:
+                await self._idle.wait()
+            except asyncio.CancelledError as error:
+                cancelled = error
+            self._idle = None
+        block_cache.drop(self._namespace)
+        outcome, again = await _io.run_to_completion(io.close)
+        path = _io.canonical_path(self.file_name)
+        if _writers.get(path) is self:
+            del _writers[path]
+        cancelled = cancelled or again
+        if cancelled is not None:
+            raise cancelled
+        outcome.unwrap()
+
+    def __del__(self) -> None:
+        io = getattr(self, "_io", None)
+        if io is not None and not io.closed:
+            # Dropped without close(): release the descriptor and its locks.
+            with contextlib.suppress(OSError):
+                io.close()
+
+    # ------------------------------------------------------------------
+    # State
+
+    def _open_io(self, action: str) -> _io.FileIO:
+        io = self._io
+        if io is None:
+            raise CaptureFileNotOpen(
+                f"cannot {action} {self.file_name!r} because it is not open"
+            )
+        return io
+
+    def _open_writer(self, action: str) -> CaptureWriter:
+        self._open_io(action)
+        writer = self._writer
+        if writer is None:
+            raise CaptureFileNotOpenForWrite(
+                f"cannot {action} {self.file_name!r} because it is not open for writing"
+            )
+        if self._failed is not None:
+            raise WriterFailedError(
+                f"cannot {action} {self.file_name!r}: an earlier I/O error "
+                f"({self._failed}) left the file's state unknown; close and reopen it"
+            ) from self._failed
+        return writer
+
+    async def _offload(self, function: Callable[..., T], /, *args: Any) -> T:
+        """Run a read in a worker thread; close() waits for it."""
+        self._busy += 1
+        try:
+            return await _io.offload(function, *args)
+        finally:
+            self._finished_one()
+
+    def _finished_one(self) -> None:
+        self._busy -= 1
+        if not self._busy and self._idle is not None:
+            self._idle.set()
+
+    def _corrupt(self, error: CorruptionError) -> CorruptionError:
+        """The same error, naming this file."""
+        return type(error)(error.reason, path=self.file_name, offset=error.offset)
+
+    def record_count(self) -> int:
+        """Records available: as of the last open or refresh for a reader;
+        including uncommitted ones for a writer."""
+        if self._writer is not None:
+            return self._writer.count
+        return 0 if self._view is None else self._view.count
+
+    # ------------------------------------------------------------------
+    # Reading
+
+    async def _load(
+        self, io: _io.FileIO, layout: Layout | None, for_write: bool
+    ) -> tuple[Layout, MasterNode, int]:
+        """Read the first page (unless known) and the current master node.
+
+        Both master nodes can look inconsistent to a reader while a writer
+        commits, so that is read again (after a pause) before it is believed.
+        """
+        last: CorruptionError | None = None
+        for delay in _MASTER_RETRY_DELAYS:
+            if delay:
+                await asyncio.sleep(delay)
+            try:
+                return await _io.offload(
+                    read_state, io, layout, self.use_os_file_locking, not for_write
+                )
+            except MasterNodesInconsistent as error:
+                last = error
+            except CorruptionError as error:
+                raise self._corrupt(error) from None
+        assert last is not None
+        raise self._corrupt(last)
+
+    async def refresh(self) -> None:
+        """Catch up with the commits made since the file was opened or refreshed.
+
+        A writer is always current, so for it this does nothing. Raises
+        :class:`~aiorecords.errors.CaptureFileNotOpen` if closed.
+
+        Cancellation: the object keeps the state it had before the call.
+        """
+        io = self._open_io("refresh")
+        if self._writer is not None:
+            return
+        self._busy += 1
+        try:
+            _, master, _ = await self._load(io, self._layout, False)
+        finally:
+            self._finished_one()
+        if self._io is io:
+            self._master = master
+            self._view = ReadView.of(master, self._layout.fan_out)
+
+    async def _current_view(self) -> ReadView:
+        """What reads see now: the last commit for a reader; everything added
+        for a writer (waiting for a flush under way, whose blocks are in
+        flight)."""
+        writer = self._writer
+        if writer is None:
+            assert self._view is not None
+            return self._view
+        if self._append_lock.locked():
+            async with self._append_lock:
+                writer = self._open_writer("read")
+                return writer.read_view()
+        return writer.read_view()
+
+    def _limit(self, view: ReadView) -> int:
+        """The most a data block of this file may decompress to."""
+        layout = self._layout
+        if layout.native and view.max_block:
+            return view.max_block
+        return layout.block_size + 4 + max(self.max_record_size, layout.node_size)
+
+    def _cached_block(self, view: ReadView) -> Callable[[int], bytes]:
+        """Blocks from memory or the shared cache, else :class:`_Miss`."""
+        namespace = self._namespace
+        get = block_cache.get
+        memory = view.memory
+
+        def block_at(position: int) -> bytes:
+            block = memory.get(position)
+            if block is None:
+                block = get(namespace, position)
+                if block is None:
+                    raise _Miss
+            return block
+
+        return block_at
+
+    def _reader(
+        self, io: _io.FileIO, view: ReadView, keep: int | None = None
+    ) -> BlockReader:
+        return BlockReader(
+            io, self._layout, view, self._namespace, self._limit(view), keep
+        )
+
+    def _node_reader(
+        self, block_at: Callable[[int], bytes], nodes: _NodeStore
+    ) -> Callable[[int, int, int], bytes]:
+        """Read index nodes from ``block_at``, keeping upper ones in ``nodes``."""
+        fan_out = self._layout.fan_out
+
+        def node_at(position: int, offset: int, height: int) -> bytes:
+            key = (position, offset)
+            if height > 1:
+                node = nodes.get(key)
+                if node is not None:
+                    return node
+            node = node_from_block(block_at(position), offset, fan_out, position)
+            if height > 1 and position < PLACEHOLDER:
+                nodes[key] = node
+            return node
+
+        return node_at
+
+    def _keep_nodes(self, found: dict[tuple[int, int], bytes]) -> None:
+        nodes = self._upper_nodes
+        nodes.update(found)
+        while len(nodes) > _MAX_UPPER_NODES:
+            del nodes[next(iter(nodes))]
+
+    def _keep(self, blocks: dict[int, bytes]) -> None:
+        for position, block in blocks.items():
+            block_cache.put(self._namespace, position, block)
+
+    async def record_at(self, record_number: int) -> Record:
+        """The record numbered ``record_number`` (the first record is 1).
+
+        Returns ``str`` decoded with the file's encoding, or ``bytes`` when the
+        encoding is ``None``. Raises :class:`IndexError` (as
+        :class:`~aiorecords.errors.RecordIndexError`) for a number before the
+        first or after the last record, and
+        :class:`~aiorecords.errors.CaptureFileNotOpen` if closed.
+
+        Blocks in memory or in the process-wide block cache are used without
+        leaving the event loop; others are read and decompressed in one
+        worker-thread hop.
+
+        Cancellation: nothing changes; a read already in a worker thread
+        finishes there (and its blocks are not cached).
+        """
+        io = self._open_io("get a record from")
+        count = self.record_count()
+        if not isinstance(record_number, int) or not 1 <= record_number <= count:
+            raise RecordIndexError(
+                f"record {record_number} is out of range 1..{count} "
+                f"of {self.file_name!r}"
+            )
+        view = await self._current_view()
+        fan_out = self._layout.fan_out
+        try:
+            try:
+                block_at = self._cached_block(view)
+                position, offset = record_coordinate(
+                    view.levels,
+                    fan_out,
+                    record_number - 1,
+                    block_at,
+                    self._node_reader(block_at, self._upper_nodes),
+                )
+                data = read_item(block_at(position), offset, position)
+            except _Miss:
+                reader = self._reader(io, view)
+                found: dict[tuple[int, int], bytes] = {}
+                data = await self._offload(
+                    record_in_thread,
+                    reader,
+                    fan_out,
+                    record_number - 1,
+                    self._node_reader(reader, _ReadThrough(self._upper_nodes, found)),
+                )
+                self._keep(reader.loaded)
+                self._keep_nodes(found)
+        except CorruptionError as error:
+            raise self._corrupt(error) from None
+        return data.decode(self.encoding) if self.encoding else data
+
+    def record_generator(
+        self, starting_record_number: int = 1
+    ) -> AsyncIterator[Record]:
+        """An async iterator over the records from ``starting_record_number``.
+
+        It ends at the last record that existed when it was created; later
+        records are not included (see :meth:`refresh`). Records are read in
+        batches, one worker-thread hop per batch. Raises
+        :class:`~aiorecords.errors.CaptureFileNotOpen` at once if closed, and
+        :class:`IndexError` if the start is below 1.
+
+        Cancellation: cancelling the iterating task ends the iteration; a
+        batch read already in a worker thread finishes there first.
+        """
+        self._open_io("iterate over the records of")
+        if starting_record_number < 1:
+            raise RecordIndexError(
+                f"record numbers start at 1, not {starting_record_number}"
+            )
+        return self._generate(starting_record_number - 1, self.record_count())
+
+    async def _generate(self, start: int, end: int) -> AsyncIterator[Record]:
+        view = await self._current_view()
+        stream: Stream | None = None
+        batch_size = _FIRST_BATCH
+        while start < end:
+            io = self._open_io("iterate over the records of")
+            if stream is None:
+                stream = Stream(
+                    self._reader(io, view, keep=4),
+                    self._layout.fan_out,
+                    start,
+                    self.encoding,
+                )
+            try:
+                batch = await self._offload(stream.take, min(batch_size, end - start))
+            except CorruptionError as error:
+                raise self._corrupt(error) from None
+            if not batch:  # pragma: no cover - the count said there was more
+                raise self._corrupt(InvalidCaptureFile("index ends before its records"))
+            start += len(batch)
+            batch_size = min(batch_size * 4, _MAX_BATCH)
+            for record in batch:
+                yield record
+
+    def __aiter__(self) -> AsyncIterator[Record]:
+        """``async for record in capture_file``: every record, from the first."""
+        return self.record_generator()
+
+    @overload
+    def __getitem__(self, key: int) -> Awaitable[Record]: ...
+
+    @overload
+    def __getitem__(self, key: slice) -> Awaitable[list[Record]]: ...
+
+    def __getitem__(
+        self, key: int | slice
+    ) -> Awaitable[Record] | Awaitable[list[Record]]:
+        """``await cf[n]`` is :meth:`record_at`; ``await cf[a:b]`` a list.
+
+        Slices count record numbers (from 1): ``cf[2:4]`` is records 2 and 3.
+        A missing start means 1, a missing stop the end; a stop past the end
+        is cut to it, as with lists. A contiguous slice is streamed, any other
+        step reads record by record.
+        """
+        if isinstance(key, slice):
+            return self._slice(key)
+        return self.record_at(key)
+
+    async def _slice(self, key: slice) -> list[Record]:
+        self._open_io("get records from")
+        count = self.record_count()
+        start = 1 if key.start is None else key.start
+        stop = count + 1 if key.stop is None else min(key.stop, count + 1)
+        step = 1 if key.step is None else key.step
+        if start < 1:
+            raise RecordIndexError(f"record numbers start at 1, not {start}")
+        if step == 1:
+            return [record async for record in self._generate(start - 1, stop - 1)]
+        return [await self.record_at(number) for number in range(start, stop, step)]
+
+    async def get_metadata(self) -> bytes | None:
+        """The file's metadata, or None if it has none.
+
+        A writer sees metadata set since the last commit. Raises
+        :class:`~aiorecords.errors.CaptureFileNotOpen` if closed.
+
+        Cancellation: nothing changes.
+        """
+        io = self._open_io("get the metadata of")
+        view = await self._current_view()
+        coordinate = view.metadata
+        if coordinate is None:
+            return None
+        cached = self._metadata_cache
+        if cached is not None and cached[0] == coordinate:
+            return cached[1]
+        try:
+            position, offset = coordinate
+            try:
+                data = read_item(self._cached_block(view)(position), offset, position)
+            except _Miss:
+                reader = self._reader(io, view)
+                data = await self._offload(item_in_thread, reader, coordinate)
+                self._keep(reader.loaded)
+        except CorruptionError as error:
+            raise self._corrupt(error) from None
+        self._metadata_cache = (coordinate, data)
+        return data
+
+    # ------------------------------------------------------------------
+    # Writing
+
+    async def add_record(self, record: str | bytes | bytearray | memoryview) -> int:
+        """Add ``record`` (not yet committed) and return the new record count.
+
+        A ``str`` is stored encoded with the file's encoding. This is
+        in-memory work, except when enough full compression blocks are
+        waiting: they are then compressed and written in one worker-thread
+        hop. Raises :class:`~aiorecords.errors.CaptureFileNotOpen` if closed,
+        :class:`~aiorecords.errors.CaptureFileNotOpenForWrite` if open for
+        reading, :class:`ValueError` for a record over ``max_record_size``.
+
+        Cancellation: the record is added as soon as the call starts (it
+        counts, and the next commit includes it); a flush already in a worker
+        thread is finished first.
+        """
+        writer = self._fast
+        if writer is not None:
+            kind = type(record)
+            if kind is str:
+                count = writer.add_record(record.encode(self._store_encoding))  # type: ignore[union-attr]
+            elif kind is bytes:
+                count = writer.add_record(record)  # type: ignore[arg-type]
+            else:
+                return await self._add_record_slowly(record)
+            if count:
+                return count
+            count = writer.count
+            async with self._append_lock:
+                await self._flush(writer, commit=False)
+            return count
+        return await self._add_record_slowly(record)
+
+    async def _add_record_slowly(
+        self, record: str | bytes | bytearray | memoryview
+    ) -> int:
+        writer = self._open_writer("add a record to")
+        if isinstance(record, str):
+            data = record.encode(self._store_encoding)
+        elif isinstance(record, (bytes, bytearray, memoryview)):
+            data = bytes(record)
+        else:
+            raise TypeError(f"a record is str or bytes, not {type(record).__name__}")
+        async with self._append_lock:
+            # A flush was under way; it has finished.
+            writer = self._open_writer("add a record to")
+            if writer.add_record(data):
+                return writer.count
+            count = writer.count
+            await self._flush(writer, commit=False)
+            return count
+
+    async def set_metadata(self, new_metadata: bytes | None) -> None:
+        """Set the file's metadata, committed with the next :meth:`commit`.
+
+        ``None`` clears it. Metadata commits atomically with the records
+        added before the commit, so it can record where processing stopped.
+        Raises :class:`~aiorecords.errors.CaptureFileNotOpen` if closed,
+        :class:`~aiorecords.errors.CaptureFileNotOpenForWrite` if open for
+        reading.
+
+        Cancellation: the metadata is set as soon as the call starts.
+        """
+        self._open_writer("set the metadata of")
+        data = None if new_metadata is None else bytes(new_metadata)
+        async with self._append_lock:
+            writer = self._open_writer("set the metadata of")
+            if writer.set_metadata(data):
+                await self._flush(writer, commit=False)
+
+    async def commit(self) -> None:
+        """Commit the records and metadata added since the last commit.
+
+        Until then they are invisible to other readers and are lost on close.
+        Either all of them are committed or none is. With ``durable=True``
+        the data pages are synced, then the alternate master node is written
+        and synced, so once this returns the commit survives a power cut.
+        Raises :class:`~aiorecords.errors.CaptureFileNotOpen` if closed,
+        :class:`~aiorecords.errors.CaptureFileNotOpenForWrite` if open for
+        reading, :class:`~aiorecords.errors.StorageError` if the OS fails a
+        write or sync (the object then refuses further writes with
+        :class:`~aiorecords.errors.WriterFailedError`: reopen the file).
+
+        Cancellation: if it comes before the commit reaches its worker thread,
+        nothing is committed and the records stay pending. Once the worker has
+        started, the commit runs to its end (committed, or failed as above)
+        and the cancellation is raised afterwards.
+        """
+        self._open_writer("commit")
+        async with self._append_lock:
+            writer = self._open_writer("commit")
+            result = await self._flush(writer, commit=True)
+        assert result.master is not None
+        self._master = result.master
+
+    async def _flush(self, writer: CaptureWriter, *, commit: bool) -> FlushResult:
+        """Place waiting blocks (and commit) in one worker-thread hop.
+
+        Call with the append lock held. A cancellation that arrives while the
+        worker runs is raised once its outcome is recorded.
+        """
+        if not commit and not writer.flush_due:
+            return _NOTHING_FLUSHED  # another task flushed while this one waited
+        self._fast = None
+        try:
+            io = self._open_io("write")
+            job = writer.begin_flush(commit=commit)
+            self._busy += 1
+            try:
+                outcome, cancelled = await _io.run_to_completion(
+                    run_flush,
+                    io,
+                    job,
+                    self.durable,
+                    writer.data_dirty,
+                    self.use_os_file_locking,
+                )
+            finally:
+                self._finished_one()
+            if outcome.error is not None:
+                writer.abandon_flush()
+                self._failed = outcome.error
+                raise outcome.error
+            result = outcome.unwrap()
+            writer.finish_flush(result)
+            if result.placed:
+                # Keep only the newest block: the one a writer reading back
+                # what it just wrote needs, without filling the cache.
+                newest = max(result.placed)
+                self._keep({newest: result.placed[newest]})
+        finally:
+            if self._writer is writer and self._failed is None:
+                self._fast = writer
+        if cancelled is not None:
+            if commit:
+                self._master = result.master
+            raise cancelled
+        return result
+
+
+class _NodeStore(Protocol):
+    """What :meth:`CaptureFile._node_reader` needs of a node cache."""
+
+    def get(self, key: tuple[int, int], /) -> bytes | None: ...
+
+    def __setitem__(self, key: tuple[int, int], node: bytes, /) -> None: ...
+
+
+class _ReadThrough:
+    """Reads the event loop's node cache, writes to a separate dict (for a
+    worker thread, which must not change what the loop owns)."""
+
+    __slots__ = ("_found", "_shared")
+
+    def __init__(
+        self, shared: dict[tuple[int, int], bytes], found: dict[tuple[int, int], bytes]
+    ) -> None:
+        self._shared = shared
+        self._found = found
+
+    def get(self, key: tuple[int, int]) -> bytes | None:
+        return self._shared.get(key) or self._found.get(key)
+
+    def __setitem__(self, key: tuple[int, int], node: bytes) -> None:
+        self._found[key] = node
+
+
+async def _offload_owning(function: Callable[..., T], /, *args: Any) -> T:
+    """Offload a call that opens a file; if the caller is cancelled meanwhile,
+    the file is closed before the cancellation goes on."""
+    outcome, cancelled = await _io.run_to_completion(function, *args)
+    if cancelled is not None:
+        if outcome.error is None:
+            value = outcome.value
+            io = value[0] if isinstance(value, tuple) else value
+            if isinstance(io, _io.FileIO):
+                await _io.run_to_completion(io.close)
+        raise cancelled
+    return outcome.unwrap()

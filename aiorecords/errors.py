@@ -1,0 +1,121 @@
+"""Every exception aiorecords raises on purpose.
+
+All of them derive from :class:`AiorecordsError`. Where a builtin exception
+already says the right thing they derive from it as well, so existing
+``except OSError`` or ``except IndexError`` clauses keep working:
+
+.. code-block:: text
+
+    AiorecordsError
+    ├── StorageError (also OSError)         the OS failed a read, write or sync
+    ├── CorruptionError                     the bytes are not what the format allows
+    │   └── InvalidCaptureFile              not a capture file, or a damaged one
+    ├── CaptureFileError                    a capture file used in the wrong state
+    │   ├── CaptureFileNotOpen
+    │   ├── CaptureFileNotOpenForWrite
+    │   └── CaptureFileAlreadyOpen
+    ├── WriterFailedError                   an earlier I/O error poisoned this writer
+    └── RecordIndexError (also IndexError)  no record has that number
+
+The capture file names (``InvalidCaptureFile``, ``CaptureFileNotOpen``,
+``CaptureFileNotOpenForWrite``, ``CaptureFileAlreadyOpen``) are those of the
+CaptureFile API that aiorecords mirrors.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "AiorecordsError",
+    "StorageError",
+    "CorruptionError",
+    "InvalidCaptureFile",
+    "CaptureFileError",
+    "CaptureFileNotOpen",
+    "CaptureFileNotOpenForWrite",
+    "CaptureFileAlreadyOpen",
+    "WriterFailedError",
+    "RecordIndexError",
+]
+
+
+class AiorecordsError(Exception):
+    """The root of every exception aiorecords raises on purpose."""
+
+
+class StorageError(AiorecordsError, OSError):
+    """The operating system failed an I/O call (for example ``EIO`` or ``ENOSPC``).
+
+    It is an :class:`OSError` too: ``errno``, ``strerror`` and ``filename`` are
+    those of the failed call, and :attr:`operation` names the call
+    (``"pwrite"``, ``"fdatasync"``, ...).
+    """
+
+    operation: str
+
+    def __init__(self, error: OSError, operation: str, path: str | None) -> None:
+        super().__init__(error.errno, error.strerror, path)
+        self.operation = operation
+
+    def __str__(self) -> str:
+        return f"{self.operation} failed: {super().__str__()}"
+
+
+class CorruptionError(AiorecordsError):
+    """The bytes of a file are not what its format allows.
+
+    :attr:`path` names the file (``None`` for data held in memory) and
+    :attr:`offset` the byte where the damage was found (``None`` when it is
+    not one place).
+    """
+
+    path: str | None
+    offset: int | None
+    reason: str
+    """The message without the file and offset."""
+
+    def __init__(
+        self, message: str, *, path: str | None = None, offset: int | None = None
+    ) -> None:
+        where = []
+        if path is not None:
+            where.append(repr(path))
+        if offset is not None:
+            where.append(f"offset {offset}")
+        super().__init__(f"{', '.join(where)}: {message}" if where else message)
+        self.path = path
+        self.offset = offset
+        self.reason = message
+
+
+class InvalidCaptureFile(CorruptionError):
+    """The file is not a capture file, has an unsupported version, or is damaged."""
+
+
+class CaptureFileError(AiorecordsError):
+    """A capture file was used in a state that does not allow the call."""
+
+
+class CaptureFileNotOpen(CaptureFileError):
+    """The capture file object is closed."""
+
+
+class CaptureFileNotOpenForWrite(CaptureFileError):
+    """The capture file is open for reading only."""
+
+
+class CaptureFileAlreadyOpen(CaptureFileError):
+    """The object is already open, or another writer holds the file."""
+
+
+class WriterFailedError(AiorecordsError):
+    """An earlier I/O error left this writer's view of the file unknown.
+
+    After a failed write or sync the kernel may have dropped the dirty pages,
+    so retrying could report success for data that never reached the disk.
+    The handle refuses further writes; close it and open the file again, which
+    shows the last commit that did reach the disk.
+    """
+
+
+class RecordIndexError(AiorecordsError, IndexError):
+    """No record has that number (record numbers start at 1)."""

@@ -1,0 +1,38 @@
+"""The examples run and say what they did."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+EXAMPLES = Path(__file__).parent.parent / "examples"
+
+
+def test_quickstart(tmp_path: Path) -> None:
+    target = tmp_path / "events.capture"
+    done = subprocess.run(
+        [sys.executable, str(EXAMPLES / "quickstart.py"), str(target)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=True,
+    )
+    lines = done.stdout.splitlines()
+    assert lines[:4] == [f"committed {n} events" for n in (250, 500, 750, 1000)]
+    assert "1000 events, metadata b'produced=1000'" in lines
+    assert "events 500-502: [500, 501, 502]" in lines
+    assert any(line.startswith("streamed all events: 17 paths") for line in lines)
+    assert target.exists()
+
+
+def test_quickstart_cleans_up_its_temporary_file() -> None:
+    done = subprocess.run(
+        [sys.executable, str(EXAMPLES / "quickstart.py")],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=True,
+    )
+    path = done.stdout.splitlines()[-1].split()[1]
+    assert not Path(path).exists()
