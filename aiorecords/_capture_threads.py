@@ -264,8 +264,8 @@ class Stream:
                     end = offset + 4 + length
                     if end > len(block):
                         raise _overrun(position, length)
-                    record = block[offset + 4 : end]
-                    append(record.decode(encoding) if encoding else record)
+                    data = block[offset + 4 : end]
+                    append(data.decode(encoding) if encoding else data)
             positions, offsets = rest_positions, rest_offsets
         self._positions, self._offsets = positions, offsets
         return out

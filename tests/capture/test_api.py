@@ -194,7 +194,7 @@ async def test_records_come_back_as_str_or_bytes(path: str) -> None:
 
 async def test_streams_decode_text_records(path: str) -> None:
     records = ["plain ascii", "ünïcode", "", "日本語", "mixed é and ascii" * 50]
-    await write(path, records + [b"\xff\xfe not utf-8"])
+    await write(path, [*records, b"\xff\xfe not utf-8"])
     cf = await CaptureFile(path)
     assert await cf[1:6] == records
     with pytest.raises(UnicodeDecodeError):
