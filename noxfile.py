@@ -16,20 +16,23 @@ SUPPORTED = ["3.10", "3.11", "3.12", "3.13"]
 
 
 def installed_pythons() -> list[str]:
-    """The supported versions found on PATH or under pyenv (which is put on PATH)."""
+    """The supported versions installed here.
+
+    pyenv's versions are put first on PATH: its shims answer to every
+    ``pythonX.Y`` but run only the versions its configuration selects.
+    """
     found = []
     for version in SUPPORTED:
-        if shutil.which(f"python{version}") is None:
-            pattern = os.path.expanduser(
-                f"~/.pyenv/versions/{version}.*/bin/python{version}"
-            )
-            candidates = sorted(glob.glob(pattern))
-            if not candidates:
-                continue
-            os.environ["PATH"] = (
-                os.path.dirname(candidates[-1]) + os.pathsep + os.environ["PATH"]
-            )
-        found.append(version)
+        pattern = os.path.expanduser(
+            f"~/.pyenv/versions/{version}.*/bin/python{version}"
+        )
+        candidates = sorted(glob.glob(pattern))
+        if candidates:
+            directory = os.path.dirname(candidates[-1])
+            os.environ["PATH"] = directory + os.pathsep + os.environ["PATH"]
+            found.append(version)
+        elif shutil.which(f"python{version}") is not None:
+            found.append(version)
     return found
 
 

@@ -26,7 +26,7 @@ from ._core.capture_layout import (
     parse_block_header,
 )
 from ._core.capture_writer import CaptureWriter, FlushJob, FlushResult, ReadView
-from ._core.codecs import DecodeError
+from ._core.codecs import DecodeError, LimitExceeded
 from .errors import CaptureFileAlreadyOpen, InvalidCaptureFile, StorageError
 
 __all__ = [
@@ -129,6 +129,9 @@ class BlockReader:
             payload += self._read(position + len(first), end - len(first))
         try:
             return decode_block(layout, crc, payload, self._limit)
+        except LimitExceeded as error:
+            hint = "" if layout.native else " (a larger max_record_size may read it)"
+            raise InvalidCaptureFile(f"{error}{hint}", offset=position) from None
         except DecodeError as error:
             raise InvalidCaptureFile(str(error), offset=position) from None
 
@@ -285,15 +288,18 @@ def read_state(
         layout = decode_header(io.pread(0, HEADER_SIZE))
     size = 2 * layout.master_size
     start = layout.slots[0]
+    # Never ask for more than the file holds: a damaged first page could
+    # claim slots of a gigabyte.
+    file_size = io.size()
     if lock_master:
         io.lock(start, size, exclusive=not shared, wait=True)
     try:
-        both = io.pread(start, size)
+        both = io.pread(start, max(0, min(size, file_size - start)))
     finally:
         if lock_master:
             io.unlock(start, size)
     node = choose_master(layout, both[: layout.master_size], both[layout.master_size :])
-    file_size = io.size()
+    file_size = max(file_size, io.size())
     written = node.file_limit - len(node.tail)
     if written > file_size:
         raise InvalidCaptureFile(

@@ -309,6 +309,8 @@ class CaptureWriter:
         # The leaf level changes on every add; it is cleared in place when
         # full, so this alias stays valid.
         self._leaf = self._levels[0]
+        # Placeholders are never reused while this writer lives, so a reader
+        # may key what it caches by coordinate.
         self._next_placeholder = PLACEHOLDER
         self._block_size = layout.block_size
         self._node_size = layout.node_size
@@ -345,6 +347,11 @@ class CaptureWriter:
         if data is None:
             self.metadata = None
             return False
+        if len(data) > self.max_record_size:
+            raise ValueError(
+                f"metadata of {len(data)} bytes is over the largest item allowed, "
+                f"{self.max_record_size}"
+            )
         block = self._block
         self.metadata = (self._block_position, len(block))
         block += _pack_u32(len(data))
@@ -424,7 +431,6 @@ class CaptureWriter:
         self._levels = [bytearray(level) for level in result.levels]
         self._leaf = self._levels[0]
         self.metadata = result.metadata
-        self._next_placeholder = PLACEHOLDER
         if result.master is not None:
             self.serial = result.master.serial
             self._synced_pages = self.pages_written

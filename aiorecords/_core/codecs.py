@@ -16,6 +16,7 @@ import zstandard
 
 __all__ = [
     "DecodeError",
+    "LimitExceeded",
     "ZLIB_MAX_RATIO",
     "zlib_compress",
     "zlib_decompress",
@@ -41,6 +42,10 @@ class DecodeError(ValueError):
     """
 
 
+class LimitExceeded(DecodeError):
+    """The data would decompress to more than the caller allows."""
+
+
 def zlib_compress(data: bytes | bytearray | memoryview) -> bytes:
     """zlib-format data at zlib's default level, as CaptureFile 1.2.0 writes it."""
     return zlib.compress(data, -1)
@@ -54,7 +59,7 @@ def zlib_decompress(data: bytes | bytearray | memoryview, limit: int) -> bytes:
     except zlib.error as error:
         raise DecodeError(f"zlib data is damaged ({error})") from None
     if inflater.unconsumed_tail:
-        raise DecodeError(f"zlib data inflates past the limit of {limit} bytes")
+        raise LimitExceeded(f"zlib data inflates past the limit of {limit} bytes")
     if not inflater.eof:
         raise DecodeError("zlib data ends before its stream does")
     return out
@@ -101,7 +106,7 @@ def zstd_decompress(frame: bytes | bytearray | memoryview, limit: int) -> bytes:
     if size < 0:
         raise DecodeError("zstd frame does not declare its content size")
     if size > limit:
-        raise DecodeError(
+        raise LimitExceeded(
             f"zstd frame declares {size} bytes, over the limit of {limit} bytes"
         )
     try:

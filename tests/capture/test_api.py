@@ -327,6 +327,22 @@ async def test_record_over_max_record_size(path: str) -> None:
         with pytest.raises(ValueError, match="101 bytes"):
             await cf.add_record(bytearray(101))
         assert cf.record_count() == 1
+        with pytest.raises(ValueError, match="metadata of 101 bytes"):
+            await cf.set_metadata(bytes(101))
+
+
+async def test_a_reader_reads_no_more_than_max_record_size(path: str) -> None:
+    record = os.urandom(200_000)
+    await write(path, [record], "zlib", encoding=None)
+    cf = await CaptureFile(path, encoding=None, max_record_size=100_000)
+    with pytest.raises(InvalidCaptureFile, match="larger max_record_size") as caught:
+        await cf.record_at(1)
+    assert caught.value.path == path
+    assert caught.value.offset == 86016
+    await cf.close()
+    cf = await CaptureFile(path, encoding=None, max_record_size=200_000)
+    assert await cf.record_at(1) == record
+    await cf.close()
 
 
 # -- commits, visibility, metadata -------------------------------------------
