@@ -62,6 +62,8 @@ def zlib_decompress(data: bytes | bytearray | memoryview, limit: int) -> bytes:
         raise LimitExceeded(f"zlib data inflates past the limit of {limit} bytes")
     if not inflater.eof:
         raise DecodeError("zlib data ends before its stream does")
+    if inflater.unused_data:
+        raise DecodeError("bytes follow the end of the zlib stream")
     return out
 
 
@@ -110,7 +112,9 @@ def zstd_decompress(frame: bytes | bytearray | memoryview, limit: int) -> bytes:
             f"zstd frame declares {size} bytes, over the limit of {limit} bytes"
         )
     try:
-        out = _decompressor().decompress(frame, max_output_size=size)
+        out = _decompressor().decompress(
+            frame, max_output_size=size, allow_extra_data=False
+        )
     except zstandard.ZstdError as error:
         raise DecodeError(f"zstd frame is damaged ({error})") from None
     if len(out) != size:

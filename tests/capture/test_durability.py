@@ -289,3 +289,23 @@ async def test_cancelled_add_record_keeps_the_record(
     reader = await CaptureFile(path)
     assert reader.record_count() == count
     await reader.close()
+
+
+async def test_memory_stays_bounded_between_commits(path: str) -> None:
+    """Full blocks go to disk as they fill, even with no commit for 64 MiB."""
+    import tracemalloc
+
+    async with CaptureFile(path, to_write=True, encoding=None) as cf:
+        tracemalloc.start()
+        try:
+            for _ in range(16_384):
+                await cf.add_record(os.urandom(4096))
+            _, peak = tracemalloc.get_traced_memory()
+        finally:
+            tracemalloc.stop()
+        assert peak < 16 * 1024 * 1024
+        assert os.path.getsize(path) > 64 * 1024 * 1024  # it went to the file
+        await cf.commit()
+    cf = await CaptureFile(path)
+    assert cf.record_count() == 16_384
+    await cf.close()

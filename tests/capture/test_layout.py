@@ -172,7 +172,7 @@ def test_native_master_is_written_only_as_far_as_used() -> None:
 @pytest.mark.parametrize("layout", LAYOUTS)
 def test_master_fed_a_byte_at_a_time_is_rejected_until_whole(layout: Layout) -> None:
     data = encode_master(layout, sample_node(layout))
-    for cut in range(0, len(data), 97):
+    for cut in range(len(data)):
         assert decode_master(layout, data[:cut]) is None
     assert decode_master(layout, data) is not None
 
@@ -316,3 +316,26 @@ def test_damaged_or_truncated_block_is_refused(layout: Layout) -> None:
     damaged[len(damaged) // 2] ^= 0xFF
     with pytest.raises(DecodeError):
         decode_block(layout, crc, bytes(damaged), len(raw))
+
+
+def test_bytes_after_the_compressed_stream_are_damage() -> None:
+    raw = b"record " * 100
+    for layout in (V2, NATIVE):
+        framed = compress_block(layout, raw)
+        payload = framed[layout.block_header_size :] + b"\x00garbage"
+        crc = crc32c(payload)  # a matching checksum: only the codec can tell
+        with pytest.raises(DecodeError):
+            decode_block(layout, crc, payload, len(raw))
+
+
+@pytest.mark.parametrize("layout", LAYOUTS)
+def test_block_fed_a_byte_at_a_time(layout: Layout) -> None:
+    raw = bytes(range(256)) * 8
+    framed = compress_block(layout, raw)
+    header = layout.block_header_size
+    for cut in range(header, len(framed)):
+        payload = framed[header:cut]
+        with pytest.raises(DecodeError):
+            decode_block(layout, crc32c(payload), payload, len(raw))
+    _, crc = parse_block_header(layout, framed)
+    assert decode_block(layout, crc, framed[header:], len(raw)) == raw
