@@ -259,7 +259,7 @@ def main() -> None:
     parser.add_argument("--records", type=int, default=1_000_000)
     parser.add_argument("--lookups", type=int, default=20_000)
     parser.add_argument("--dir", default=None, help="where to write the files")
-    parser.add_argument("--repeat", type=int, default=3, help="runs per workload")
+    parser.add_argument("--repeat", type=int, default=5, help="runs per workload")
     args = parser.parse_args()
     global REPEAT
     REPEAT = args.repeat

@@ -229,11 +229,11 @@ def _resolve_coordinates(
         return bytes(packed)
     structure = node_struct(count)
     flat = structure.unpack_from(packed)
-    if max(flat[0::2]) < PLACEHOLDER:
+    positions = flat[0::2]
+    if max(positions) < PLACEHOLDER:
         return bytes(packed)
     fixed = list(flat)
-    for i in range(0, len(fixed), 2):
-        fixed[i] = resolved.get(fixed[i], fixed[i])
+    fixed[0::2] = [resolved.get(position, position) for position in positions]
     return structure.pack(*fixed)
 
 
