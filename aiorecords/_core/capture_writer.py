@@ -17,12 +17,10 @@ first, each followed by the same check.
 
 Deferring compression has one consequence: the file position of a block is
 known only once every block before it is compressed. A coordinate that must
-point into such a block is written with a *placeholder* position,
-``PLACEHOLDER + sequence number``; flushing resolves placeholders into real
-positions (in full nodes inside the blocks, in the rightmost path, in the
-metadata pointer) before anything reaches the file. Real positions are below
-2**62 (the master node decoder enforces it), so placeholders cannot be
-mistaken for them.
+point into such a block is written with a *placeholder* position (see
+:func:`placeholder`); flushing resolves placeholders into real positions (in
+full nodes inside the blocks, in the rightmost path, in the metadata pointer)
+before anything reaches the file.
 """
 
 from __future__ import annotations
@@ -30,7 +28,6 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
-from .capture_index import node_struct
 from .capture_layout import (
     COORD,
     GROWTH_LIMIT,
@@ -41,10 +38,38 @@ from .capture_layout import (
     encode_master,
 )
 
-__all__ = ["PLACEHOLDER", "CaptureWriter", "FlushJob", "FlushResult", "ReadView"]
+__all__ = [
+    "PLACEHOLDER",
+    "CaptureWriter",
+    "FlushJob",
+    "FlushResult",
+    "ReadView",
+    "placeholder",
+]
 
 #: Positions at or above this are placeholders for blocks not yet placed.
-PLACEHOLDER = 1 << 62
+#: Real positions are below 2**62 (the master node decoder enforces it).
+PLACEHOLDER = 0xC0 << 56
+
+
+def placeholder(sequence: int) -> int:
+    """The placeholder position of the ``sequence``-th block not yet placed.
+
+    Every one of its eight bytes is 0x40 or more. In packed coordinates (an
+    8-byte position, then a 4-byte offset below 2**30) the first byte of
+    every position and of every offset is below 0x40, and any eight
+    consecutive bytes that do not start a coordinate cover one of those. So
+    a placeholder's bytes can only be found where a position starts, and
+    resolving one is a plain ``bytes.replace`` on a run of coordinates.
+    """
+    digits = bytearray(7)
+    for index in range(6, -1, -1):
+        sequence, digit = divmod(sequence, 192)
+        digits[index] = 0x40 + digit
+    if sequence:
+        raise OverflowError("too many blocks waiting to be placed")
+    return int.from_bytes(b"\xc0" + digits, "big")
+
 
 #: A flush is due when this many full blocks wait ...
 FLUSH_BLOCKS = 8
@@ -152,10 +177,14 @@ class FlushJob:
         writes: list[tuple[int, bytes]] = []
         placed: dict[int, bytes] = {}
         resolved: dict[int, int] = {}
+        swaps: list[tuple[bytes, bytes]] = []
         for pending in self.pending:
             if pending.position != file_limit:
                 resolved[pending.position] = file_limit
-            raw = _resolve_nodes(layout, pending.data, pending.nodes, resolved)
+                swaps.append(
+                    (_pack_position(pending.position), _pack_position(file_limit))
+                )
+            raw = _resolve_nodes(layout, pending.data, pending.nodes, swaps)
             framed = compress_block(layout, raw)
             placed[file_limit] = raw
             max_block = max(max_block, len(raw))
@@ -175,8 +204,11 @@ class FlushJob:
             file_limit += len(framed)
         if self.block_position != file_limit:
             resolved[self.block_position] = file_limit
-        block = _resolve_nodes(layout, self.block, self.block_nodes, resolved)
-        levels = tuple(_resolve_coordinates(level, resolved) for level in self.levels)
+            swaps.append(
+                (_pack_position(self.block_position), _pack_position(file_limit))
+            )
+        block = _resolve_nodes(layout, self.block, self.block_nodes, swaps)
+        levels = tuple(_resolve_coordinates(level, swaps) for level in self.levels)
         metadata = self.metadata
         if metadata is not None and metadata[0] in resolved:
             metadata = (resolved[metadata[0]], metadata[1])
@@ -220,37 +252,37 @@ def _merge(writes: list[tuple[int, bytes]]) -> tuple[tuple[int, bytes], ...]:
     return tuple(merged)
 
 
+def _pack_position(position: int) -> bytes:
+    return position.to_bytes(8, "big")
+
+
 def _resolve_coordinates(
-    packed: bytes | bytearray, resolved: Mapping[int, int]
+    packed: bytes | bytearray, swaps: Sequence[tuple[bytes, bytes]]
 ) -> bytes:
-    """``packed`` coordinates with resolved placeholders replaced."""
-    count = len(packed) // COORD.size
-    if not count or not resolved:
-        return bytes(packed)
-    structure = node_struct(count)
-    flat = structure.unpack_from(packed)
-    positions = flat[0::2]
-    if max(positions) < PLACEHOLDER:
-        return bytes(packed)
-    fixed = list(flat)
-    fixed[0::2] = [resolved.get(position, position) for position in positions]
-    return structure.pack(*fixed)
+    """``packed`` coordinates with placeholders replaced by real positions.
+
+    Safe as a byte replacement: see :func:`placeholder`.
+    """
+    out = bytes(packed)
+    for old, new in swaps:
+        out = out.replace(old, new)
+    return out
 
 
 def _resolve_nodes(
     layout: Layout,
     data: bytes | bytearray,
     nodes: Sequence[int],
-    resolved: Mapping[int, int],
+    swaps: Sequence[tuple[bytes, bytes]],
 ) -> bytes:
     """A block's bytes with the placeholders in its full nodes resolved."""
-    if not nodes or not resolved:
+    if not nodes or not swaps:
         return bytes(data)
     out = bytearray(data)
     size = layout.node_size
     for offset in nodes:
         out[offset : offset + size] = _resolve_coordinates(
-            data[offset : offset + size], resolved
+            data[offset : offset + size], swaps
         )
     return bytes(out)
 
@@ -266,7 +298,7 @@ class CaptureWriter:
         "_flushing",
         "_leaf",
         "_levels",
-        "_next_placeholder",
+        "_next_sequence",
         "_node_size",
         "_pending",
         "_pending_bytes",
@@ -311,7 +343,7 @@ class CaptureWriter:
         self._leaf = self._levels[0]
         # Placeholders are never reused while this writer lives, so a reader
         # may key what it caches by coordinate.
-        self._next_placeholder = PLACEHOLDER
+        self._next_sequence = 0
         self._block_size = layout.block_size
         self._node_size = layout.node_size
         self._flushing = False
@@ -387,8 +419,8 @@ class CaptureWriter:
         self._pending_bytes += len(self._block)
         self._block = bytearray()
         self._block_nodes = []
-        self._block_position = self._next_placeholder
-        self._next_placeholder += 1
+        self._block_position = placeholder(self._next_sequence)
+        self._next_sequence += 1
 
     @property
     def flush_due(self) -> bool:

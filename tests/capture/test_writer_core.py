@@ -5,12 +5,14 @@ from __future__ import annotations
 import random
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 from memory_image import MemoryImage
 
 from aiorecords._core import capture_writer
 from aiorecords._core.capture_index import digits, iter_coordinates, record_coordinate
 from aiorecords._core.capture_layout import COORD, Layout, decode_master
-from aiorecords._core.capture_writer import PLACEHOLDER, ReadView
+from aiorecords._core.capture_writer import PLACEHOLDER, ReadView, placeholder
 
 SMALL = [
     pytest.param(Layout(False, page_size=256, block_size=512, fan_out=2), id="v2-f2"),
@@ -205,3 +207,45 @@ def test_records_over_the_limit_are_refused_before_anything_changes() -> None:
         image.writer.add_record(b"x" * 11)
     assert image.writer.count == 0
     assert image.writer.add_record(b"x" * 10) == 1
+
+
+def test_placeholders_have_only_high_bytes() -> None:
+    seen = set()
+    for sequence in [0, 1, 191, 192, 193, 12345, 192**7 - 1]:
+        value = placeholder(sequence)
+        assert value >= PLACEHOLDER
+        assert all(byte >= 0x40 for byte in value.to_bytes(8, "big"))
+        seen.add(value)
+    assert len(seen) == 7
+    with pytest.raises(OverflowError):
+        placeholder(192**7)
+
+
+positions = st.integers(0, (1 << 62) - 1)
+offsets = st.integers(0, (1 << 30) - 1)
+
+
+@given(
+    st.lists(
+        st.one_of(
+            st.tuples(positions, offsets),
+            st.tuples(st.integers(0, 5).map(placeholder), offsets),
+        ),
+        max_size=40,
+    ),
+    st.lists(positions, min_size=6, max_size=6),
+)
+def test_resolving_placeholders_changes_only_placeholders(
+    coordinates: list[tuple[int, int]], real: list[int]
+) -> None:
+    """Byte replacement finds placeholders only where positions start."""
+    packed = b"".join(COORD.pack(p, o) for p, o in coordinates)
+    swaps = [
+        (placeholder(i).to_bytes(8, "big"), real[i].to_bytes(8, "big"))
+        for i in range(6)
+    ]
+    expected = b"".join(
+        COORD.pack(real[p - placeholder(0)] if p >= PLACEHOLDER else p, o)
+        for p, o in coordinates
+    )
+    assert capture_writer._resolve_coordinates(packed, swaps) == expected
