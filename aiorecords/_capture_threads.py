@@ -185,7 +185,16 @@ class Stream:
     nodes above the records are read once per stream, not once per batch.
     """
 
-    __slots__ = ("_encoding", "_offsets", "_positions", "_reader", "_runs", "_utf8")
+    __slots__ = (
+        "_encoding",
+        "_offsets",
+        "_positions",
+        "_reader",
+        "_runs",
+        "_text",
+        "_text_position",
+        "_utf8",
+    )
 
     def __init__(
         self, reader: BlockReader, fan_out: int, start: int, encoding: str | None
@@ -196,6 +205,8 @@ class Stream:
         self._offsets: tuple[int, ...] = ()
         self._encoding = encoding
         self._utf8 = encoding is not None and codecs.lookup(encoding).name == "utf-8"
+        self._text = ""
+        self._text_position = -1
 
     def take(self, count: int) -> list[Any]:
         """Up to ``count`` records: fewer at the end, or once the blocks read
@@ -220,8 +231,9 @@ class Stream:
             else:
                 rest_positions = rest_offsets = ()
             first = positions[0]
-            if positions.count(first) == len(positions):
-                # The usual case: the whole run lies in one block.
+            if first == positions[-1]:
+                # The usual case: the whole run lies in one block (positions
+                # never decrease along the records).
                 block = reader(first)
                 size = len(block)
                 budget -= size
@@ -229,7 +241,10 @@ class Stream:
                     # Most text records are ASCII: decode the block once as
                     # Latin-1 (one byte, one character) and slice it; a slice
                     # that is not all ASCII is decoded properly instead.
-                    text = block.decode("latin-1")
+                    if self._text_position != first:
+                        self._text = block.decode("latin-1")
+                        self._text_position = first
+                    text = self._text
                     for offset in offsets:
                         (length,) = unpack(block, offset)
                         end = offset + 4 + length

@@ -1,17 +1,22 @@
 """Capture file benchmark: aiorecords against CaptureFile 1.2.0, in one run.
 
-Workloads (see docs/performance.md):
+Workloads (the table goes in docs/performance.md):
 
 1. append N JSON events of about 100 bytes with varying content, committing
    every 1,000 (aiorecords durable, aiorecords durable=False, CaptureFile);
 2. iterate over all of them;
-3. 20,000 random ``record_at``;
+3. 20,000 random ``record_at`` (each run opens the file afresh, so its
+   blocks start out of the cache);
 4. the longest event-loop stall a 1 ms heartbeat task sees during 1 and 2.
 
-CaptureFile is synchronous; it is run from a coroutine, as an async program
-that used it would, so its stall column shows what it does to the loop.
+The libraries take turns, workload by workload, run after run, and each ratio
+is the median of the ratios of neighbouring runs: on a shared machine whose
+speed drifts, that compares like with like. CaptureFile is synchronous; it
+is called from a coroutine, as an async program using it would, yielding to
+the loop after each commit (and every 1,000 records when reading), so its
+stall column shows what it does to the loop.
 
-    python bench/capture.py [--records N] [--lookups N] [--dir DIR]
+    python bench/capture.py [--records N] [--lookups N] [--repeat N] [--dir DIR]
 """
 
 from __future__ import annotations
@@ -28,13 +33,15 @@ import statistics
 import sys
 import tempfile
 import time
-from collections.abc import AsyncIterator, Callable
-from typing import Any
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass, field
 
 from CaptureFile import CaptureFile as SyncCaptureFile
 
 from aiorecords import CaptureFile, set_block_cache_size
 from aiorecords._cache import block_cache
+
+PEER = "CaptureFile 1.2.0"
 
 
 def make_events(count: int, seed: int = 1) -> list[str]:
@@ -56,11 +63,10 @@ def make_events(count: int, seed: int = 1) -> list[str]:
 
 
 class Heartbeat:
-    """A task that wakes every millisecond and records the longest late wake-up."""
+    """A task that wakes every millisecond and records its latest wake-up."""
 
     def __init__(self) -> None:
         self.worst = 0.0
-        self._task: asyncio.Task[None] | None = None
 
     async def _beat(self) -> None:
         interval = 0.001
@@ -73,88 +79,121 @@ class Heartbeat:
 
     @contextlib.asynccontextmanager
     async def running(self) -> AsyncIterator[Heartbeat]:
-        self.worst = 0.0
-        self._task = asyncio.create_task(self._beat())
+        task = asyncio.create_task(self._beat())
         await asyncio.sleep(0.005)
         try:
             yield self
         finally:
-            self._task.cancel()
+            task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+                await task
 
 
-REPEAT = 3
+@dataclass
+class Series:
+    """The runs of one library on one workload."""
 
+    library: str
+    run: Callable[[], Awaitable[None]]
+    ops: int
+    watch_loop: bool = True
+    seconds: list[float] = field(default_factory=list)
+    stall: float = 0.0
 
-async def timed(run: Callable[[], Any]) -> tuple[float, float]:
-    """Median seconds over REPEAT runs of awaiting ``run()``, and the worst
-    event-loop stall seen in any of them."""
-    times = []
-    worst = 0.0
-    for _ in range(REPEAT):
-        async with Heartbeat().running() as heart:
+    async def once(self) -> float:
+        heart = Heartbeat()
+        async with heart.running():
             start = time.perf_counter()
-            await run()
-            times.append(time.perf_counter() - start)
-        worst = max(worst, heart.worst)
-    return statistics.median(times), worst
+            await self.run()
+            elapsed = time.perf_counter() - start
+        self.seconds.append(elapsed)
+        self.stall = max(self.stall, heart.worst)
+        return elapsed
 
 
-async def bench(records: int, lookups: int, directory: str) -> list[dict[str, Any]]:
+@dataclass
+class Row:
+    workload: str
+    library: str
+    per_second: float
+    ratio: float
+    stall_ms: float | None
+
+
+async def compare(workload: str, series: list[Series], repeat: int) -> list[Row]:
+    """Run the series in turn ``repeat`` times; the first one is the peer."""
+    for _ in range(repeat):
+        for one in series:
+            await one.once()
+    peer = series[0]
+    rows = []
+    for one in series:
+        ratios = [p / s for p, s in zip(peer.seconds, one.seconds, strict=True)]
+        rows.append(
+            Row(
+                workload,
+                one.library,
+                one.ops / statistics.median(one.seconds),
+                statistics.median(ratios),
+                one.stall * 1000 if one.watch_loop else None,
+            )
+        )
+    return rows
+
+
+async def bench(records: int, lookups: int, repeat: int, directory: str) -> list[Row]:
     events = make_events(records)
     rng = random.Random(7)
     numbers = [rng.randint(1, records) for _ in range(lookups)]
-    rows: list[dict[str, Any]] = []
-
-    def row(
-        name: str, library: str, count: int, seconds: float, stall: float | None
-    ) -> None:
-        rows.append(
-            {
-                "workload": name,
-                "library": library,
-                "ops": count,
-                "seconds": seconds,
-                "per_s": count / seconds,
-                "stall_ms": None if stall is None else stall * 1000,
-            }
-        )
-
-    # -- warm-up: first touches of memory and files, not measured ---------
-    warm = os.path.join(directory, "warm.capture")
-    async with CaptureFile(warm, to_write=True, force_new_empty_file=True) as cf:
-        for event in events[: len(events) // 10]:
-            await cf.add_record(event)
-        await cf.commit()
-    peer = SyncCaptureFile(warm + ".peer", to_write=True, force_new_empty_file=True)
-    for event in events[: len(events) // 10]:
-        peer.add_record(event)
-    peer.commit()
-    peer.close()
-
-    # -- CaptureFile 1.2.0 ------------------------------------------------
     peer_path = os.path.join(directory, "peer.capture")
+    paths = {
+        durable: os.path.join(directory, f"aiorecords-{durable}.capture")
+        for durable in (False, True)
+    }
 
+    # -- 1: append --------------------------------------------------------
     async def peer_append() -> None:
         cf = SyncCaptureFile(peer_path, to_write=True, force_new_empty_file=True)
         for number, event in enumerate(events, 1):
             cf.add_record(event)
             if number % 1000 == 0:
                 cf.commit()
-                await asyncio.sleep(0)  # let the loop run between commits
+                await asyncio.sleep(0)
         cf.commit()
         cf.close()
 
-    seconds, stall = await timed(peer_append)
-    row(
+    def our_append(durable: bool) -> Callable[[], Awaitable[None]]:
+        async def append() -> None:
+            async with CaptureFile(
+                paths[durable],
+                to_write=True,
+                force_new_empty_file=True,
+                durable=durable,
+            ) as cf:
+                for number, event in enumerate(events, 1):
+                    await cf.add_record(event)
+                    if number % 1000 == 0:
+                        await cf.commit()
+                await cf.commit()
+
+        return append
+
+    # Warm up: first touches of memory and of the file system are not measured.
+    warm = Series("warm-up", our_append(False), records)
+    await warm.once()
+    await Series("warm-up", peer_append, records).once()
+
+    rows = await compare(
         "append, commit every 1,000",
-        "CaptureFile 1.2.0 (no fsync)",
-        records,
-        seconds,
-        stall,
+        [
+            Series(f"{PEER} (no fsync)", peer_append, records),
+            Series("aiorecords zstd, durable=False", our_append(False), records),
+            Series("aiorecords zstd, durable (fdatasync)", our_append(True), records),
+        ],
+        repeat,
     )
 
+    # -- 2: iterate -------------------------------------------------------
     async def peer_iterate() -> None:
         cf = SyncCaptureFile(peer_path)
         count = 0
@@ -164,93 +203,87 @@ async def bench(records: int, lookups: int, directory: str) -> list[dict[str, An
         assert count == records
         cf.close()
 
-    seconds, stall = await timed(peer_iterate)
-    row("iterate", "CaptureFile 1.2.0", records, seconds, stall)
-
-    async def peer_lookups() -> None:
-        cf = SyncCaptureFile(peer_path)
-        for number in numbers:
-            cf.record_at(number)
-        cf.close()
-
-    seconds, _ = await timed(peer_lookups)
-    row("random record_at", "CaptureFile 1.2.0", lookups, seconds, None)
-
-    # -- aiorecords --------------------------------------------------------
-    for durable in (False, True):
-        path = os.path.join(directory, f"aio-{durable}.capture")
-
-        async def append(path: str = path, durable: bool = durable) -> None:
-            async with CaptureFile(
-                path, to_write=True, force_new_empty_file=True, durable=durable
-            ) as cf:
-                for number, event in enumerate(events, 1):
-                    await cf.add_record(event)
-                    if number % 1000 == 0:
-                        await cf.commit()
-                await cf.commit()
-
-        seconds, stall = await timed(append)
-        label = (
-            "aiorecords zstd, durable" if durable else "aiorecords zstd, durable=False"
-        )
-        row("append, commit every 1,000", label, records, seconds, stall)
-
-    path = os.path.join(directory, "aio-True.capture")
-
-    async def iterate() -> None:
-        cf = await CaptureFile(path)
+    async def our_iterate() -> None:
+        cf = await CaptureFile(paths[True])
         count = 0
         async for _ in cf:
             count += 1
         assert count == records
         await cf.close()
 
-    seconds, stall = await timed(iterate)
-    row("iterate", "aiorecords zstd", records, seconds, stall)
+    rows += await compare(
+        "iterate",
+        [
+            Series(PEER, peer_iterate, records),
+            Series("aiorecords zstd", our_iterate, records),
+        ],
+        repeat,
+    )
 
-    async def lookups_run() -> None:
-        # A fresh open each run: its blocks start out of the cache.
-        cf = await CaptureFile(path)
+    # -- 3: random record_at ------------------------------------------------
+    async def peer_lookups() -> None:
+        cf = SyncCaptureFile(peer_path)
+        for number in numbers:
+            cf.record_at(number)
+        cf.close()
+
+    async def our_lookups() -> None:
+        cf = await CaptureFile(paths[True])
         for number in numbers:
             await cf.record_at(number)
         await cf.close()
 
-    seconds, _ = await timed(lookups_run)
-    row("random record_at", "aiorecords zstd", lookups, seconds, None)
+    async def our_lookups_uncached() -> None:
+        capacity = block_cache.capacity
+        set_block_cache_size(0)
+        try:
+            await our_lookups()
+        finally:
+            set_block_cache_size(capacity)
 
-    # The same lookups with the block cache off: every lookup reads and
-    # decompresses its block in a worker thread.
-    capacity = block_cache.capacity
-    set_block_cache_size(0)
-    try:
-        seconds, _ = await timed(lookups_run)
-    finally:
-        set_block_cache_size(capacity)
-    row("random record_at", "aiorecords zstd, block cache off", lookups, seconds, None)
-
-    sizes = {
-        "CaptureFile 1.2.0": os.path.getsize(peer_path),
-        "aiorecords zstd": os.path.getsize(path),
-    }
-    print(f"file sizes: {sizes}")
+    rows += await compare(
+        "random record_at",
+        [
+            Series(PEER, peer_lookups, lookups, watch_loop=False),
+            Series("aiorecords zstd", our_lookups, lookups, watch_loop=False),
+            Series(
+                "aiorecords zstd, block cache off",
+                our_lookups_uncached,
+                lookups,
+                watch_loop=False,
+            ),
+        ],
+        repeat,
+    )
+    # The bytes of data written (the files are preallocated in steps, so
+    # their sizes on disk say less). Read from each library's committed state.
+    peer = SyncCaptureFile(peer_path)
+    peer_bytes = peer._current_master_node.file_limit
+    peer.close()
+    ours = await CaptureFile(paths[True])
+    assert ours._master is not None
+    our_bytes = ours._master.file_limit
+    await ours.close()
+    print(f"data written: {PEER} {peer_bytes:,} bytes,", end=" ")
+    print(f"aiorecords zstd {our_bytes:,} bytes")
     return rows
 
 
-def table(rows: list[dict[str, Any]]) -> str:
-    peers = {r["workload"]: r for r in rows if r["library"].startswith("CaptureFile")}
+def table(rows: list[Row]) -> str:
     lines = [
         "| workload | library | ops/s | vs CaptureFile | worst loop stall |",
         "| --- | --- | ---: | ---: | ---: |",
     ]
     for r in rows:
-        peer = peers[r["workload"]]
-        ratio = r["per_s"] / peer["per_s"]
-        stall = "-" if r["stall_ms"] is None else f"{r['stall_ms']:.1f} ms"
-        lines.append(
-            f"| {r['workload']} | {r['library']} | {r['per_s']:,.0f} "
-            f"| {ratio:.2f}x | {stall} |"
-        )
+        stall = "-" if r.stall_ms is None else f"{r.stall_ms:.1f} ms"
+        cells = [
+            r.workload,
+            r.library,
+            f"{r.per_second:,.0f}",
+            f"{r.ratio:.2f}x",
+            stall,
+        ]
+        lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
 
@@ -258,20 +291,18 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--records", type=int, default=1_000_000)
     parser.add_argument("--lookups", type=int, default=20_000)
-    parser.add_argument("--dir", default=None, help="where to write the files")
     parser.add_argument("--repeat", type=int, default=5, help="runs per workload")
+    parser.add_argument("--dir", default=None, help="where to write the files")
     args = parser.parse_args()
-    global REPEAT
-    REPEAT = args.repeat
     directory = tempfile.mkdtemp(prefix="aiorecords-bench-", dir=args.dir)
     try:
-        rows = asyncio.run(bench(args.records, args.lookups, directory))
+        rows = asyncio.run(bench(args.records, args.lookups, args.repeat, directory))
     finally:
         shutil.rmtree(directory, ignore_errors=True)
     print(
         f"Python {platform.python_version()} on {platform.machine()}, "
-        f"{os.cpu_count()} CPUs, {args.records:,} records, {args.lookups:,} lookups, "
-        f"median of {REPEAT} runs"
+        f"{os.cpu_count()} CPUs; {args.records:,} records, {args.lookups:,} lookups; "
+        f"{args.repeat} runs of each, taking turns"
     )
     print(table(rows))
 
