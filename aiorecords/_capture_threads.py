@@ -396,6 +396,7 @@ def create_file(
     durable: bool,
     require_lock: bool,
     to_write: bool,
+    max_record_size: int,
 ) -> tuple[_io.FileIO, Layout, MasterNode, int]:
     """Build a new capture file beside ``path`` and move it into place.
 
@@ -417,7 +418,7 @@ def create_file(
         temp.pwrite(0, encode_header(layout))
         temp.truncate(layout.data_start)
         empty = MasterNode(0, layout.data_start, None, (), b"", b"")
-        writer = CaptureWriter(layout, empty, layout.data_start)
+        writer = CaptureWriter(layout, empty, layout.data_start, max_record_size)
         writer.set_metadata(initial_metadata)
         # Two commits, so that both master node slots are valid from the start.
         master = empty

@@ -32,7 +32,7 @@ from ._capture_threads import (
 )
 from ._core.capture_index import node_from_block, read_item, record_coordinate
 from ._core.capture_layout import Layout, MasterNode, MasterNodesInconsistent
-from ._core.capture_writer import PLACEHOLDER, CaptureWriter, FlushResult, ReadView
+from ._core.capture_writer import PLACEHOLDER, CaptureWriter, ReadView
 from .errors import (
     CaptureFileAlreadyOpen,
     CaptureFileNotOpen,
@@ -72,11 +72,6 @@ _MAX_UPPER_NODES: Final = 8192
 # Files open for writing in this process, by canonical path. Weak, so that an
 # object dropped without close() does not keep its path reserved.
 _writers: weakref.WeakValueDictionary[str, CaptureFile] = weakref.WeakValueDictionary()
-
-
-_NOTHING_FLUSHED: Final = FlushResult(
-    (), None, 0, b"", 0, 0, {}, b"", (), None, None, b""
-)
 
 
 class _Miss(Exception):
@@ -256,6 +251,7 @@ class CaptureFile:
                     self.durable,
                     self.use_os_file_locking,
                     to_write,
+                    self.max_record_size,
                 )
                 self._create_on_open = False
             else:
@@ -751,18 +747,17 @@ class CaptureFile:
         self._open_writer("commit")
         async with self._append_lock:
             writer = self._open_writer("commit")
-            result = await self._flush(writer, commit=True)
-        assert result.master is not None
-        self._master = result.master
+            await self._flush(writer, commit=True)
 
-    async def _flush(self, writer: CaptureWriter, *, commit: bool) -> FlushResult:
-        """Place waiting blocks (and commit) in one worker-thread hop.
+    async def _flush(self, writer: CaptureWriter, *, commit: bool) -> None:
+        """Place waiting blocks (and, for a commit, write the master node) in
+        one worker-thread hop.
 
         Call with the append lock held. A cancellation that arrives while the
         worker runs is raised once its outcome is recorded.
         """
         if not commit and not writer.flush_due:
-            return _NOTHING_FLUSHED  # another task flushed while this one waited
+            return  # another task flushed while this one waited
         self._fast = None
         try:
             io = self._open_io("write")
@@ -793,11 +788,10 @@ class CaptureFile:
         finally:
             if self._writer is writer and self._failed is None:
                 self._fast = writer
+        if result.master is not None:
+            self._master = result.master
         if cancelled is not None:
-            if commit:
-                self._master = result.master
             raise cancelled
-        return result
 
 
 class _NodeStore(Protocol):
