@@ -15,7 +15,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import weakref
-from collections.abc import AsyncIterator, Awaitable, Callable, Generator
+from collections.abc import AsyncIterator, Awaitable, Callable, Generator, Iterator
 from typing import Any, Final, Literal, Protocol, TypeVar, overload
 
 from . import _io
@@ -350,18 +350,21 @@ class CaptureFile:
             ) from self._failed
         return writer
 
-    async def _offload(self, function: Callable[..., T], /, *args: Any) -> T:
-        """Run a read in a worker thread; close() waits for it."""
+    @contextlib.contextmanager
+    def _in_flight(self) -> Iterator[None]:
+        """Mark work that uses the descriptor: close() waits for it to end."""
         self._busy += 1
         try:
-            return await _io.offload(function, *args)
+            yield
         finally:
-            self._finished_one()
+            self._busy -= 1
+            if not self._busy and self._idle is not None:
+                self._idle.set()
 
-    def _finished_one(self) -> None:
-        self._busy -= 1
-        if not self._busy and self._idle is not None:
-            self._idle.set()
+    async def _offload(self, function: Callable[..., T], /, *args: Any) -> T:
+        """Run a read in a worker thread; close() waits for it."""
+        with self._in_flight():
+            return await _io.offload(function, *args)
 
     def _corrupt(self, error: CorruptionError) -> CorruptionError:
         """The same error, naming this file."""
@@ -411,11 +414,8 @@ class CaptureFile:
         io = self._open_io("refresh")
         if self._writer is not None:
             return
-        self._busy += 1
-        try:
+        with self._in_flight():
             _, master, _ = await self._load(io, self._layout, False)
-        finally:
-            self._finished_one()
         if self._io is io:
             self._master = master
             self._view = ReadView.of(master, self._layout.fan_out)
@@ -762,8 +762,7 @@ class CaptureFile:
         try:
             io = self._open_io("write")
             job = writer.begin_flush(commit=commit)
-            self._busy += 1
-            try:
+            with self._in_flight():
                 outcome, cancelled = await _io.run_to_completion(
                     run_flush,
                     io,
@@ -772,8 +771,6 @@ class CaptureFile:
                     writer.data_dirty,
                     self.use_os_file_locking,
                 )
-            finally:
-                self._finished_one()
             if outcome.error is not None:
                 writer.abandon_flush()
                 self._failed = outcome.error
