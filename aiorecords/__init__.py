@@ -6,6 +6,8 @@ stalling the event loop.
 
 * :class:`CaptureFile`: transactional, compressed record logs with random
   access (byte-compatible with CaptureFile 1.2.0 in its zlib mode).
+* :class:`RecordsWriter` and :class:`RecordsReader`: LevelDB log records
+  (32 KiB blocks, masked CRC-32C), byte-exact with LevelDB.
 """
 
 from ._cache import set_block_cache_size
@@ -17,18 +19,23 @@ from .errors import (
     CaptureFileError,
     CaptureFileNotOpen,
     CaptureFileNotOpenForWrite,
+    ClosedError,
     CorruptionError,
+    CorruptRecordError,
     InvalidCaptureFile,
     RecordIndexError,
     StorageError,
     WriterFailedError,
 )
+from .records import RecordsReader, RecordsWriter
 
 __version__ = "0.1.0"
 
 __all__ = [
     "CaptureFile",
     "Record",
+    "RecordsReader",
+    "RecordsWriter",
     "SkippedRegion",
     "set_block_cache_size",
     # errors
@@ -37,7 +44,9 @@ __all__ = [
     "CaptureFileError",
     "CaptureFileNotOpen",
     "CaptureFileNotOpenForWrite",
+    "ClosedError",
     "CorruptionError",
+    "CorruptRecordError",
     "InvalidCaptureFile",
     "RecordIndexError",
     "StorageError",

@@ -37,9 +37,12 @@ __all__ = [
     "add_observer",
     "canonical_path",
     "create_temp_beside",
+    "datasync_descriptor",
+    "file_size",
     "is_file",
     "offload",
     "open_file",
+    "path_of",
     "remove_observer",
     "replace",
     "run_to_completion",
@@ -351,6 +354,29 @@ def unlink_quietly(path: str) -> None:
     with contextlib.suppress(OSError):
         _note("unlink", path)
         os.unlink(path)
+
+
+def datasync_descriptor(fd: int, name: str) -> None:
+    """``fdatasync`` a descriptor this layer did not open (a caller's file)."""
+    with _system_call("fdatasync", name):
+        os.fdatasync(fd)
+
+
+def file_size(path: str) -> int:
+    """The size of the file at ``path``."""
+    with _system_call("stat", path):
+        return os.stat(path).st_size
+
+
+#: What the public API accepts as a file name.
+PathLike = str | os.PathLike[str]
+
+
+def path_of(thing: object) -> str | None:
+    """``thing`` as a path string if it names a file, else None."""
+    if isinstance(thing, (str, os.PathLike)):
+        return os.fspath(thing)
+    return None
 
 
 def canonical_path(path: str | os.PathLike[str]) -> str:

@@ -9,11 +9,13 @@ already says the right thing they derive from it as well, so existing
     AiorecordsError
     ├── StorageError (also OSError)         the OS failed a read, write or sync
     ├── CorruptionError                     the bytes are not what the format allows
-    │   └── InvalidCaptureFile              not a capture file, or a damaged one
+    │   ├── InvalidCaptureFile              not a capture file, or a damaged one
+    │   └── CorruptRecordError              a damaged LevelDB log record (strict mode)
     ├── CaptureFileError                    a capture file used in the wrong state
     │   ├── CaptureFileNotOpen
     │   ├── CaptureFileNotOpenForWrite
     │   └── CaptureFileAlreadyOpen
+    ├── ClosedError                         a reader or writer used after close()
     ├── WriterFailedError                   an earlier I/O error poisoned this writer
     └── RecordIndexError (also IndexError)  no record has that number
 
@@ -33,6 +35,8 @@ __all__ = [
     "CaptureFileNotOpen",
     "CaptureFileNotOpenForWrite",
     "CaptureFileAlreadyOpen",
+    "ClosedError",
+    "CorruptRecordError",
     "WriterFailedError",
     "RecordIndexError",
 ]
@@ -91,6 +95,10 @@ class InvalidCaptureFile(CorruptionError):
     """The file is not a capture file, has an unsupported version, or is damaged."""
 
 
+class CorruptRecordError(CorruptionError):
+    """A LevelDB log record is damaged (raised by readers in strict mode)."""
+
+
 class CaptureFileError(AiorecordsError):
     """A capture file was used in a state that does not allow the call."""
 
@@ -105,6 +113,10 @@ class CaptureFileNotOpenForWrite(CaptureFileError):
 
 class CaptureFileAlreadyOpen(CaptureFileError):
     """The object is already open, or another writer holds the file."""
+
+
+class ClosedError(AiorecordsError):
+    """The reader or writer was used after it was closed."""
 
 
 class WriterFailedError(AiorecordsError):

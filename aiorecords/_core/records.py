@@ -1,0 +1,423 @@
+"""The LevelDB log format: 32 KiB blocks of checksummed, fragmented records.
+
+A file is a sequence of 32,768-byte blocks (the last one may be partial).
+Each block holds physical records::
+
+    checksum: uint32  (little-endian; masked CRC-32C of the type and the data)
+    length:   uint16  (little-endian)
+    type:     uint8   (FULL=1, FIRST=2, MIDDLE=3, LAST=4)
+    data:     length bytes
+
+A record that does not fit in the rest of a block is split into a FIRST
+fragment, MIDDLE fragments and a LAST one. A record never starts in the last
+six bytes of a block: they are zero-filled and skipped. With exactly seven
+bytes left, a non-empty record starts with an empty FIRST fragment.
+
+:class:`LogEncoder` writes exactly what LevelDB's ``log::Writer`` writes;
+:class:`LogDecoder` reads as LevelDB's ``log::Reader`` does, including how
+it drops damaged bytes (and reports them), ignores a torn tail, and starts
+at an arbitrary offset. Both are pure code over bytes.
+"""
+
+from __future__ import annotations
+
+import struct
+from dataclasses import dataclass
+from typing import Final
+
+from crc32c import crc32c
+
+from .skipped import SkippedRegion
+
+__all__ = [
+    "BLOCK_SIZE",
+    "FIRST",
+    "FULL",
+    "HEADER_SIZE",
+    "LAST",
+    "MIDDLE",
+    "LogDecoder",
+    "LogEncoder",
+    "Record",
+    "mask_crc",
+    "unmask_crc",
+]
+
+BLOCK_SIZE: Final = 32768
+HEADER_SIZE: Final = 7
+ZERO, FULL, FIRST, MIDDLE, LAST = 0, 1, 2, 3, 4
+
+_HEADER: Final = struct.Struct("<IHB")
+_MASK_DELTA: Final = 0xA282EAD8
+# CRC-32C of each type byte alone, extended by the data (as LevelDB does).
+_TYPE_CRC: Final = tuple(crc32c(bytes([kind])) for kind in range(256))
+_ZEROS: Final = bytes(HEADER_SIZE)
+
+
+def mask_crc(crc: int) -> int:
+    """LevelDB's stored form of a CRC: rotated right by 15 bits, plus a delta.
+
+    A CRC computed over data that holds embedded CRCs is then not itself a
+    CRC of those bytes, which would weaken it.
+    """
+    return (((crc >> 15) | (crc << 17)) + _MASK_DELTA) & 0xFFFFFFFF
+
+
+def unmask_crc(masked: int) -> int:
+    """The CRC a masked value stands for."""
+    rotated = (masked - _MASK_DELTA) & 0xFFFFFFFF
+    return ((rotated >> 17) | (rotated << 15)) & 0xFFFFFFFF
+
+
+def _header(kind: int, data: bytes | bytearray | memoryview) -> bytes:
+    return _HEADER.pack(mask_crc(crc32c(data, _TYPE_CRC[kind])), len(data), kind)
+
+
+class LogEncoder:
+    """Frames records as LevelDB's ``log::Writer`` does.
+
+    ``block_offset`` is where in its block the output starts: 0 for a new
+    file, the file size modulo the block size to continue an existing one.
+    """
+
+    __slots__ = ("block_offset",)
+
+    def __init__(self, block_offset: int = 0) -> None:
+        if not 0 <= block_offset < BLOCK_SIZE:
+            raise ValueError("block offset must be in 0..32767")
+        self.block_offset = block_offset
+
+    def encode(self, data: bytes | bytearray | memoryview, out: bytearray) -> None:
+        """Append the physical records of one record to ``out``."""
+        offset = self.block_offset
+        left = len(data)
+        room = BLOCK_SIZE - offset
+        if room >= HEADER_SIZE + left:
+            # The common case: the whole record fits in this block.
+            out += _header(FULL, data)
+            out += data
+            self.block_offset = offset + HEADER_SIZE + left
+            return
+        view = memoryview(data)
+        begin = True
+        while True:
+            room = BLOCK_SIZE - offset
+            if room < HEADER_SIZE:
+                out += _ZEROS[:room]  # the trailer
+                offset = 0
+                room = BLOCK_SIZE
+            size = min(left, room - HEADER_SIZE)
+            end = size == left
+            kind = (FULL if end else FIRST) if begin else (LAST if end else MIDDLE)
+            fragment = view[:size]
+            out += _header(kind, fragment)
+            out += fragment
+            offset += HEADER_SIZE + size
+            view = view[size:]
+            left -= size
+            begin = False
+            if end:
+                break
+        self.block_offset = offset
+
+    def padding(self) -> bytes:
+        """Zeros up to the end of the current block (none at a boundary).
+
+        The App Engine ``RecordsWriter`` pads its last block this way on close.
+        """
+        if self.block_offset == 0:
+            return b""
+        pad = bytes(BLOCK_SIZE - self.block_offset)
+        self.block_offset = 0
+        return pad
+
+
+@dataclass(frozen=True, slots=True)
+class Record:
+    """One logical record and where it lies in the file."""
+
+    data: bytes
+    start: int
+    """Offset of its first physical record."""
+    end: int
+    """Offset just past its last physical record."""
+
+
+class LogDecoder:
+    """Reads records as LevelDB's ``log::Reader`` does, fed bytes as they come.
+
+    Feed it the file from :attr:`wanted` on (:meth:`feed`), then call
+    :meth:`read` until it returns None: it wants more bytes or, after
+    :meth:`feed_eof`, the file is done (:attr:`finished`). Bytes it has to
+    drop are appended to :attr:`dropped` as :class:`SkippedRegion` (LevelDB's
+    reporter sees the same counts and reasons), except those LevelDB drops
+    silently: a torn record at the end of the file, and zero-filled
+    (preallocated) space.
+
+    ``start`` is LevelDB's initial offset: the first record returned is the
+    first one whose first fragment starts at or after it. ``stop`` ends the
+    reading before the first record that starts at or after it (a record in
+    progress is still finished). A record over ``max_record_size`` is dropped
+    as damaged, so a damaged file cannot make the decoder gather an unbounded
+    record; nothing else it holds is larger than what it was fed.
+    """
+
+    __slots__ = (
+        "_at_eof",
+        "_block_start",
+        "_buffer",
+        "_buffer_start",
+        "_fragments",
+        "_fragments_size",
+        "_in_record",
+        "_pos",
+        "_record_start",
+        "_resyncing",
+        "_skip_block",
+        "_stopped",
+        "dropped",
+        "max_record_size",
+        "start",
+        "stop",
+    )
+
+    def __init__(
+        self, start: int = 0, stop: int | None = None, max_record_size: int = 1 << 62
+    ) -> None:
+        if start < 0:
+            raise ValueError("start cannot be negative")
+        self.start = start
+        self.stop = stop
+        self.max_record_size = max_record_size
+        self.dropped: list[SkippedRegion] = []
+        first_block = start - start % BLOCK_SIZE
+        if start % BLOCK_SIZE > BLOCK_SIZE - 6:
+            first_block += BLOCK_SIZE  # a record cannot start in a trailer
+        self._block_start = first_block  # file offset of the current block
+        self._pos = 0  # position in the current block
+        self._buffer = b""  # the bytes fed and still needed ...
+        self._buffer_start = first_block  # ... from this file offset
+        self._at_eof = False
+        self._skip_block = False
+        self._resyncing = start > 0
+        self._in_record = False
+        self._fragments: list[bytes] = []
+        self._fragments_size = 0
+        self._record_start = 0
+        self._stopped = False
+
+    @property
+    def wanted(self) -> int:
+        """The file offset of the next byte to feed."""
+        return self._buffer_start + len(self._buffer)
+
+    @property
+    def position(self) -> int:
+        """The offset just past what has been decoded."""
+        return self._block_start + self._pos
+
+    @property
+    def finished(self) -> bool:
+        """True when no more records can come (end of file, or ``stop``)."""
+        return self._stopped
+
+    def feed(self, data: bytes | bytearray | memoryview) -> None:
+        """Give the next bytes of the file, from :attr:`wanted` on."""
+        if self._at_eof:
+            raise RuntimeError("feed() after feed_eof()")
+        done = self._block_start - self._buffer_start
+        if done or not self._buffer:
+            self._buffer = self._buffer[done:] + bytes(data)
+        else:
+            self._buffer += bytes(data)
+        self._buffer_start = self._block_start
+
+    def feed_eof(self) -> None:
+        """Say the file ends where the bytes fed so far end."""
+        self._at_eof = True
+
+    def discard_unread(self) -> None:
+        """Forget the bytes fed beyond :attr:`position` (they will be fed
+        again). A follower does this before each read: a writer that restarts
+        after a crash may rewrite a torn tail the follower already saw."""
+        if self._at_eof:
+            raise RuntimeError("discard_unread() after feed_eof()")
+        self._buffer = self._buffer[: self.position - self._buffer_start]
+
+    @staticmethod
+    def continuation(tail: bytes | bytearray | memoryview) -> int:
+        """Where a writer may continue a file whose last, partial block is
+        ``tail``: after the last physical record that is whole.
+
+        A record the file ends in the middle of (a writer died writing it),
+        or zero fill to the end, is not kept: records appended after it would
+        be dropped with it by a reader. Damaged but whole records are kept
+        (a reader reports them), so nothing readable is ever cut.
+        """
+        pos = 0
+        size = len(tail)
+        while size - pos >= HEADER_SIZE:
+            _, length, kind = _HEADER.unpack_from(tail, pos)
+            end = pos + HEADER_SIZE + length
+            if end > size:
+                return pos  # torn
+            if kind == ZERO and length == 0 and not any(tail[pos:]):
+                return pos  # zero fill to the end
+            pos = end
+        return pos if not any(tail[pos:]) or size - pos < HEADER_SIZE else size
+
+    def _drop(self, size: int, reason: str, start: int | None = None) -> None:
+        """Report ``size`` dropped bytes, from ``start`` (default: just before
+        the position); nothing that lies before ``self.start``, as LevelDB."""
+        if not size or self.position - size < self.start:
+            return
+        if start is None:
+            start = self.position - size
+        self.dropped.append(SkippedRegion(start, start + size, reason))
+
+    def _reset_record(self) -> None:
+        self._in_record = False
+        self._fragments = []
+        self._fragments_size = 0
+
+    def _drop_record(self, reason: str, extra: int = 0) -> None:
+        self._drop(self._fragments_size + extra, reason, self._record_start)
+        self._reset_record()
+
+    def read(self) -> Record | None:
+        """The next record, or None if more bytes (or the end) are needed."""
+        while not self._stopped:
+            if (
+                self.stop is not None
+                and not self._in_record
+                and self.position >= self.stop
+            ):
+                self._stopped = True  # nothing more can start in the range
+                return None
+            physical = self._physical()
+            if physical is None:
+                return None
+            kind, data, where = physical
+            if self._resyncing and kind != _BEFORE_START:
+                # Started inside a record: skip its remaining fragments.
+                if kind == MIDDLE:
+                    continue
+                self._resyncing = False
+                if kind == LAST:
+                    continue
+            if kind in (FULL, FIRST) and self.stop is not None and where >= self.stop:
+                self._stopped = True
+                return None
+            if kind == FULL:
+                if self._in_record and self._fragments_size:
+                    self._drop_record("partial record without end(1)")
+                self._reset_record()
+                return Record(bytes(data), where, self.position)
+            if kind == FIRST:
+                if self._in_record and self._fragments_size:
+                    self._drop_record("partial record without end(2)")
+                self._fragments = [bytes(data)]
+                self._fragments_size = len(data)
+                self._record_start = where
+                self._in_record = True
+            elif kind in (MIDDLE, LAST):
+                if not self._in_record:
+                    number = 1 if kind == MIDDLE else 2
+                    self._drop(
+                        len(data), f"missing start of fragmented record({number})"
+                    )
+                    continue
+                self._fragments.append(bytes(data))
+                self._fragments_size += len(data)
+                if self._fragments_size > self.max_record_size:
+                    self._drop_record("record larger than max_record_size")
+                    self._resyncing = True  # skip the rest of it
+                    if kind == LAST:
+                        self._resyncing = False
+                elif kind == LAST:
+                    record = Record(
+                        b"".join(self._fragments), self._record_start, self.position
+                    )
+                    self._reset_record()
+                    return record
+            elif kind == _BAD:
+                if self._in_record:
+                    self._drop_record("error in middle of record")
+            elif kind != _BEFORE_START:
+                if self._in_record:
+                    self._drop_record(f"unknown record type {kind}", len(data))
+                else:
+                    self._drop(len(data), f"unknown record type {kind}")
+        return None
+
+    def _physical(self) -> tuple[int, memoryview | bytes, int] | None:
+        """The next physical record as ``(type, data, offset)``; type is
+        ``_BAD`` for one that was dropped and ``_BEFORE_START`` for one that
+        begins before ``start``. None when more bytes are needed or the file
+        has ended.
+        """
+        while True:
+            buffer = self._buffer
+            base = self._block_start - self._buffer_start
+            available = min(len(buffer) - base, BLOCK_SIZE)
+            complete = available == BLOCK_SIZE
+            pos = self._pos
+            if self._skip_block:
+                self._pos = available
+                if complete:
+                    self._next_block()
+                    continue
+                self._end_if_eof()
+                return None
+            if available - pos < HEADER_SIZE:
+                if complete:
+                    self._next_block()  # a trailer to skip
+                    continue
+                # A torn header at the end is not an error.
+                self._end_if_eof()
+                return None
+            at = base + pos
+            checksum, length, kind = _HEADER.unpack_from(buffer, at)
+            end = pos + HEADER_SIZE + length
+            if end > available:
+                if complete:
+                    self._pos = BLOCK_SIZE
+                    self._drop(BLOCK_SIZE - pos, "bad record length")
+                    self._next_block()
+                    return (_BAD, b"", 0)
+                # The writer died in the middle of the record: not an error.
+                self._end_if_eof()
+                return None
+            if kind == ZERO and length == 0:
+                # Zero-filled (preallocated) space: skip the block, silently.
+                self._skip_block = True
+                continue
+            data = memoryview(buffer)[at + HEADER_SIZE : base + end]
+            if crc32c(data, _TYPE_CRC[kind]) != unmask_crc(checksum):
+                # The length may be what is damaged: trust nothing after it.
+                self._pos = available
+                self._drop(available - pos, "checksum mismatch")
+                self._skip_block = True
+                return (_BAD, b"", 0)
+            self._pos = end
+            where = self._block_start + pos
+            if where < self.start:
+                return (_BEFORE_START, b"", where)
+            return (kind, data, where)
+
+    def _next_block(self) -> None:
+        self._block_start += BLOCK_SIZE
+        self._pos = 0
+        self._skip_block = False
+
+    def _end_if_eof(self) -> None:
+        """At the end of the file, stop; a record in progress is dropped
+        silently (the writer died before finishing it)."""
+        if self._at_eof:
+            self._reset_record()
+            self._stopped = True
+
+
+# Pseudo-types for physical records the reader drops or skips.
+_BAD: Final = -1
+_BEFORE_START: Final = -2

@@ -1,0 +1,616 @@
+"""LevelDB log records: the App Engine ``records`` API, async.
+
+:class:`RecordsWriter` frames records into 32 KiB blocks exactly as
+LevelDB's ``log::Writer`` does (and, with ``pad_last_block=True``, pads the
+last block on close as the App Engine ``RecordsWriter`` does).
+:class:`RecordsReader` reads them back as LevelDB's ``log::Reader`` does,
+reporting (or, with ``strict=True``, refusing) damaged bytes. :func:`split`
+cuts a file into byte ranges for readers working in parallel.
+
+Both take a path, or an async file object (such as one from
+``aiofiles.open``). With a path, every system call goes through
+:mod:`aiorecords._io`: one worker-thread hop per buffer written or per chunk
+read (which is also decoded in that hop), none per record.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator, Callable
+from typing import Any, Final, Protocol
+
+from . import _io
+from ._core.records import BLOCK_SIZE, LogDecoder, LogEncoder, Record
+from ._core.skipped import SkippedRegion
+from .errors import ClosedError, CorruptRecordError, WriterFailedError
+
+__all__ = ["RecordsReader", "RecordsWriter", "split"]
+
+logger = logging.getLogger("aiorecords")
+
+#: Bytes gathered in memory before the writer hands them to the file.
+DEFAULT_BUFFER_SIZE: Final = 1024 * 1024
+#: Bytes the reader asks for at a time (a whole number of blocks).
+DEFAULT_READ_SIZE: Final = 8 * BLOCK_SIZE
+#: The largest record a reader assembles by default.
+DEFAULT_MAX_RECORD_SIZE: Final = 256 * 1024 * 1024
+
+# follow() polls a file that has stopped growing at intervals that double
+# from the first to the last, and start again at the first when it grows.
+_FOLLOW_FIRST_WAIT: Final = 0.001
+_FOLLOW_LAST_WAIT: Final = 0.1
+
+
+class AsyncWritable(Protocol):
+    """An async file object a :class:`RecordsWriter` can write to."""
+
+    async def write(self, data: bytes, /) -> Any: ...
+
+
+class AsyncReadable(Protocol):
+    """An async file object a :class:`RecordsReader` can read from."""
+
+    async def read(self, size: int, /) -> bytes: ...
+
+    async def seek(self, offset: int, /) -> Any: ...
+
+    async def tell(self) -> int: ...
+
+
+Source = _io.PathLike | AsyncReadable
+Target = _io.PathLike | AsyncWritable
+
+
+def _to_bytes(
+    data: bytes | bytearray | memoryview | str,
+) -> bytes | bytearray | memoryview:
+    if isinstance(data, str):
+        return data.encode("utf-8")
+    if isinstance(data, (bytes, bytearray, memoryview)):
+        return data
+    raise TypeError(f"a record is bytes or str, not {type(data).__name__}")
+
+
+# ----------------------------------------------------------------------
+# Writing
+
+
+class RecordsWriter:
+    """Writes records in the LevelDB log format.
+
+    ``target`` is a path or an async file object with ``write()``. A path is
+    opened on first use: created anew (replacing any file of that name, and
+    durably: the new name survives a power cut once the file is synced), or,
+    with ``append=True``, continued inside its last block as LevelDB does. A
+    torn record left at the end by a writer that died is cut off first, so
+    that the new records are readable.
+
+    Records are framed in memory and written ``buffer_size`` bytes at a time;
+    :meth:`flush` writes what is buffered, :meth:`sync` also makes it durable
+    (``fdatasync``). :meth:`close` pads the last block with zeros if
+    ``pad_last_block`` (the App Engine writer's behaviour; LevelDB's writer
+    does not pad, so use ``pad_last_block=False`` for LevelDB's bytes), then
+    flushes. Use ``async with``, or call :meth:`close`.
+    """
+
+    def __init__(
+        self,
+        target: Target,
+        *,
+        pad_last_block: bool = True,
+        append: bool = False,
+        buffer_size: int = DEFAULT_BUFFER_SIZE,
+    ) -> None:
+        if buffer_size <= 0:
+            raise ValueError("buffer_size must be positive")
+        self.pad_last_block = pad_last_block
+        self.append = append
+        self.buffer_size = buffer_size
+        self._target = target
+        self._path = _io.path_of(target)
+        self._io: _io.FileIO | None = None
+        self._encoder: LogEncoder | None = None if self._path else LogEncoder()
+        self._buffer = bytearray()
+        self._offset = 0  # file offset of the first buffered byte
+        self._lock = asyncio.Lock()
+        self._closed = False
+        self._failed: BaseException | None = None
+
+    def __repr__(self) -> str:
+        name = self._path or repr(self._target)
+        return f"<RecordsWriter {name}{' closed' if self._closed else ''}>"
+
+    async def __aenter__(self) -> RecordsWriter:
+        """Open the file (for a path) and return the writer."""
+        await self._ready()
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        """Pad (if asked), flush and close."""
+        await self.close()
+
+    async def _ready(self) -> LogEncoder:
+        if self._closed:
+            raise ClosedError(f"{self!r} is closed")
+        if self._failed is not None:
+            raise WriterFailedError(
+                f"an earlier I/O error ({self._failed}) left {self!r} "
+                "in an unknown state"
+            ) from self._failed
+        if self._encoder is None:
+            async with self._lock:
+                if self._encoder is None:
+                    assert self._path is not None
+                    self._io, size = await _open_owned(
+                        _open_for_writing, self._path, self.append
+                    )
+                    self._offset = size
+                    self._encoder = LogEncoder(size % BLOCK_SIZE)
+        return self._encoder
+
+    async def write(self, data: bytes | bytearray | memoryview | str) -> None:
+        """Write one record (``str`` is written as UTF-8).
+
+        The record is framed in memory; once ``buffer_size`` bytes are
+        gathered they are written in one worker-thread hop (or one
+        ``write()`` of the file object).
+
+        Cancellation: the record is written (it is in the buffer) even if the
+        call is cancelled while the buffer is being written out; that write
+        finishes first.
+        """
+        encoder = self._encoder if not self._closed and self._failed is None else None
+        if encoder is None:
+            encoder = await self._ready()
+        encoder.encode(_to_bytes(data), self._buffer)
+        if len(self._buffer) >= self.buffer_size:
+            await self._flush_buffer()
+
+    async def _flush_buffer(self) -> None:
+        async with self._lock:
+            if not self._buffer:
+                return
+            data, self._buffer = bytes(self._buffer), bytearray()
+            offset = self._offset
+            self._offset += len(data)
+            if self._io is not None:
+                outcome, cancelled = await _io.run_to_completion(
+                    self._io.pwrite, offset, data
+                )
+                if outcome.error is not None:
+                    self._failed = outcome.error
+                    raise outcome.error
+                if cancelled is not None:
+                    raise cancelled
+            else:
+                try:
+                    await self._target.write(data)  # type: ignore[union-attr]
+                except BaseException as error:
+                    self._failed = error
+                    raise
+
+    async def flush(self) -> None:
+        """Write what is buffered to the file (not yet durable: see :meth:`sync`).
+
+        Cancellation: a write already handed to a worker thread finishes.
+        """
+        await self._ready()
+        await self._flush_buffer()
+
+    async def sync(self) -> None:
+        """Flush, then ``fdatasync``: once this returns, every record written
+        so far survives a power cut. A file object is flushed and, if it has
+        ``fileno()``, synced through it.
+
+        Cancellation: a write or sync already in a worker thread finishes.
+        """
+        await self._ready()
+        await self._flush_buffer()
+        async with self._lock:
+            if self._io is not None:
+                await _io.offload(self._io.datasync)
+                return
+            flush = getattr(self._target, "flush", None)
+            if flush is not None:
+                await flush()
+            fileno = getattr(self._target, "fileno", None)
+            if fileno is not None:
+                await _io.offload(_io.datasync_descriptor, fileno(), repr(self._target))
+
+    async def close(self) -> None:
+        """Pad the last block (if ``pad_last_block``), flush, and close a file
+        this writer opened (a file object given to it stays open). Closing
+        twice does nothing.
+
+        Cancellation: the file is closed all the same (the final write is
+        finished first); the cancellation is raised afterwards.
+        """
+        if self._closed:
+            return
+        cancelled: BaseException | None = None
+        try:
+            if self._failed is None and (self._encoder is not None or self._buffer):
+                encoder = await self._ready()
+                if self.pad_last_block:
+                    self._buffer += encoder.padding()
+                await self._flush_buffer()
+        except asyncio.CancelledError as error:
+            cancelled = error
+        finally:
+            self._closed = True
+            if self._io is not None:
+                outcome, again = await _io.run_to_completion(self._io.close)
+                cancelled = cancelled or again
+                outcome.unwrap()
+        if cancelled is not None:
+            raise cancelled
+
+
+def _open_for_writing(path: str, append: bool) -> tuple[_io.FileIO, int]:
+    """Open ``path`` for writing records at its end; return it and that end."""
+    if append and _io.is_file(path):
+        io = _io.open_file(path, writable=True)
+        try:
+            size = io.size()
+            end = _valid_end(io, size)
+            if end != size:
+                logger.warning(
+                    "%s: cut %d bytes of a torn record at offset %d before appending",
+                    path,
+                    size - end,
+                    end,
+                )
+                io.truncate(end)
+        except BaseException:
+            io.close()
+            raise
+        return io, end
+    temp = _io.create_temp_beside(path)
+    try:
+        temp.sync()
+        _io.replace(temp.path, path)
+        _io.sync_directory(path)
+    except BaseException:
+        temp.close()
+        _io.unlink_quietly(temp.path)
+        raise
+    temp.path = path
+    return temp, 0
+
+
+def _valid_end(io: _io.FileIO, size: int) -> int:
+    """The end of the last whole physical record in the file's last block.
+
+    A file whose size is a whole number of blocks has nothing torn to cut.
+    """
+    block_start = size - size % BLOCK_SIZE
+    if block_start == size:
+        return size
+    return block_start + LogDecoder.continuation(
+        io.pread(block_start, size - block_start)
+    )
+
+
+async def _open_owned(
+    function: Callable[..., tuple[_io.FileIO, int]], *args: Any
+) -> tuple[_io.FileIO, int]:
+    """Offload an open; on cancellation close what it opened, then re-raise."""
+    outcome, cancelled = await _io.run_to_completion(function, *args)
+    if cancelled is not None:
+        if outcome.error is None and outcome.value is not None:
+            await _io.run_to_completion(outcome.value[0].close)
+        raise cancelled
+    return outcome.unwrap()
+
+
+# ----------------------------------------------------------------------
+# Reading
+
+#: Called with each region of bytes the reader drops.
+CorruptionCallback = Callable[[SkippedRegion], None]
+
+
+class RecordsReader:
+    """Reads records in the LevelDB log format, as LevelDB's reader does.
+
+    ``source`` is a path, or an async file object with ``read(n)``,
+    ``seek(offset)`` and ``tell()`` (reading then starts at its current
+    position, unless ``start`` is given).
+
+    A damaged physical record (bad checksum, impossible length, unknown
+    type, fragments out of order) is dropped with the rest of its block, as
+    LevelDB drops it; each drop is logged on the ``aiorecords`` logger and
+    given to ``on_corruption`` as a :class:`~aiorecords.SkippedRegion`. With
+    ``strict=True`` the first one raises
+    :class:`~aiorecords.errors.CorruptRecordError` instead. A torn record at
+    the end of the file (a writer died while writing it) and zero-filled
+    space are not damage: they end the file, silently, as in LevelDB.
+
+    ``start`` and ``stop`` restrict the reader to the records whose first
+    fragment starts in ``[start, stop)`` (see :func:`split`); :meth:`seek`
+    moves to the first record starting at or after an offset.
+    """
+
+    def __init__(
+        self,
+        source: Source,
+        *,
+        start: int | None = None,
+        stop: int | None = None,
+        strict: bool = False,
+        on_corruption: CorruptionCallback | None = None,
+        max_record_size: int = DEFAULT_MAX_RECORD_SIZE,
+        read_size: int = DEFAULT_READ_SIZE,
+    ) -> None:
+        if read_size < BLOCK_SIZE or read_size % BLOCK_SIZE:
+            raise ValueError("read_size must be a whole number of 32 KiB blocks")
+        self.strict = strict
+        self.on_corruption = on_corruption
+        self.max_record_size = max_record_size
+        self.read_size = read_size
+        self._source = source
+        self._path = _io.path_of(source)
+        self._io: _io.FileIO | None = None
+        self._start = start
+        self._stop = stop
+        self._decoder: LogDecoder | None = None
+        self._pending: list[Record | SkippedRegion] = []
+        self._index = 0
+        self._position = start or 0
+        self._source_position = -1  # where a file object stands, if known
+        self._lock = asyncio.Lock()
+        self._closed = False
+
+    def __repr__(self) -> str:
+        return f"<RecordsReader {self._path or repr(self._source)}>"
+
+    @property
+    def name(self) -> str:
+        """The path read, or a description of the file object."""
+        return self._path or repr(self._source)
+
+    async def __aenter__(self) -> RecordsReader:
+        """Open the file (for a path) and return the reader."""
+        await self._open()
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        """Close the reader."""
+        await self.close()
+
+    async def _open(self) -> LogDecoder:
+        if self._closed:
+            raise ClosedError(f"{self!r} is closed")
+        if self._decoder is None:
+            if self._path is not None and self._io is None:
+                outcome, cancelled = await _io.run_to_completion(
+                    _open_for_reading, self._path
+                )
+                if cancelled is not None:
+                    if outcome.error is None and outcome.value is not None:
+                        await _io.run_to_completion(outcome.value.close)
+                    raise cancelled
+                self._io = outcome.unwrap()
+            start = self._start
+            if start is None and self._path is None:
+                start = await self._source.tell()  # type: ignore[union-attr]
+                self._source_position = start
+            self._new_decoder(start or 0)
+        assert self._decoder is not None
+        return self._decoder
+
+    def _new_decoder(self, start: int) -> None:
+        self._decoder = LogDecoder(start, self._stop, self.max_record_size)
+        self._pending = []
+        self._index = 0
+        self._position = start
+
+    async def _fill(self, follow: bool) -> bool:
+        """Read and decode the next chunk; False if nothing more can come."""
+        decoder = await self._open()
+        if decoder.finished:
+            return False
+        if self._io is not None:
+            outcome, cancelled = await _io.run_to_completion(
+                _read_and_decode, self._io, decoder, self.read_size, follow
+            )
+            if cancelled is not None:
+                raise cancelled
+            self._pending = outcome.unwrap()
+        else:
+            if follow:
+                decoder.discard_unread()
+            wanted = decoder.wanted
+            if self._source_position != wanted:
+                await self._source.seek(wanted)  # type: ignore[union-attr]
+            data = await self._source.read(self.read_size)  # type: ignore[union-attr]
+            self._source_position = wanted + len(data)
+            self._pending = _decode(decoder, data, self.read_size, follow)
+        self._index = 0
+        return bool(self._pending) or not decoder.finished
+
+    def _report(self, region: SkippedRegion) -> None:
+        logger.warning(
+            "%s: dropped %d bytes at offset %d: %s",
+            self.name,
+            region.length,
+            region.start,
+            region.reason,
+        )
+        if self.strict:
+            raise CorruptRecordError(region.reason, path=self.name, offset=region.start)
+        if self.on_corruption is not None:
+            self.on_corruption(region)
+
+    async def _next(self, follow: bool) -> bytes | None:
+        """The next record; None at the end (or, following, when it must wait)."""
+        while True:
+            pending = self._pending
+            while self._index < len(pending):
+                item = pending[self._index]
+                self._index += 1
+                if isinstance(item, Record):
+                    self._position = item.end
+                    return item.data
+                self._report(item)
+            if not await self._fill(follow):
+                return None
+            if follow and not self._pending:
+                return None
+
+    async def read(self) -> bytes:
+        """The next record; :class:`EOFError` at the end, as in the seed.
+
+        Cancellation: nothing is lost; a chunk read already in a worker
+        thread finishes, and the next call goes on from where this one was.
+        """
+        async with self._lock:
+            record = await self._next(follow=False)
+        if record is None:
+            raise EOFError(f"no more records in {self.name}")
+        return record
+
+    def __aiter__(self) -> AsyncIterator[bytes]:
+        """``async for record in reader``: the records to the end of the file."""
+        return self._iterate()
+
+    async def _iterate(self) -> AsyncIterator[bytes]:
+        while True:
+            pending = self._pending
+            # Records already decoded are handed out without the lock; the
+            # lock only guards reading and decoding the next chunk.
+            while self._index < len(pending):
+                item = pending[self._index]
+                self._index += 1
+                if type(item) is Record:
+                    self._position = item.end
+                    yield item.data
+                else:
+                    self._report(item)  # type: ignore[arg-type]
+                if self._pending is not pending:
+                    break  # seek() started over
+            else:
+                async with self._lock:
+                    stale = self._pending is pending and self._index >= len(pending)
+                    if stale and not await self._fill(follow=False):
+                        return
+
+    async def tell(self) -> int:
+        """The offset just past the last record read (or where reading starts).
+
+        ``seek(tell())`` goes on with the next record.
+
+        Cancellation: nothing happens.
+        """
+        await self._open()
+        return self._position
+
+    async def seek(self, offset: int) -> None:
+        """Go to ``offset``: the next record read is the first one whose first
+        fragment starts at or after it (LevelDB's initial offset).
+
+        Cancellation: nothing happens, or the reader is at ``offset``.
+        """
+        if offset < 0:
+            raise ValueError("offset cannot be negative")
+        async with self._lock:
+            await self._open()
+            self._new_decoder(offset)
+
+    async def follow(self) -> AsyncIterator[bytes]:
+        """Yield the records, then wait for more as the file grows.
+
+        At the end of the file it polls, at intervals growing from 1 ms to
+        100 ms (and back to 1 ms once data comes), and yields each record only
+        once it is whole and its checksums hold: never a half-written one.
+        The iteration ends at ``stop`` if one was given, otherwise never.
+
+        Cancellation: cancelling the iterating task ends it cleanly; a read
+        already in a worker thread finishes first.
+        """
+        wait = _FOLLOW_FIRST_WAIT
+        while True:
+            async with self._lock:
+                record = await self._next(follow=True)
+                finished = self._decoder is not None and self._decoder.finished
+            if record is not None:
+                wait = _FOLLOW_FIRST_WAIT
+                yield record
+                continue
+            if finished:
+                return
+            await asyncio.sleep(wait)
+            wait = min(wait * 2, _FOLLOW_LAST_WAIT)
+
+    async def close(self) -> None:
+        """Close the reader and a file it opened (a file object stays open).
+
+        Cancellation: the file is closed all the same; the cancellation is
+        raised afterwards.
+        """
+        if self._closed:
+            return
+        self._closed = True
+        async with self._lock:
+            if self._io is not None:
+                outcome, cancelled = await _io.run_to_completion(self._io.close)
+                if cancelled is not None:
+                    raise cancelled
+                outcome.unwrap()
+
+
+def _open_for_reading(path: str) -> _io.FileIO:
+    return _io.open_file(path, writable=False)
+
+
+def _decode(
+    decoder: LogDecoder, data: bytes, asked: int, follow: bool
+) -> list[Record | SkippedRegion]:
+    """Feed a chunk and collect what it decodes, drops in their place."""
+    if data:
+        decoder.feed(data)
+    if len(data) < asked and not follow:
+        decoder.feed_eof()
+    out: list[Record | SkippedRegion] = []
+    dropped = decoder.dropped
+    while True:
+        record = decoder.read()
+        if dropped:
+            out.extend(dropped)
+            dropped.clear()
+        if record is None:
+            return out
+        out.append(record)
+
+
+def _read_and_decode(
+    io: _io.FileIO, decoder: LogDecoder, size: int, follow: bool
+) -> list[Record | SkippedRegion]:
+    """One worker-thread hop: read the next chunk and decode it."""
+    if follow:
+        decoder.discard_unread()  # a writer may rewrite a torn tail
+    data = io.pread(decoder.wanted, size)
+    return _decode(decoder, data, size, follow=follow)
+
+
+async def split(path: _io.PathLike, n: int) -> list[tuple[int, int]]:
+    """Cut a records file into at most ``n`` byte ranges ``(start, stop)``.
+
+    The ranges cover the file and start on block boundaries. Reading each
+    with ``RecordsReader(path, start=start, stop=stop)`` gives every record
+    exactly once: a reader yields the records whose first fragment starts in
+    its range, reading past ``stop`` only to finish the last one.
+    """
+    if n < 1:
+        raise ValueError("n must be at least 1")
+    name = _io.path_of(path)
+    if name is None:
+        raise TypeError("split() takes a path")
+    size = await _io.offload(_io.file_size, name)
+    blocks = -(-size // BLOCK_SIZE)
+    per_range = -(-blocks // n) * BLOCK_SIZE
+    return [
+        (start, min(start + per_range, size))
+        for start in range(0, size, per_range or 1)
+    ]

@@ -1,0 +1,600 @@
+"""The LevelDB log format core: framing, checksums, and the reader's rules.
+
+The reader cases are those of LevelDB's db/log_test.cc, with the same
+dropped-byte counts and reasons.
+"""
+
+from __future__ import annotations
+
+import struct
+
+import pytest
+from crc32c import crc32c
+
+from aiorecords._core.records import (
+    BLOCK_SIZE,
+    FIRST,
+    FULL,
+    HEADER_SIZE,
+    LAST,
+    MIDDLE,
+    LogDecoder,
+    LogEncoder,
+    mask_crc,
+    unmask_crc,
+)
+from aiorecords._core.skipped import SkippedRegion
+
+# -- checksums -----------------------------------------------------------------
+
+
+def test_crc32c_standard_vectors() -> None:
+    # The values LevelDB's util/crc32c_test.cc checks (from RFC 3720).
+    assert crc32c(bytes(32)) == 0x8A9136AA
+    assert crc32c(b"\xff" * 32) == 0x62A8AB43
+    assert crc32c(bytes(range(32))) == 0x46DD794E
+    assert crc32c(bytes(range(31, -1, -1))) == 0x113FDB5C
+    assert crc32c(b"world", crc32c(b"hello ")) == crc32c(b"hello world")
+
+
+def test_mask_is_leveldbs() -> None:
+    crc = crc32c(b"foo")
+    assert mask_crc(crc) != crc
+    assert mask_crc(mask_crc(crc)) != crc
+    assert unmask_crc(mask_crc(crc)) == crc
+    assert unmask_crc(unmask_crc(mask_crc(mask_crc(crc)))) == crc
+    # rotate right by 15, add 0xa282ead8 (mod 2**32)
+    assert mask_crc(0) == 0xA282EAD8
+    assert mask_crc(1) == (0x20000 + 0xA282EAD8) & 0xFFFFFFFF
+    assert mask_crc(0x8000) == (1 + 0xA282EAD8) & 0xFFFFFFFF
+
+
+# -- framing, against layouts worked out by hand ------------------------------
+
+
+def physical(kind: int, data: bytes) -> bytes:
+    """One physical record, written out from the format description."""
+    checksum = mask_crc(crc32c(bytes([kind]) + data))
+    return struct.pack("<IHB", checksum, len(data), kind) + data
+
+
+def encode(*records: bytes, offset: int = 0) -> bytes:
+    encoder = LogEncoder(offset)
+    out = bytearray()
+    for record in records:
+        encoder.encode(record, out)
+    return bytes(out)
+
+
+def test_empty_record() -> None:
+    assert encode(b"") == physical(FULL, b"")
+    assert len(encode(b"")) == 7
+
+
+def test_record_exactly_filling_a_block() -> None:
+    data = b"a" * (BLOCK_SIZE - HEADER_SIZE)
+    assert encode(data, b"next") == physical(FULL, data) + physical(FULL, b"next")
+
+
+def test_record_ending_eight_bytes_before_the_block_end() -> None:
+    data = b"b" * (BLOCK_SIZE - HEADER_SIZE - 8)
+    # Eight bytes remain: room for a header and one byte.
+    assert encode(data, b"xy") == (
+        physical(FULL, data) + physical(FIRST, b"x") + physical(LAST, b"y")
+    )
+    assert encode(data, b"z") == physical(FULL, data) + physical(FULL, b"z")
+
+
+def test_record_ending_seven_bytes_before_the_block_end() -> None:
+    data = b"c" * (BLOCK_SIZE - 2 * HEADER_SIZE)
+    # Exactly seven bytes remain: a non-empty record starts with an empty
+    # FIRST fragment, an empty one fits as a FULL one.
+    assert encode(data, b"next") == (
+        physical(FULL, data) + physical(FIRST, b"") + physical(LAST, b"next")
+    )
+    assert encode(data, b"") == physical(FULL, data) + physical(FULL, b"")
+
+
+def test_record_ending_six_bytes_before_the_block_end() -> None:
+    data = b"d" * (BLOCK_SIZE - HEADER_SIZE - 6)
+    # Six bytes cannot hold a header: they are a zero trailer.
+    assert encode(data, b"next") == physical(FULL, data) + bytes(6) + physical(
+        FULL, b"next"
+    )
+    assert encode(data, b"") == physical(FULL, data) + bytes(6) + physical(FULL, b"")
+
+
+def test_record_over_100_kib_spans_four_blocks() -> None:
+    data = bytes(range(256)) * 500  # 128,000 bytes
+    room = BLOCK_SIZE - HEADER_SIZE
+    first = data[: room - 10]  # after "abc" (3 + 7 bytes) in the first block
+    middle1 = data[len(first) : len(first) + room]
+    middle2 = data[len(first) + room : len(first) + 2 * room]
+    last = data[len(first) + 2 * room :]
+    assert encode(b"abc", data) == (
+        physical(FULL, b"abc")
+        + physical(FIRST, first)
+        + physical(MIDDLE, middle1)
+        + physical(MIDDLE, middle2)
+        + physical(LAST, last)
+    )
+
+
+def test_the_seed_example() -> None:
+    # A: 1000 bytes, B: 97270 bytes, C: 8000 bytes (the records API document).
+    a, b, c = b"A" * 1000, b"B" * 97270, b"C" * 8000
+    out = encode(a, b, c)
+    first = BLOCK_SIZE - 1007 - HEADER_SIZE
+    assert out[:1007] == physical(FULL, a)
+    assert out[1007:BLOCK_SIZE] == physical(FIRST, b[:first])
+    assert out[BLOCK_SIZE : 2 * BLOCK_SIZE] == physical(
+        MIDDLE, b[first : first + 32761]
+    )
+    rest = b[first + 32761 :]
+    assert out[2 * BLOCK_SIZE : 2 * BLOCK_SIZE + 7 + len(rest)] == physical(LAST, rest)
+    # Six bytes are left in the third block: a trailer. C starts block four.
+    assert 2 * BLOCK_SIZE + 7 + len(rest) == 3 * BLOCK_SIZE - 6
+    assert out[3 * BLOCK_SIZE - 6 : 3 * BLOCK_SIZE] == bytes(6)
+    assert out[3 * BLOCK_SIZE :] == physical(FULL, c)
+
+
+def test_continuing_inside_a_block() -> None:
+    # 10 bytes left: a header and 3 bytes fit.
+    assert encode(b"abcd", offset=BLOCK_SIZE - 10) == (
+        physical(FIRST, b"abc") + physical(LAST, b"d")
+    )
+    assert encode(b"abcd", offset=BLOCK_SIZE - 3) == bytes(3) + physical(FULL, b"abcd")
+    with pytest.raises(ValueError, match="block offset"):
+        LogEncoder(BLOCK_SIZE)
+
+
+def test_padding_to_the_block_end() -> None:
+    encoder = LogEncoder()
+    out = bytearray()
+    encoder.encode(b"abc", out)
+    out += encoder.padding()
+    assert len(out) == BLOCK_SIZE
+    assert out[10:] == bytes(BLOCK_SIZE - 10)
+    assert encoder.padding() == b""  # at a boundary there is nothing to pad
+
+
+def test_any_bytes_like_record() -> None:
+    out = bytearray()
+    LogEncoder().encode(memoryview(b"mv"), out)
+    LogEncoder(len(out)).encode(bytearray(b"ba"), out)
+    assert bytes(out) == physical(FULL, b"mv") + physical(FULL, b"ba")
+
+
+# -- the reader, case by case as in LevelDB's log_test.cc ----------------------
+
+
+class Log:
+    """A log written in memory, damaged on purpose, then read back."""
+
+    def __init__(self) -> None:
+        self.encoder = LogEncoder()
+        self.data = bytearray()
+
+    def write(self, record: bytes) -> None:
+        self.encoder.encode(record, self.data)
+
+    def reopen_for_append(self) -> None:
+        self.encoder = LogEncoder(len(self.data) % BLOCK_SIZE)
+
+    def fix_checksum(self, header_offset: int, length: int) -> None:
+        crc = crc32c(bytes(self.data[header_offset + 6 : header_offset + 7 + length]))
+        struct.pack_into("<I", self.data, header_offset, mask_crc(crc))
+
+    def read(
+        self, start: int = 0, stop: int | None = None
+    ) -> tuple[list[bytes], LogDecoder]:
+        decoder = LogDecoder(start, stop)
+        decoder.feed(bytes(self.data[decoder.wanted :]))
+        decoder.feed_eof()
+        records = []
+        while (record := decoder.read()) is not None:
+            records.append(record.data)
+        return records, decoder
+
+
+def dropped(decoder: LogDecoder) -> int:
+    return sum(region.length for region in decoder.dropped)
+
+
+def reasons(decoder: LogDecoder) -> str:
+    return "; ".join(region.reason for region in decoder.dropped)
+
+
+def big(part: bytes, n: int) -> bytes:
+    return (part * (n // len(part) + 1))[:n]
+
+
+def number(n: int) -> bytes:
+    return f"{n}.".encode()
+
+
+def test_empty() -> None:
+    assert Log().read()[0] == []
+
+
+def test_read_write() -> None:
+    log = Log()
+    for record in (b"foo", b"bar", b"", b"xxxx"):
+        log.write(record)
+    records, decoder = log.read()
+    assert records == [b"foo", b"bar", b"", b"xxxx"]
+    assert decoder.read() is None  # reads at the end keep saying so
+    assert decoder.finished
+
+
+def test_many_blocks() -> None:
+    log = Log()
+    for n in range(100_000):
+        log.write(number(n))
+    assert log.read()[0] == [number(n) for n in range(100_000)]
+
+
+def test_fragmentation() -> None:
+    log = Log()
+    records = [b"small", big(b"medium", 50_000), big(b"large", 100_000)]
+    for record in records:
+        log.write(record)
+    assert log.read()[0] == records
+
+
+def test_marginal_trailer() -> None:
+    log = Log()
+    n = BLOCK_SIZE - 2 * HEADER_SIZE
+    log.write(big(b"foo", n))
+    assert len(log.data) == BLOCK_SIZE - HEADER_SIZE
+    log.write(b"")
+    log.write(b"bar")
+    assert log.read()[0] == [big(b"foo", n), b"", b"bar"]
+
+
+def test_marginal_trailer_2() -> None:
+    log = Log()
+    n = BLOCK_SIZE - 2 * HEADER_SIZE
+    log.write(big(b"foo", n))
+    log.write(b"bar")
+    records, decoder = log.read()
+    assert records == [big(b"foo", n), b"bar"]
+    assert decoder.dropped == []
+
+
+def test_short_trailer() -> None:
+    log = Log()
+    n = BLOCK_SIZE - 2 * HEADER_SIZE + 4
+    log.write(big(b"foo", n))
+    assert len(log.data) == BLOCK_SIZE - HEADER_SIZE + 4
+    log.write(b"")
+    log.write(b"bar")
+    assert log.read()[0] == [big(b"foo", n), b"", b"bar"]
+
+
+def test_aligned_eof() -> None:
+    log = Log()
+    n = BLOCK_SIZE - 2 * HEADER_SIZE + 4
+    log.write(big(b"foo", n))
+    assert log.read()[0] == [big(b"foo", n)]
+
+
+def test_open_for_append() -> None:
+    log = Log()
+    log.write(b"hello")
+    log.reopen_for_append()
+    log.write(b"world")
+    assert log.read()[0] == [b"hello", b"world"]
+
+
+def test_random_read() -> None:
+    import random
+
+    rng = random.Random(301)
+    records = [
+        big(number(i), rng.randrange(1 << rng.randrange(17))) for i in range(500)
+    ]
+    log = Log()
+    for record in records:
+        log.write(record)
+    assert log.read()[0] == records
+
+
+def test_bad_record_type() -> None:
+    log = Log()
+    log.write(b"foo")
+    log.data[6] += 100
+    log.fix_checksum(0, 3)
+    records, decoder = log.read()
+    assert records == []
+    assert dropped(decoder) == 3
+    assert "unknown record type" in reasons(decoder)
+
+
+def test_truncated_trailing_record_is_ignored() -> None:
+    log = Log()
+    log.write(b"foo")
+    del log.data[-4:]  # all the payload and one header byte
+    records, decoder = log.read()
+    assert records == []
+    assert decoder.dropped == []
+
+
+def test_bad_length() -> None:
+    log = Log()
+    log.write(big(b"bar", BLOCK_SIZE - HEADER_SIZE))
+    log.write(b"foo")
+    log.data[4] += 1  # the low byte of the length
+    records, decoder = log.read()
+    assert records == [b"foo"]
+    assert dropped(decoder) == BLOCK_SIZE
+    assert "bad record length" in reasons(decoder)
+    assert decoder.dropped == [SkippedRegion(0, BLOCK_SIZE, "bad record length")]
+
+
+def test_bad_length_at_end_is_ignored() -> None:
+    log = Log()
+    log.write(b"foo")
+    del log.data[-1:]
+    records, decoder = log.read()
+    assert records == []
+    assert decoder.dropped == []
+
+
+def test_checksum_mismatch() -> None:
+    log = Log()
+    log.write(b"foo")
+    log.data[0] += 10
+    records, decoder = log.read()
+    assert records == []
+    assert dropped(decoder) == 10
+    assert "checksum mismatch" in reasons(decoder)
+    assert decoder.dropped == [SkippedRegion(0, 10, "checksum mismatch")]
+
+
+@pytest.mark.parametrize("kind", [MIDDLE, LAST])
+def test_unexpected_middle_or_last_type(kind: int) -> None:
+    log = Log()
+    log.write(b"foo")
+    log.data[6] = kind
+    log.fix_checksum(0, 3)
+    records, decoder = log.read()
+    assert records == []
+    assert dropped(decoder) == 3
+    assert "missing start" in reasons(decoder)
+
+
+def test_unexpected_full_type() -> None:
+    log = Log()
+    log.write(b"foo")
+    log.write(b"bar")
+    log.data[6] = FIRST
+    log.fix_checksum(0, 3)
+    records, decoder = log.read()
+    assert records == [b"bar"]
+    assert dropped(decoder) == 3
+    assert "partial record without end" in reasons(decoder)
+
+
+def test_unexpected_first_type() -> None:
+    log = Log()
+    log.write(b"foo")
+    log.write(big(b"bar", 100_000))
+    log.data[6] = FIRST
+    log.fix_checksum(0, 3)
+    records, decoder = log.read()
+    assert records == [big(b"bar", 100_000)]
+    assert dropped(decoder) == 3
+    assert "partial record without end" in reasons(decoder)
+
+
+def test_missing_last_is_ignored() -> None:
+    log = Log()
+    log.write(big(b"bar", BLOCK_SIZE))
+    del log.data[-14:]  # the LAST fragment, header and all
+    records, decoder = log.read()
+    assert records == []
+    assert decoder.dropped == []
+
+
+def test_partial_last_is_ignored() -> None:
+    log = Log()
+    log.write(big(b"bar", BLOCK_SIZE))
+    del log.data[-1:]  # a bad length in the LAST fragment
+    records, decoder = log.read()
+    assert records == []
+    assert decoder.dropped == []
+
+
+def test_skip_into_multi_record() -> None:
+    # Starting inside a fragmented record: its other fragments are not
+    # errors, and are skipped until a new FIRST or FULL record.
+    log = Log()
+    log.write(big(b"foo", 3 * BLOCK_SIZE))
+    log.write(b"correct")
+    records, decoder = log.read(start=BLOCK_SIZE)
+    assert records == [b"correct"]
+    assert decoder.dropped == []
+
+
+def test_error_joins_no_records() -> None:
+    # first(R1) last(R1) first(R2) last(R2), the middle two fragments lost:
+    # first(R1) and last(R2) must not come back joined.
+    log = Log()
+    log.write(big(b"foo", BLOCK_SIZE))
+    log.write(big(b"bar", BLOCK_SIZE))
+    log.write(b"correct")
+    log.data[BLOCK_SIZE : 2 * BLOCK_SIZE] = b"x" * BLOCK_SIZE
+    records, decoder = log.read()
+    assert records == [b"correct"]
+    assert 2 * BLOCK_SIZE <= dropped(decoder) <= 2 * BLOCK_SIZE + 100
+
+
+# The initial-offset table of log_test.cc.
+SIZES = [10000, 10000, 2 * BLOCK_SIZE - 1000, 1, 13716, BLOCK_SIZE - HEADER_SIZE]
+STARTS = [
+    0,
+    HEADER_SIZE + 10000,
+    2 * (HEADER_SIZE + 10000),
+    2 * (HEADER_SIZE + 10000) + (2 * BLOCK_SIZE - 1000) + 3 * HEADER_SIZE,
+    2 * (HEADER_SIZE + 10000)
+    + (2 * BLOCK_SIZE - 1000)
+    + 3 * HEADER_SIZE
+    + HEADER_SIZE
+    + 1,
+    3 * BLOCK_SIZE,
+]
+
+
+def offset_log() -> Log:
+    log = Log()
+    for index, size in enumerate(SIZES):
+        log.write(bytes([ord("a") + index]) * size)
+    return log
+
+
+@pytest.mark.parametrize(
+    ("initial_offset", "first_expected"),
+    [
+        (0, 0),
+        (1, 1),
+        (10000, 1),
+        (10007, 1),
+        (10008, 2),
+        (20014, 2),
+        (20015, 3),
+        (BLOCK_SIZE - 4, 3),
+        (BLOCK_SIZE + 1, 3),
+        (2 * BLOCK_SIZE + 1, 3),
+        (2 * (HEADER_SIZE + 1000) + (2 * BLOCK_SIZE - 1000) + 3 * HEADER_SIZE, 3),
+        (3 * BLOCK_SIZE - 3, 5),
+    ],
+)
+def test_initial_offset(initial_offset: int, first_expected: int) -> None:
+    log = offset_log()
+    decoder = LogDecoder(initial_offset)
+    decoder.feed(bytes(log.data[decoder.wanted :]))
+    decoder.feed_eof()
+    for index in range(first_expected, len(SIZES)):
+        record = decoder.read()
+        assert record is not None
+        assert len(record.data) == SIZES[index]
+        assert record.start == STARTS[index]
+        assert record.data[:1] == bytes([ord("a") + index])
+    assert decoder.read() is None
+
+
+@pytest.mark.parametrize("past_end", [0, 5])
+def test_initial_offset_at_or_past_the_end(past_end: int) -> None:
+    log = offset_log()
+    decoder = LogDecoder(len(log.data) + past_end)
+    data = bytes(log.data[decoder.wanted :]) if decoder.wanted < len(log.data) else b""
+    decoder.feed(data)
+    decoder.feed_eof()
+    assert decoder.read() is None
+
+
+# -- any feeding gives the same result -----------------------------------------
+
+
+def sample_log() -> bytes:
+    log = Log()
+    for record in (b"", b"a", big(b"x", 40_000), b"tail" * 10, big(b"y", 32_761), b"z"):
+        log.write(record)
+    return bytes(log.data)
+
+
+def read_fed(data: bytes, chunk: int) -> list[bytes]:
+    decoder = LogDecoder()
+    records = []
+    for at in range(0, len(data), chunk):
+        decoder.feed(data[at : at + chunk])
+        while (record := decoder.read()) is not None:
+            records.append(record.data)
+    decoder.feed_eof()
+    while (record := decoder.read()) is not None:
+        records.append(record.data)
+    assert decoder.dropped == []
+    return records
+
+
+@pytest.mark.parametrize("chunk", [1, 7, 100, 4096, BLOCK_SIZE, 10**9])
+def test_fed_whole_or_in_pieces(chunk: int) -> None:
+    data = sample_log()
+    expected = read_fed(data, len(data))
+    assert len(expected) == 6
+    if chunk == 1:
+        data = data[: 3 * BLOCK_SIZE // 2]  # a byte at a time: keep it quick
+        expected = read_fed(data, len(data))
+    assert read_fed(data, chunk) == expected
+
+
+def test_a_record_is_returned_only_when_whole() -> None:
+    data = sample_log()
+    decoder = LogDecoder()
+    seen = 0
+    for at in range(len(data)):
+        decoder.feed(data[at : at + 1])
+        while (record := decoder.read()) is not None:
+            assert record.end <= at + 1  # all of it has been fed
+            seen += 1
+    assert seen == 6
+
+
+def test_trailing_garbage_is_damage_but_keeps_the_records() -> None:
+    data = sample_log() + b"\x01garbage that is not a record"
+    decoder = LogDecoder()
+    decoder.feed(data)
+    decoder.feed_eof()
+    records = []
+    while (record := decoder.read()) is not None:
+        records.append(record)
+    assert [r.data for r in records] == read_fed(sample_log(), 10**9)
+    # Short garbage at the end looks like a torn record: ignored, as LevelDB.
+    assert decoder.dropped == []
+
+
+def test_stop_ends_at_the_first_record_starting_there() -> None:
+    log = offset_log()
+    records, _ = log.read(0, STARTS[2])
+    assert [len(r) for r in records] == SIZES[:2]
+    records, _ = log.read(STARTS[2], STARTS[2] + 1)
+    assert [len(r) for r in records] == [SIZES[2]]  # read past stop to finish it
+    records, _ = log.read(STARTS[2] + 1, STARTS[5])
+    assert [len(r) for r in records] == SIZES[3:5]
+
+
+def test_a_record_over_the_limit_is_dropped() -> None:
+    log = Log()
+    log.write(b"x" * 100_000)
+    log.write(b"small")
+    decoder = LogDecoder(max_record_size=50_000)
+    decoder.feed(bytes(log.data))
+    decoder.feed_eof()
+    record = decoder.read()
+    assert record is not None
+    assert record.data == b"small"
+    assert [r.reason for r in decoder.dropped] == ["record larger than max_record_size"]
+
+
+def test_zero_fill_is_skipped_silently() -> None:
+    log = Log()
+    log.write(b"before")
+    log.data += bytes(BLOCK_SIZE - len(log.data))  # preallocated: zeros
+    log.reopen_for_append()
+    log.write(b"after")
+    records, decoder = log.read()
+    assert records == [b"before", b"after"]
+    assert decoder.dropped == []
+
+
+def test_where_a_writer_may_continue() -> None:
+    whole = physical(FULL, b"abc") + physical(FULL, b"defg")
+    assert LogDecoder.continuation(whole) == len(whole)
+    assert LogDecoder.continuation(whole + physical(FULL, b"torn")[:-2]) == len(whole)
+    assert LogDecoder.continuation(whole + b"\x01\x02") == len(whole)  # a torn header
+    assert LogDecoder.continuation(whole + bytes(100)) == len(whole)  # zero fill
+    damaged = bytearray(whole)
+    damaged[9] ^= 0xFF  # a whole record with a bad checksum is kept
+    assert LogDecoder.continuation(bytes(damaged)) == len(whole)
+    assert LogDecoder.continuation(b"") == 0
