@@ -23,6 +23,7 @@ from typing import Any, Final, Protocol
 from . import _io
 from ._core.records import BLOCK_SIZE, LogDecoder, LogEncoder, Record
 from ._core.skipped import SkippedRegion
+from ._scheduling import let_others_run
 from .errors import ClosedError, CorruptRecordError, WriterFailedError
 
 __all__ = ["RecordsReader", "RecordsWriter", "split"]
@@ -31,6 +32,11 @@ logger = logging.getLogger("aiorecords")
 
 #: Bytes gathered in memory before the writer hands them to the file.
 DEFAULT_BUFFER_SIZE: Final = 1024 * 1024
+#: A writer that never waits for I/O yields to other tasks this often (bytes):
+#: about a millisecond of framing small records.
+_YIELD_EVERY: Final = 128 * 1024
+#: Records decoded at a time: a slice is short work for the event loop.
+_DECODE_SLICE: Final = 500
 #: Bytes the reader asks for at a time (a whole number of blocks).
 DEFAULT_READ_SIZE: Final = 8 * BLOCK_SIZE
 #: The largest record a reader assembles by default.
@@ -112,6 +118,9 @@ class RecordsWriter:
         self._io: _io.FileIO | None = None
         self._encoder: LogEncoder | None = None if self._path else LogEncoder()
         self._buffer = bytearray()
+        self._spare = bytearray()
+        # The buffer length at which write() next flushes, or lets others run.
+        self._next_check = min(buffer_size, _YIELD_EVERY)
         self._offset = 0  # file offset of the first buffered byte
         self._lock = asyncio.Lock()
         self._closed = False
@@ -154,24 +163,34 @@ class RecordsWriter:
 
         The record is framed in memory; once ``buffer_size`` bytes are
         gathered they are written in one worker-thread hop (or one
-        ``write()`` of the file object).
+        ``write()`` of the file object). A writer that is never made to wait
+        still lets other tasks run every 256 KiB.
 
         Cancellation: the record is written (it is in the buffer) even if the
         call is cancelled while the buffer is being written out; that write
         finishes first.
         """
-        encoder = self._encoder if not self._closed and self._failed is None else None
-        if encoder is None:
+        encoder = self._encoder
+        if encoder is None or self._closed or self._failed is not None:
             encoder = await self._ready()
-        encoder.encode(_to_bytes(data), self._buffer)
-        if len(self._buffer) >= self.buffer_size:
-            await self._flush_buffer()
+        buffer = self._buffer
+        encoder.encode(data if type(data) is bytes else _to_bytes(data), buffer)
+        if len(buffer) >= self._next_check:
+            if len(buffer) >= self.buffer_size:
+                await self._flush_buffer()
+            else:
+                # No I/O yet, but no task may hold the loop for long.
+                self._next_check = min(self.buffer_size, len(buffer) + _YIELD_EVERY)
+                await let_others_run()
 
     async def _flush_buffer(self) -> None:
         async with self._lock:
             if not self._buffer:
                 return
-            data, self._buffer = bytes(self._buffer), bytearray()
+            # Two buffers take turns, so that their memory is reused rather
+            # than allocated (and faulted in) afresh for every flush.
+            data, self._buffer = self._buffer, self._spare
+            self._next_check = min(self.buffer_size, _YIELD_EVERY)
             offset = self._offset
             self._offset += len(data)
             if self._io is not None:
@@ -185,10 +204,12 @@ class RecordsWriter:
                     raise cancelled
             else:
                 try:
-                    await self._target.write(data)  # type: ignore[union-attr]
+                    await self._target.write(bytes(data))  # type: ignore[union-attr]
                 except BaseException as error:
                     self._failed = error
                     raise
+            del data[:]
+            self._spare = data
 
     async def flush(self) -> None:
         """Write what is buffered to the file (not yet durable: see :meth:`sync`).
@@ -407,27 +428,34 @@ class RecordsReader:
         self._position = start
 
     async def _fill(self, follow: bool) -> bool:
-        """Read and decode the next chunk; False if nothing more can come."""
+        """Decode the next records, reading the next chunk first if needed.
+
+        Decoding is light in-memory work done here, a slice at a time; only
+        the read goes to a worker thread (or to the file object). False when
+        nothing more can come.
+        """
         decoder = await self._open()
-        if decoder.finished:
-            return False
+        self._index = 0
+        self._pending = decoder.read_many(_DECODE_SLICE)
+        if self._pending or decoder.finished:
+            return bool(self._pending)
+        if follow:
+            decoder.discard_unread()  # a writer may rewrite a torn tail
+        wanted = decoder.wanted
         if self._io is not None:
-            outcome, cancelled = await _io.run_to_completion(
-                _read_and_decode, self._io, decoder, self.read_size, follow
-            )
-            if cancelled is not None:
-                raise cancelled
-            self._pending = outcome.unwrap()
+            data = await _io.offload(self._io.pread, wanted, self.read_size)
         else:
-            if follow:
-                decoder.discard_unread()
-            wanted = decoder.wanted
             if self._source_position != wanted:
                 await self._source.seek(wanted)  # type: ignore[union-attr]
             data = await self._source.read(self.read_size)  # type: ignore[union-attr]
             self._source_position = wanted + len(data)
-            self._pending = _decode(decoder, data, self.read_size, follow)
-        self._index = 0
+        if self._decoder is not decoder:
+            return True  # seek() replaced the decoder meanwhile: start over
+        if data:
+            decoder.feed(data)
+        if len(data) < self.read_size and not follow:
+            decoder.feed_eof()
+        self._pending = decoder.read_many(_DECODE_SLICE)
         return bool(self._pending) or not decoder.finished
 
     def _report(self, region: SkippedRegion) -> None:
@@ -450,10 +478,10 @@ class RecordsReader:
             while self._index < len(pending):
                 item = pending[self._index]
                 self._index += 1
-                if isinstance(item, Record):
-                    self._position = item.end
-                    return item.data
-                self._report(item)
+                if type(item) is tuple:
+                    self._position = item[2]
+                    return item[0]
+                self._report(item)  # type: ignore[arg-type]
             if not await self._fill(follow):
                 return None
             if follow and not self._pending:
@@ -483,14 +511,16 @@ class RecordsReader:
             while self._index < len(pending):
                 item = pending[self._index]
                 self._index += 1
-                if type(item) is Record:
-                    self._position = item.end
-                    yield item.data
+                if type(item) is tuple:
+                    self._position = item[2]
+                    yield item[0]
                 else:
                     self._report(item)  # type: ignore[arg-type]
                 if self._pending is not pending:
                     break  # seek() started over
             else:
+                # Between slices, let other tasks run: decoding is done here.
+                await let_others_run()
                 async with self._lock:
                     stale = self._pending is pending and self._index >= len(pending)
                     if stale and not await self._fill(follow=False):
@@ -562,36 +592,6 @@ class RecordsReader:
 
 def _open_for_reading(path: str) -> _io.FileIO:
     return _io.open_file(path, writable=False)
-
-
-def _decode(
-    decoder: LogDecoder, data: bytes, asked: int, follow: bool
-) -> list[Record | SkippedRegion]:
-    """Feed a chunk and collect what it decodes, drops in their place."""
-    if data:
-        decoder.feed(data)
-    if len(data) < asked and not follow:
-        decoder.feed_eof()
-    out: list[Record | SkippedRegion] = []
-    dropped = decoder.dropped
-    while True:
-        record = decoder.read()
-        if dropped:
-            out.extend(dropped)
-            dropped.clear()
-        if record is None:
-            return out
-        out.append(record)
-
-
-def _read_and_decode(
-    io: _io.FileIO, decoder: LogDecoder, size: int, follow: bool
-) -> list[Record | SkippedRegion]:
-    """One worker-thread hop: read the next chunk and decode it."""
-    if follow:
-        decoder.discard_unread()  # a writer may rewrite a torn tail
-    data = io.pread(decoder.wanted, size)
-    return _decode(decoder, data, size, follow=follow)
 
 
 async def split(path: _io.PathLike, n: int) -> list[tuple[int, int]]:

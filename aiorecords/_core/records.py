@@ -22,7 +22,6 @@ at an arbitrary offset. Both are pure code over bytes.
 from __future__ import annotations
 
 import struct
-from dataclasses import dataclass
 from typing import Final
 
 from crc32c import crc32c
@@ -52,6 +51,8 @@ _MASK_DELTA: Final = 0xA282EAD8
 # CRC-32C of each type byte alone, extended by the data (as LevelDB does).
 _TYPE_CRC: Final = tuple(crc32c(bytes([kind])) for kind in range(256))
 _ZEROS: Final = bytes(HEADER_SIZE)
+_FULL_CRC: Final = _TYPE_CRC[FULL]
+_pack_header: Final = _HEADER.pack
 
 
 def mask_crc(crc: int) -> int:
@@ -91,10 +92,12 @@ class LogEncoder:
         """Append the physical records of one record to ``out``."""
         offset = self.block_offset
         left = len(data)
-        room = BLOCK_SIZE - offset
-        if room >= HEADER_SIZE + left:
-            # The common case: the whole record fits in this block.
-            out += _header(FULL, data)
+        if BLOCK_SIZE - offset >= HEADER_SIZE + left:
+            # The common case, kept lean: the whole record fits in this block.
+            crc = crc32c(data, _FULL_CRC)
+            out += _pack_header(
+                (((crc >> 15) | (crc << 17)) + _MASK_DELTA) & 0xFFFFFFFF, left, FULL
+            )
             out += data
             self.block_offset = offset + HEADER_SIZE + left
             return
@@ -132,15 +135,10 @@ class LogEncoder:
         return pad
 
 
-@dataclass(frozen=True, slots=True)
-class Record:
-    """One logical record and where it lies in the file."""
-
-    data: bytes
-    start: int
-    """Offset of its first physical record."""
-    end: int
-    """Offset just past its last physical record."""
+#: One logical record and where it lies in the file: ``(data, start, end)``,
+#: ``start`` the offset of its first physical record, ``end`` the offset just
+#: past its last one. (A plain tuple: the reader makes millions of them.)
+Record = tuple[bytes, int, int]
 
 
 class LogDecoder:
@@ -312,7 +310,7 @@ class LogDecoder:
                 if self._in_record and self._fragments_size:
                     self._drop_record("partial record without end(1)")
                 self._reset_record()
-                return Record(bytes(data), where, self.position)
+                return (bytes(data), where, self.position)
             if kind == FIRST:
                 if self._in_record and self._fragments_size:
                     self._drop_record("partial record without end(2)")
@@ -335,8 +333,10 @@ class LogDecoder:
                     if kind == LAST:
                         self._resyncing = False
                 elif kind == LAST:
-                    record = Record(
-                        b"".join(self._fragments), self._record_start, self.position
+                    record = (
+                        b"".join(self._fragments),
+                        self._record_start,
+                        self.position,
                     )
                     self._reset_record()
                     return record
@@ -349,6 +349,60 @@ class LogDecoder:
                 else:
                     self._drop(len(data), f"unknown record type {kind}")
         return None
+
+    def read_many(self, limit: int) -> list[Record | SkippedRegion]:
+        """Up to ``limit`` records, with the regions dropped on the way in
+        their places (they do not count towards the limit); empty when more
+        bytes (or the end) are needed.
+
+        The same as calling :meth:`read` repeatedly, with a fast path for the
+        usual case: whole records in one physical record each.
+        """
+        out: list[Record | SkippedRegion] = []
+        append = out.append
+        dropped = self.dropped
+        unpack = _HEADER.unpack_from
+        full_crc = _FULL_CRC
+        stop = self.stop if self.stop is not None else 1 << 63
+        count = 0
+        while count < limit:
+            if not (
+                self._in_record or self._resyncing or self._skip_block or self._stopped
+            ):
+                buffer = self._buffer
+                block_start = self._block_start
+                base = block_start - self._buffer_start
+                available = min(len(buffer) - base, BLOCK_SIZE)
+                pos = self._pos
+                first = self.start - block_start  # records start at or after
+                while available - pos >= HEADER_SIZE and count < limit:
+                    checksum, length, kind = unpack(buffer, base + pos)
+                    end = pos + HEADER_SIZE + length
+                    if kind != FULL or end > available or pos < first:
+                        break
+                    if block_start + pos >= stop:
+                        break
+                    data = buffer[base + pos + HEADER_SIZE : base + end]
+                    crc = crc32c(data, full_crc)
+                    if (
+                        (((crc >> 15) | (crc << 17)) + _MASK_DELTA) & 0xFFFFFFFF
+                    ) != checksum:
+                        break  # the general path reports it
+                    append((data, block_start + pos, block_start + end))
+                    count += 1
+                    pos = end
+                self._pos = pos
+                if count >= limit:
+                    break
+            record = self.read()
+            if dropped:
+                out.extend(dropped)
+                dropped.clear()
+            if record is None:
+                break
+            append(record)
+            count += 1
+        return out
 
     def _physical(self) -> tuple[int, memoryview | bytes, int] | None:
         """The next physical record as ``(type, data, offset)``; type is

@@ -193,7 +193,7 @@ class Log:
         decoder.feed_eof()
         records = []
         while (record := decoder.read()) is not None:
-            records.append(record.data)
+            records.append(record[0])
         return records, decoder
 
 
@@ -478,9 +478,9 @@ def test_initial_offset(initial_offset: int, first_expected: int) -> None:
     for index in range(first_expected, len(SIZES)):
         record = decoder.read()
         assert record is not None
-        assert len(record.data) == SIZES[index]
-        assert record.start == STARTS[index]
-        assert record.data[:1] == bytes([ord("a") + index])
+        assert len(record[0]) == SIZES[index]
+        assert record[1] == STARTS[index]
+        assert record[0][:1] == bytes([ord("a") + index])
     assert decoder.read() is None
 
 
@@ -510,10 +510,10 @@ def read_fed(data: bytes, chunk: int) -> list[bytes]:
     for at in range(0, len(data), chunk):
         decoder.feed(data[at : at + chunk])
         while (record := decoder.read()) is not None:
-            records.append(record.data)
+            records.append(record[0])
     decoder.feed_eof()
     while (record := decoder.read()) is not None:
-        records.append(record.data)
+        records.append(record[0])
     assert decoder.dropped == []
     return records
 
@@ -536,7 +536,7 @@ def test_a_record_is_returned_only_when_whole() -> None:
     for at in range(len(data)):
         decoder.feed(data[at : at + 1])
         while (record := decoder.read()) is not None:
-            assert record.end <= at + 1  # all of it has been fed
+            assert record[2] <= at + 1  # all of it has been fed
             seen += 1
     assert seen == 6
 
@@ -549,7 +549,7 @@ def test_trailing_garbage_is_damage_but_keeps_the_records() -> None:
     records = []
     while (record := decoder.read()) is not None:
         records.append(record)
-    assert [r.data for r in records] == read_fed(sample_log(), 10**9)
+    assert [r[0] for r in records] == read_fed(sample_log(), 10**9)
     # Short garbage at the end looks like a torn record: ignored, as LevelDB.
     assert decoder.dropped == []
 
@@ -573,7 +573,7 @@ def test_a_record_over_the_limit_is_dropped() -> None:
     decoder.feed_eof()
     record = decoder.read()
     assert record is not None
-    assert record.data == b"small"
+    assert record[0] == b"small"
     assert [r.reason for r in decoder.dropped] == ["record larger than max_record_size"]
 
 
@@ -598,3 +598,37 @@ def test_where_a_writer_may_continue() -> None:
     damaged[9] ^= 0xFF  # a whole record with a bad checksum is kept
     assert LogDecoder.continuation(bytes(damaged)) == len(whole)
     assert LogDecoder.continuation(b"") == 0
+
+
+def test_read_many_is_read_repeated() -> None:
+    """The fast path gives what read() gives, drops in place, at any limit."""
+    log = Log()
+    for n in range(300):
+        log.write(big(number(n), (n * 997) % 70_000))
+    log.data[BLOCK_SIZE + 100] ^= 0xFF  # a damaged block in the middle
+    data = bytes(log.data)
+
+    def one_by_one(start: int) -> list:
+        decoder = LogDecoder(start)
+        decoder.feed(data[decoder.wanted :])
+        decoder.feed_eof()
+        out: list = []
+        while True:
+            record = decoder.read()
+            out.extend(decoder.dropped)
+            decoder.dropped.clear()
+            if record is None:
+                return out
+            out.append(record)
+
+    for start in (0, 5, BLOCK_SIZE, 3 * BLOCK_SIZE + 11):
+        expected = one_by_one(start)
+        for limit in (1, 3, 1000):
+            decoder = LogDecoder(start)
+            decoder.feed(data[decoder.wanted :])
+            decoder.feed_eof()
+            got: list = []
+            while batch := decoder.read_many(limit):
+                assert sum(type(item) is tuple for item in batch) <= limit
+                got.extend(batch)
+            assert got == expected

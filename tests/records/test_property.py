@@ -62,10 +62,10 @@ def decode(data: bytes, chunk: int) -> tuple[list[bytes], list]:
     for at in range(0, len(data), chunk):
         decoder.feed(data[at : at + chunk])
         while (record := decoder.read()) is not None:
-            out.append(record.data)
+            out.append(record[0])
     decoder.feed_eof()
     while (record := decoder.read()) is not None:
-        out.append(record.data)
+        out.append(record[0])
     return out, decoder.dropped
 
 
@@ -75,7 +75,7 @@ def spans(records: list[bytes], data: bytes) -> list[tuple[int, int]]:
     decoder.feed_eof()
     found = []
     while (record := decoder.read()) is not None:
-        found.append((record.start, record.end))
+        found.append((record[1], record[2]))
     assert len(found) == len(records)
     return found
 
