@@ -164,7 +164,7 @@ class RecordsWriter:
         The record is framed in memory; once ``buffer_size`` bytes are
         gathered they are written in one worker-thread hop (or one
         ``write()`` of the file object). A writer that is never made to wait
-        still lets other tasks run every 256 KiB.
+        still lets other tasks run every 128 KiB.
 
         Cancellation: the record is written (it is in the buffer) even if the
         call is cancelled while the buffer is being written out; that write
@@ -449,8 +449,6 @@ class RecordsReader:
                 await self._source.seek(wanted)  # type: ignore[union-attr]
             data = await self._source.read(self.read_size)  # type: ignore[union-attr]
             self._source_position = wanted + len(data)
-        if self._decoder is not decoder:
-            return True  # seek() replaced the decoder meanwhile: start over
         if data:
             decoder.feed(data)
         if len(data) < self.read_size and not follow:
