@@ -8,18 +8,25 @@ stalling the event loop.
   access (byte-compatible with CaptureFile 1.2.0 in its zlib mode).
 * :class:`RecordsWriter` and :class:`RecordsReader`: LevelDB log records
   (32 KiB blocks, masked CRC-32C), byte-exact with LevelDB.
+* :class:`Archive`: archives of named entries, appended only, read from the
+  end, each entry streamed in and out in bounded memory.
 """
 
+from ._archive_entries import EntryReader, EntryWriter
 from ._cache import set_block_cache_size
 from ._core.skipped import SkippedRegion
+from .archive import Archive, ArchiveEntry, EntryProperties
 from .capture import CaptureFile, Record
 from .errors import (
     AiorecordsError,
+    ArchiveLocked,
+    ArchiveReadOnly,
     CaptureFileAlreadyOpen,
     CaptureFileError,
     CaptureFileNotOpen,
     CaptureFileNotOpenForWrite,
     ClosedError,
+    CorruptArchiveError,
     CorruptionError,
     CorruptRecordError,
     InvalidCaptureFile,
@@ -32,7 +39,12 @@ from .records import RecordsReader, RecordsWriter
 __version__ = "0.1.0"
 
 __all__ = [
+    "Archive",
+    "ArchiveEntry",
     "CaptureFile",
+    "EntryProperties",
+    "EntryReader",
+    "EntryWriter",
     "Record",
     "RecordsReader",
     "RecordsWriter",
@@ -40,11 +52,14 @@ __all__ = [
     "set_block_cache_size",
     # errors
     "AiorecordsError",
+    "ArchiveLocked",
+    "ArchiveReadOnly",
     "CaptureFileAlreadyOpen",
     "CaptureFileError",
     "CaptureFileNotOpen",
     "CaptureFileNotOpenForWrite",
     "ClosedError",
+    "CorruptArchiveError",
     "CorruptionError",
     "CorruptRecordError",
     "InvalidCaptureFile",

@@ -43,6 +43,7 @@ __all__ = [
     "offload",
     "open_file",
     "path_of",
+    "publish_new",
     "remove_observer",
     "replace",
     "run_to_completion",
@@ -336,6 +337,32 @@ def replace(source: str, destination: str) -> None:
     """Atomically move ``source`` over ``destination`` (same directory)."""
     with _system_call("rename", destination):
         os.replace(source, destination)
+
+
+def publish_new(source: str, destination: str) -> bool:
+    """Give the file ``source`` the name ``destination`` unless that name is
+    taken; return False (leaving both alone) if it is.
+
+    Unlike :func:`replace` this never clobbers a file another process created
+    meanwhile: two processes creating one archive at once end up sharing the
+    first one's file.
+    """
+    with _system_call("link", destination):
+        try:
+            os.link(source, destination)
+        except FileExistsError:
+            return False
+        except OSError as error:
+            # A file system without hard links: no atomic way to refuse an
+            # existing name, so check first (the race is then a narrow one).
+            if error.errno not in (errno.EPERM, errno.ENOTSUP, errno.EOPNOTSUPP):
+                raise
+            if os.path.exists(destination):
+                return False
+            os.replace(source, destination)
+            return True
+    unlink_quietly(source)
+    return True
 
 
 def sync_directory(path: str) -> None:

@@ -10,12 +10,15 @@ already says the right thing they derive from it as well, so existing
     ├── StorageError (also OSError)         the OS failed a read, write or sync
     ├── CorruptionError                     the bytes are not what the format allows
     │   ├── InvalidCaptureFile              not a capture file, or a damaged one
-    │   └── CorruptRecordError              a damaged LevelDB log record (strict mode)
+    │   ├── CorruptRecordError              a damaged LevelDB log record (strict mode)
+    │   └── CorruptArchiveError             a damaged archive element
     ├── CaptureFileError                    a capture file used in the wrong state
     │   ├── CaptureFileNotOpen
     │   ├── CaptureFileNotOpenForWrite
     │   └── CaptureFileAlreadyOpen
     ├── ClosedError                         a reader or writer used after close()
+    ├── ArchiveLocked                       another writer holds the archive
+    ├── ArchiveReadOnly                     an archive opened read-only was written
     ├── WriterFailedError                   an earlier I/O error poisoned this writer
     └── RecordIndexError (also IndexError)  no record has that number
 
@@ -35,7 +38,10 @@ __all__ = [
     "CaptureFileNotOpen",
     "CaptureFileNotOpenForWrite",
     "CaptureFileAlreadyOpen",
+    "ArchiveLocked",
+    "ArchiveReadOnly",
     "ClosedError",
+    "CorruptArchiveError",
     "CorruptRecordError",
     "WriterFailedError",
     "RecordIndexError",
@@ -99,6 +105,11 @@ class CorruptRecordError(CorruptionError):
     """A LevelDB log record is damaged (raised by readers in strict mode)."""
 
 
+class CorruptArchiveError(CorruptionError):
+    """An archive element is damaged (its offset is given), or the file is
+    not an archive."""
+
+
 class CaptureFileError(AiorecordsError):
     """A capture file was used in a state that does not allow the call."""
 
@@ -117,6 +128,15 @@ class CaptureFileAlreadyOpen(CaptureFileError):
 
 class ClosedError(AiorecordsError):
     """The reader or writer was used after it was closed."""
+
+
+class ArchiveLocked(AiorecordsError):
+    """Another writer has the archive open with ``mode="rdwr_exclusive"``."""
+
+
+class ArchiveReadOnly(AiorecordsError):
+    """The archive was opened with ``mode="rdonly"`` or from bytes, and a
+    call tried to change it."""
 
 
 class WriterFailedError(AiorecordsError):

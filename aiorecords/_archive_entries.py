@@ -1,0 +1,449 @@
+"""Streaming one archive entry in (:class:`EntryWriter`) or out
+(:class:`EntryReader`), and the ``async with`` blocks that hand them out.
+
+Bytes go to and from the file a megabyte at a time, each megabyte in one
+worker-thread hop that also compresses or decompresses it; a small entry is
+written whole, header to trailer, in one hop when its block ends.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from dataclasses import dataclass
+from types import TracebackType
+from typing import TYPE_CHECKING, Any, Final
+
+from . import _io
+from ._archive_files import end_append
+from ._core.archive import (
+    TRAILER_SIZE,
+    ArchiveEntry,
+    Codec,
+    encode_header,
+    encode_trailer,
+)
+from ._core.archive_stream import CHUNK, EntryDecoder, EntryEncoder
+from ._core.codecs import DecodeError
+from .errors import ClosedError, CorruptArchiveError, StorageError, WriterFailedError
+
+if TYPE_CHECKING:
+    from .archive import Archive
+
+__all__ = ["Appending", "EntryReader", "EntryWriter", "NewEntry", "Reading"]
+
+#: Bytes written to an entry that are gathered before a worker thread
+#: compresses and writes them.
+_WRITE_BUFFER: Final = CHUNK
+
+_CODECS: Final = {None: Codec.NONE, "gzip": Codec.GZIP, "zstd": Codec.ZSTD}
+
+
+# ----------------------------------------------------------------------
+# Reading
+
+
+class EntryReader:
+    """The data of one entry, streamed: ``async for chunk in stream``, or
+    ``await stream.read(size)``. Made by :meth:`Archive.read`."""
+
+    def __init__(self, archive: Archive, entry: ArchiveEntry) -> None:
+        self.entry = entry
+        """The entry being read."""
+        self._archive = archive
+        self._decoder = EntryDecoder(
+            archive._live("read an entry").pread,
+            entry.payload_offset,
+            entry.stored_size,
+            _CODECS[entry.compression],
+            entry.size,
+            entry.payload_crc,
+        )
+        self._left = b""
+        self._closed = False
+        self._finished = False
+
+    def __repr__(self) -> str:
+        return f"<EntryReader {self.entry.name!r} of {self._archive!r}>"
+
+    def __aiter__(self) -> EntryReader:
+        """The stream itself: ``async for chunk in stream``."""
+        return self
+
+    async def __anext__(self) -> bytes:
+        """The next chunk (at most 1 MiB) of the data.
+
+        Cancellation: the chunk is lost to the stream, which should not be
+        read further.
+        """
+        chunk = await self.read1()
+        if not chunk:
+            raise StopAsyncIteration
+        return chunk
+
+    def _step(self, limit: int) -> bytes:
+        # In a worker thread: read and decode the next piece.
+        try:
+            return self._decoder.read(limit)
+        except DecodeError as error:
+            raise CorruptArchiveError(
+                f"entry {self.entry.name!r} is damaged: {error}",
+                path=self._archive.path,
+                offset=self.entry.offset,
+            ) from None
+
+    async def read1(self, size: int = CHUNK) -> bytes:
+        """At most ``size`` bytes (and at most 1 MiB) of the data, read with
+        one worker-thread hop; b"" at the end, once the checksum is checked.
+
+        Cancellation: the chunk is lost to the stream, which should not be
+        read further.
+        """
+        if self._closed:
+            raise ClosedError(f"the stream of {self.entry.name!r} is closed")
+        if size <= 0:
+            return b""
+        if self._finished:
+            return b""
+        self._archive._live("read an entry")
+        chunk = await self._archive._offload(self._step, size)
+        if not chunk:
+            self._finished = True
+        return chunk
+
+    async def read(self, size: int = -1) -> bytes:
+        """``size`` bytes (fewer only at the end), or with ``size < 0`` all
+        that is left; b"" at the end.
+
+        Cancellation: the bytes gathered are lost to the stream, which
+        should not be read further.
+        """
+        parts: list[bytes] = []
+        got = 0
+        while size < 0 or got < size:
+            chunk = await self.read1(CHUNK if size < 0 else min(size - got, CHUNK))
+            if not chunk:
+                break
+            parts.append(chunk)
+            got += len(chunk)
+        return b"".join(parts)
+
+
+class Reading:
+    """What :meth:`Archive.read` returns: ``async with`` gives the stream."""
+
+    __slots__ = ("_archive", "_context", "_entry", "_stream")
+
+    def __init__(self, archive: Archive, entry: ArchiveEntry | str) -> None:
+        self._archive = archive
+        self._entry = entry
+        self._stream: EntryReader | None = None
+        self._context: contextlib.AbstractAsyncContextManager[None] | None = None
+
+    async def __aenter__(self) -> EntryReader:
+        entry = self._entry
+        if isinstance(entry, str):
+            entry = await self._archive.find(entry)
+        context = self._archive._one_entry_at_a_time()
+        await context.__aenter__()
+        try:
+            self._stream = EntryReader(self._archive, entry)
+        except BaseException:
+            await context.__aexit__(None, None, None)
+            raise
+        self._context = context
+        return self._stream
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        if self._stream is not None:
+            self._stream._closed = True
+        if self._context is not None:
+            await self._context.__aexit__(exc_type, exc, tb)
+
+
+# ----------------------------------------------------------------------
+# Appending
+
+
+@dataclass(frozen=True, slots=True)
+class NewEntry:
+    """What an append knows of its entry before any of it is written."""
+
+    name: str
+    timestamp: int
+    comment: str
+    codec: int
+    data_gzip: bool
+    durable: bool
+
+
+class EntryWriter:
+    """Where an entry's data goes: ``await out.write(data)``. Made by
+    :meth:`Archive.append`; the entry exists once its block exits cleanly."""
+
+    def __init__(
+        self,
+        archive: Archive,
+        io: _io.FileIO,
+        start: int,
+        new: NewEntry,
+        share_owner: bool | None,
+    ) -> None:
+        self.entry: ArchiveEntry | None = None
+        """The entry, once the block has exited cleanly (None before)."""
+        self._archive = archive
+        self._io = io
+        self._start = start
+        self._new = new
+        self._share_owner = share_owner  # the append locks held (None: none)
+        self._header, self._header_crc = encode_header(
+            start, new.name, new.timestamp, new.comment, new.codec
+        )
+        self._encoder = EntryEncoder(new.codec, new.data_gzip)
+        self._position = start  # where the next stored byte goes
+        self._buffer = bytearray()
+        self._done = False
+        self._broken: BaseException | None = None  # a failed write
+        self._touched = False  # whether any of the entry went to the file
+        self._cut_failed = False
+
+    def __repr__(self) -> str:
+        return f"<EntryWriter {self._new.name!r} of {self._archive!r}>"
+
+    async def write(self, data: bytes | bytearray | memoryview | str) -> None:
+        """Add ``data`` (bytes, or str as UTF-8) to the entry.
+
+        Data is gathered in memory and handed to a worker thread (to be
+        compressed and written) a megabyte at a time. Raises
+        :class:`ValueError` if data written with ``data_gzip=True`` is not
+        gzip; after any error the entry can no longer be completed.
+
+        Cancellation: the append is abandoned when the cancellation leaves
+        the ``async with`` block; no entry appears.
+        """
+        if self._done:
+            raise ClosedError("the entry's block has ended: it takes no more data")
+        if self._broken is not None:
+            raise WriterFailedError(
+                f"an earlier write to {self._new.name!r} failed"
+            ) from self._broken
+        if isinstance(data, str):
+            data = data.encode("utf-8")
+        elif not isinstance(data, (bytes, bytearray, memoryview)):
+            raise TypeError(f"entry data is bytes or str, not {type(data).__name__}")
+        self._buffer += data
+        if len(self._buffer) < _WRITE_BUFFER:
+            return
+        data = bytes(self._buffer)
+        self._buffer.clear()
+        self._archive._writable("append")
+        outcome, cancelled = await self._archive._run(self._store, data, False)
+        if outcome.error is None:
+            assert outcome.value is not None
+            self._position = outcome.value
+        else:
+            self._broken = outcome.error
+        if cancelled is not None:
+            self._broken = self._broken or cancelled
+            raise cancelled
+        outcome.unwrap()
+
+    # The steps below run in a worker thread.
+
+    def _store(self, data: bytes, final: bool) -> int:
+        """Compress and write ``data`` (and, if ``final``, the rest and the
+        trailer); the position after what was written."""
+        self._touched = True
+        try:
+            return self._store_unchecked(data, final)
+        except DecodeError as error:
+            raise ValueError(
+                f"the data written to {self._new.name!r} with data_gzip=True "
+                f"is not gzip ({error})"
+            ) from None
+
+    def _store_unchecked(self, data: bytes, final: bool) -> int:
+        io = self._io
+        encoder = self._encoder
+        position = self._position
+        pending: list[bytes] = []
+        pending_size = 0
+
+        def write_pending() -> None:
+            nonlocal position, pending, pending_size
+            if pending:
+                io.pwrite(position, b"".join(pending))
+                position += pending_size
+                pending, pending_size = [], 0
+
+        if position == self._start:
+            pending.append(self._header)
+            pending_size = len(self._header)
+        for piece in encoder.feed(data):
+            pending.append(piece)
+            pending_size += len(piece)
+            if pending_size >= _WRITE_BUFFER:
+                write_pending()
+        if not final:
+            write_pending()
+            return position
+        last = encoder.finish()
+        pending.append(last)
+        pending_size += len(last)
+        if encoder.data_size >= 1 << 63:
+            raise ValueError("an entry holds less than 2**63 bytes")
+        if self._new.durable:
+            # The payload reaches the disk before the trailer that vouches
+            # for it is written.
+            write_pending()
+            io.datasync()
+        pending.append(
+            encode_trailer(
+                self._start,
+                position + pending_size + TRAILER_SIZE - self._start,
+                encoder.stored_size,
+                encoder.data_size,
+                encoder.crc,
+                self._header_crc,
+            )
+        )
+        pending_size += TRAILER_SIZE
+        write_pending()
+        if self._new.durable:
+            io.datasync()
+        return position
+
+    def _complete(self, data: bytes) -> int:
+        """Write the rest of the entry and its trailer; on failure, cut off
+        what was written. Releases the append locks either way."""
+        try:
+            try:
+                return self._store(data, True)
+            except BaseException:
+                self._cut()
+                raise
+        finally:
+            self._release()
+
+    def _abandon(self) -> None:
+        """Cut off what was written of an entry that will not be finished,
+        and release the append locks."""
+        try:
+            if self._touched:
+                self._cut()
+        finally:
+            self._release()
+
+    def _cut(self) -> None:
+        try:
+            self._io.truncate(self._start)
+        except BaseException:
+            self._cut_failed = True
+            raise
+
+    def _release(self) -> None:
+        if self._share_owner is not None:
+            end_append(self._io, self._share_owner)
+
+    # Back on the event loop.
+
+    def _made(self) -> ArchiveEntry:
+        encoder = self._encoder
+        self.entry = ArchiveEntry(
+            name=self._new.name,
+            timestamp=self._new.timestamp,
+            compression=Codec.NAMES[self._new.codec],
+            comment=self._new.comment,
+            offset=self._start,
+            payload_offset=self._start + len(self._header),
+            stored_size=encoder.stored_size,
+            size=encoder.data_size,
+            payload_crc=encoder.crc,
+        )
+        return self.entry
+
+    async def _end(self, clean: bool) -> None:
+        """Finish the entry (``clean``) or abandon it."""
+        self._done = True
+        archive = self._archive
+        if archive.closed:
+            return  # closed under the append: descriptor and locks are gone
+        failure: BaseException | None = None
+        if clean and self._broken is not None:
+            clean = False
+            failure = WriterFailedError(
+                f"a write to {self._new.name!r} failed, so it was not added"
+            )
+            failure.__cause__ = self._broken
+        outcome: _io.Outcome[Any]
+        if clean:
+            data = bytes(self._buffer)
+            self._buffer.clear()
+            outcome, cancelled = await archive._run(self._complete, data)
+        elif self._touched or self._share_owner is not None:
+            outcome, cancelled = await archive._run(self._abandon)
+        else:
+            return  # nothing reached the file and no lock is held
+        error = outcome.error
+        if clean and error is None:
+            archive._appended(self._made())
+        if self._cut_failed or (
+            isinstance(error, StorageError) and "sync" in error.operation
+        ):
+            # The file may hold bytes no one can vouch for, or have lost
+            # some the kernel could not write back.
+            archive._poison(error or StorageError(OSError(), "truncate", None))
+        if cancelled is not None:
+            raise cancelled
+        if clean:
+            outcome.unwrap()
+        elif error is not None:
+            archive._warn(f"could not cut off an abandoned append: {error}")
+        if failure is not None:
+            raise failure
+
+
+class Appending:
+    """What :meth:`Archive.append` returns: ``async with`` gives the writer."""
+
+    __slots__ = ("_archive", "_context", "_new", "_writer")
+
+    def __init__(self, archive: Archive, new: NewEntry) -> None:
+        self._archive = archive
+        self._new = new
+        self._writer: EntryWriter | None = None
+        self._context: contextlib.AbstractAsyncContextManager[None] | None = None
+
+    async def __aenter__(self) -> EntryWriter:
+        archive = self._archive
+        archive._writable("append")
+        context = archive._one_entry_at_a_time()
+        await context.__aenter__()
+        try:
+            io = archive._writable("append")
+            start, share_owner = await archive._begin_append(io)
+            self._writer = EntryWriter(archive, io, start, self._new, share_owner)
+        except BaseException:
+            await context.__aexit__(None, None, None)
+            raise
+        self._context = context
+        return self._writer
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        writer = self._writer
+        context = self._context
+        assert writer is not None
+        assert context is not None
+        try:
+            await writer._end(exc is None)
+        finally:
+            await context.__aexit__(exc_type, exc, tb)

@@ -1,0 +1,269 @@
+"""Streaming an archive entry's payload in and out, in bounded memory.
+
+:class:`EntryEncoder` turns the bytes written to an entry into the bytes
+stored (compressing them, or inflating bytes that arrive gzip-compressed),
+chunk by chunk. :class:`EntryDecoder` turns stored bytes back into the
+entry's data, chunk by chunk, checking the payload's checksum and sizes at
+the end. Neither ever holds more than a chunk's worth of output, whatever
+the input claims; both are pure code (the decoder reads through a ``pread``
+function it is given).
+"""
+
+from __future__ import annotations
+
+import zlib
+from collections.abc import Callable, Iterator
+from typing import Final
+
+import zstandard
+from crc32c import crc32c
+
+from .archive import Codec
+from .codecs import ZSTD_LEVEL, DecodeError
+
+__all__ = ["CHUNK", "EntryDecoder", "EntryEncoder", "GzipInflater"]
+
+#: The most output any step produces at once.
+CHUNK: Final = 1024 * 1024
+
+_GZIP: Final = 31  # zlib's wbits for a gzip member
+_GZIP_LEVEL: Final = 6
+
+
+class GzipInflater:
+    """Inflates a gzip stream (one member or several) a bounded step at a time."""
+
+    __slots__ = ("_inflater", "_members", "_mid_member")
+
+    def __init__(self) -> None:
+        self._inflater = zlib.decompressobj(_GZIP)
+        self._mid_member = False
+        self._members = 0
+
+    def feed(
+        self, data: bytes | bytearray | memoryview, limit: int = CHUNK
+    ) -> Iterator[bytes]:
+        """The data inflated from ``data``, in pieces of at most ``limit`` bytes."""
+        pending = bytes(data)
+        while pending:
+            self._mid_member = True
+            try:
+                out = self._inflater.decompress(pending, limit)
+            except zlib.error as error:
+                raise DecodeError(f"gzip data is damaged ({error})") from None
+            if out:
+                yield out
+            if self._inflater.unconsumed_tail:
+                pending = self._inflater.unconsumed_tail
+            elif self._inflater.eof:
+                # A member ended; what follows is the next member.
+                pending = self._inflater.unused_data
+                self._inflater = zlib.decompressobj(_GZIP)
+                self._mid_member = False
+                self._members += 1
+            else:
+                pending = b""
+        # The inflater may hold output it has not given yet.
+        while not self._inflater.eof and self._mid_member:
+            try:
+                out = self._inflater.decompress(b"", limit)
+            except zlib.error as error:  # pragma: no cover - zlib raises above
+                raise DecodeError(f"gzip data is damaged ({error})") from None
+            if not out:
+                break
+            yield out
+
+    def finish(self) -> None:
+        """Raise :class:`DecodeError` if the stream stopped inside a member."""
+        if self._mid_member:
+            raise DecodeError("gzip data ends before its stream does")
+
+
+class EntryEncoder:
+    """The stored bytes of an entry, from the bytes written to it.
+
+    ``codec`` says how to store (:class:`Codec`); ``data_gzip`` that the bytes
+    written are themselves gzip: stored as they are if the codec is gzip
+    (they are still inflated, to check them and count the data), inflated
+    and stored otherwise.
+    """
+
+    __slots__ = (
+        "_compressor",
+        "_inflater",
+        "codec",
+        "crc",
+        "data_gzip",
+        "data_size",
+        "stored_size",
+    )
+
+    def __init__(self, codec: int, data_gzip: bool) -> None:
+        self.codec = codec
+        self.data_gzip = data_gzip
+        self.crc = 0
+        self.stored_size = 0
+        self.data_size = 0
+        self._inflater = GzipInflater() if data_gzip else None
+        self._compressor: zlib._Compress | zstandard.ZstdCompressionObj | None = None
+        if codec == Codec.GZIP and not data_gzip:
+            self._compressor = zlib.compressobj(_GZIP_LEVEL, zlib.DEFLATED, _GZIP)
+        elif codec == Codec.ZSTD:
+            # A compressor of its own: this entry's stream must not share one.
+            self._compressor = zstandard.ZstdCompressor(
+                level=ZSTD_LEVEL, write_checksum=True
+            ).compressobj()
+
+    def _stored(self, data: bytes) -> bytes:
+        if data:
+            self.crc = crc32c(data, self.crc)
+            self.stored_size += len(data)
+        return data
+
+    def _store(self, data: bytes) -> bytes:
+        """The stored bytes for some of the entry's data."""
+        self.data_size += len(data)
+        if self._compressor is not None:
+            return self._stored(self._compressor.compress(data))
+        if self.codec == Codec.NONE:
+            return self._stored(data)
+        return b""  # gzip bytes passed through are stored as written
+
+    def feed(self, written: bytes | bytearray | memoryview) -> Iterator[bytes]:
+        """The stored bytes for ``written``, in bounded pieces."""
+        if self._inflater is None:
+            stored = self._store(bytes(written))
+            if stored:
+                yield stored
+            return
+        if self.codec == Codec.GZIP:
+            yield self._stored(bytes(written))
+        for data in self._inflater.feed(written):
+            stored = self._store(data)
+            if stored:
+                yield stored
+
+    def finish(self) -> bytes:
+        """The last stored bytes; raises :class:`DecodeError` for bytes written
+        as gzip that were not a whole gzip stream."""
+        if self._inflater is not None:
+            self._inflater.finish()
+        if self._compressor is not None:
+            return self._stored(self._compressor.flush())
+        return b""
+
+
+class _PayloadSource:
+    """The stored bytes of one entry, read in order, their checksum kept."""
+
+    __slots__ = ("_end", "_position", "_pread", "crc")
+
+    def __init__(
+        self, pread: Callable[[int, int], bytes], offset: int, size: int
+    ) -> None:
+        self._pread = pread
+        self._position = offset
+        self._end = offset + size
+        self.crc = 0
+
+    @property
+    def left(self) -> int:
+        return self._end - self._position
+
+    def read(self, size: int = -1) -> bytes:
+        size = self.left if size < 0 else min(size, self.left, CHUNK)
+        if size <= 0:
+            return b""
+        data = self._pread(self._position, size)
+        if len(data) != size:
+            raise DecodeError("the archive ends inside an entry")
+        self._position += size
+        self.crc = crc32c(data, self.crc)
+        return data
+
+
+class EntryDecoder:
+    """An entry's data, read from its stored bytes a bounded piece at a time."""
+
+    __slots__ = (
+        "_done",
+        "_inflater",
+        "_pending",
+        "_reader",
+        "_source",
+        "crc",
+        "data_size",
+        "size",
+    )
+
+    def __init__(
+        self,
+        pread: Callable[[int, int], bytes],
+        offset: int,
+        stored_size: int,
+        codec: int,
+        data_size: int,
+        crc: int,
+    ) -> None:
+        self._source = _PayloadSource(pread, offset, stored_size)
+        self.crc = crc
+        self.size = data_size
+        self.data_size = 0
+        self._pending: Iterator[bytes] = iter(())
+        self._done = False
+        self._inflater = GzipInflater() if codec == Codec.GZIP else None
+        # A stream reader gives bounded output however much a frame claims
+        # (it needs only the source's read()).
+        self._reader = (
+            zstandard.ZstdDecompressor().stream_reader(
+                self._source,  # type: ignore[arg-type]
+                read_size=CHUNK,
+            )
+            if codec == Codec.ZSTD
+            else None
+        )
+
+    def read(self, limit: int = CHUNK) -> bytes:
+        """Up to ``limit`` bytes of data; b"" at the end, once all is checked.
+
+        Raises :class:`DecodeError` if the stored bytes are damaged.
+        """
+        if self._done:
+            return b""
+        limit = max(1, min(limit, CHUNK))
+        while True:
+            for out in self._pending:
+                return self._count(out)
+            if self._reader is not None:
+                try:
+                    out = self._reader.read(limit)
+                except zstandard.ZstdError as error:
+                    raise DecodeError(f"zstd data is damaged ({error})") from None
+                if out:
+                    return self._count(out)
+                self._finish()
+                return b""
+            data = self._source.read(CHUNK if self._inflater else limit)
+            if not data:
+                if self._inflater is not None:
+                    self._inflater.finish()
+                self._finish()
+                return b""
+            if self._inflater is None:
+                return self._count(data)
+            self._pending = self._inflater.feed(data, limit)
+
+    def _count(self, out: bytes) -> bytes:
+        self.data_size += len(out)
+        if self.data_size > self.size:
+            raise DecodeError("entry holds more data than its trailer says")
+        return out
+
+    def _finish(self) -> None:
+        self._done = True
+        if self._source.left:
+            raise DecodeError("bytes follow the end of the compressed data")
+        if self._source.crc != self.crc:
+            raise DecodeError("entry checksum does not match")
+        if self.data_size != self.size:
+            raise DecodeError("entry holds less data than its trailer says")

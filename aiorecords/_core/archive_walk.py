@@ -1,0 +1,328 @@
+"""Walking an archive from its end to its beginning, as pure code.
+
+Everything here reads through a ``pread(offset, size)`` function it is given
+(a file's, in a worker thread, or a slice of bytes held in memory) and
+decides from the bytes alone:
+
+* where the last whole element ends (what follows it is a torn tail: an
+  append that has not finished, or never will);
+* which elements there are, newest first, stepping over damaged ones and
+  describing each as a :class:`SkippedRegion`;
+* where the newest element of a name is, reading no further back than that.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Final
+
+from ..errors import CorruptArchiveError
+from .archive import (
+    FILE_HEADER_SIZE,
+    HEADER_SIZE,
+    TRAILER_SIZE,
+    ArchiveEntry,
+    Codec,
+    decode_header,
+    decode_trailer,
+    header_lengths,
+    trailer_candidates,
+)
+from .skipped import SkippedRegion
+
+__all__ = [
+    "BackwardReader",
+    "Damage",
+    "Listing",
+    "Pread",
+    "element_at",
+    "extend_listing",
+    "find_back",
+    "scan_back",
+    "valid_end",
+    "walk_back",
+]
+
+#: Reads ``size`` bytes at a file offset (fewer only at the end of the data).
+Pread = Callable[[int, int], bytes]
+
+#: Bytes read at a time when walking back (many small elements per read).
+WINDOW: Final = 256 * 1024
+
+
+class BackwardReader:
+    """Serves reads near one another from one window read before them.
+
+    Walking back through small elements asks for a trailer, then a header a
+    little before it, then the next trailer before that: one read of the
+    window that ends at the current position serves dozens of them.
+    """
+
+    __slots__ = ("_data", "_pread", "_start")
+
+    def __init__(self, pread: Pread) -> None:
+        self._pread = pread
+        self._start = 0
+        self._data = b""
+
+    def read(self, offset: int, size: int, floor: int = 0) -> bytes:
+        """Bytes ``[offset, offset + size)``, read with what lies before them
+        (down to ``floor``)."""
+        end = offset + size
+        if self._start <= offset and end <= self._start + len(self._data):
+            at = offset - self._start
+            return self._data[at : at + size]
+        if size >= WINDOW:
+            return self._pread(offset, size)
+        start = min(max(floor, end - WINDOW, 0), offset)
+        self._data = self._pread(start, end - start)
+        self._start = start
+        at = offset - start
+        return self._data[at : at + size]
+
+
+def element_at(reader: BackwardReader, end: int, floor: int) -> ArchiveEntry:
+    """The element that ends at ``end`` and starts at or after ``floor``.
+
+    Raises :class:`CorruptArchiveError` (at the offset where the bytes stop
+    making sense) if there is no such element.
+    """
+    if end - floor < HEADER_SIZE + TRAILER_SIZE:
+        raise CorruptArchiveError(
+            "no room for an element here", offset=max(end - TRAILER_SIZE, floor)
+        )
+    trailer = decode_trailer(reader.read(end - TRAILER_SIZE, TRAILER_SIZE, floor), end)
+    if trailer.start < floor:
+        raise CorruptArchiveError(
+            "element would start before the previous one ends",
+            offset=end - TRAILER_SIZE,
+        )
+    fixed = reader.read(trailer.start, HEADER_SIZE, floor)
+    size = header_lengths(fixed, trailer.start)
+    if trailer.start + size + trailer.stored + TRAILER_SIZE != end:
+        raise CorruptArchiveError(
+            "element lengths do not add up", offset=end - TRAILER_SIZE
+        )
+    header = decode_header(reader.read(trailer.start, size, floor), trailer.start)
+    if header.crc != trailer.header_crc:
+        raise CorruptArchiveError(
+            "element header and trailer do not belong together",
+            offset=trailer.start,
+        )
+    return ArchiveEntry(
+        name=header.name,
+        timestamp=header.timestamp,
+        compression=Codec.NAMES[header.codec],
+        comment=header.comment,
+        offset=trailer.start,
+        payload_offset=trailer.start + size,
+        stored_size=trailer.stored,
+        size=trailer.data,
+        payload_crc=trailer.payload_crc,
+    )
+
+
+def scan_back(pread: Pread, end: int, floor: int) -> ArchiveEntry | None:
+    """The last whole element ending before ``end`` (or at it) and starting
+    at or after ``floor``, found by looking for trailers; None if none.
+
+    This steps over a torn tail or damage. A candidate is believed only if
+    its trailer, its header and the offsets each records all agree, so bytes
+    that merely look like an element (an archive stored as another's entry,
+    say) are not taken for one.
+    """
+    reader = BackwardReader(pread)
+    chunk_end = end
+    while chunk_end - floor >= HEADER_SIZE + TRAILER_SIZE:
+        chunk_start = max(floor, chunk_end - WINDOW)
+        chunk = pread(chunk_start, chunk_end - chunk_start)
+        for candidate in trailer_candidates(chunk, chunk_start):
+            try:
+                return element_at(reader, candidate, floor)
+            except CorruptArchiveError:
+                continue
+        if chunk_start == floor:
+            break
+        # Overlap the chunks by a trailer, so that one across them is seen.
+        chunk_end = chunk_start + TRAILER_SIZE
+    return None
+
+
+def valid_end(pread: Pread, size: int, floor: int) -> int:
+    """Where the last whole element at or after ``floor`` ends (``floor`` if
+    there is none): the offset an append writes at."""
+    if size <= floor:
+        return floor
+    try:
+        return element_at(BackwardReader(pread), size, floor).end
+    except CorruptArchiveError:
+        last = scan_back(pread, size, floor)
+        return floor if last is None else last.end
+
+
+def _ends_with_trailer(reader: BackwardReader, end: int, floor: int) -> bool:
+    """Whether a whole, checksummed trailer ends at ``end``."""
+    if end - floor < TRAILER_SIZE:
+        return False
+    try:
+        decode_trailer(reader.read(end - TRAILER_SIZE, TRAILER_SIZE, floor), end)
+    except CorruptArchiveError:
+        return False
+    return True
+
+
+@dataclass(frozen=True, slots=True)
+class Damage:
+    """Bytes stepped over while walking back, and where the damage was seen."""
+
+    region: SkippedRegion
+    offset: int
+    """Offset of the bytes that did not decode (inside the region)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Listing:
+    """What a walk back over the whole archive found."""
+
+    entries: tuple[ArchiveEntry, ...] = ()
+    """Every whole element, newest first."""
+    end: int = FILE_HEADER_SIZE
+    """Offset just past the newest whole element: where an append writes."""
+    size: int = FILE_HEADER_SIZE
+    """Size of the archive when it was walked."""
+    damage: tuple[Damage, ...] = ()
+    """Damaged stretches stepped over, newest first (a torn tail is not one)."""
+    latest: dict[str, ArchiveEntry] = field(default_factory=dict, compare=False)
+    """The newest element of each name."""
+
+    @classmethod
+    def of(
+        cls,
+        entries: tuple[ArchiveEntry, ...],
+        end: int,
+        size: int,
+        damage: tuple[Damage, ...],
+    ) -> Listing:
+        """A listing, with its map of names to their newest elements."""
+        latest: dict[str, ArchiveEntry] = {}
+        for entry in entries:
+            latest.setdefault(entry.name, entry)
+        return cls(entries, end, size, damage, latest)
+
+
+def walk_back(
+    pread: Pread,
+    size: int,
+    floor: int,
+    stop: Callable[[ArchiveEntry], bool] | None = None,
+) -> tuple[list[ArchiveEntry], int, list[Damage], bool]:
+    """Walk from ``size`` back to ``floor``.
+
+    Returns the elements found (newest first), where the newest ends, the
+    damage stepped over, and whether ``stop`` (called on each element) asked
+    to stop early.
+    """
+    entries: list[ArchiveEntry] = []
+    damage: list[Damage] = []
+    if size <= floor:
+        return entries, floor, damage, False
+    reader = BackwardReader(pread)
+    try:
+        entry: ArchiveEntry | None = element_at(reader, size, floor)
+    except CorruptArchiveError as error:
+        # The element before the end is found by looking for its trailer.
+        entry = scan_back(pread, size, floor)
+        if _ends_with_trailer(reader, size, floor):
+            # A whole trailer ends the archive, so its append finished: the
+            # element is damaged, not torn.
+            start = floor if entry is None else entry.end
+            offset = size - TRAILER_SIZE if error.offset is None else error.offset
+            damage.append(Damage(SkippedRegion(start, size, error.reason), offset))
+        # Otherwise no trailer ends the archive: a torn tail, not damage.
+    if entry is None:
+        return entries, floor, damage, False
+    newest_end = entry.end
+    while entry is not None:
+        entries.append(entry)
+        if stop is not None and stop(entry):
+            return entries, newest_end, damage, True
+        end = entry.offset
+        if end <= floor:
+            break
+        try:
+            entry = element_at(reader, end, floor)
+        except CorruptArchiveError as error:
+            entry = scan_back(pread, end, floor)
+            start = floor if entry is None else entry.end
+            region = SkippedRegion(start, end, error.reason)
+            offset = start if error.offset is None else error.offset
+            damage.append(Damage(region, offset))
+    return entries, newest_end, damage, False
+
+
+def extend_listing(pread: Pread, size: int, known: Listing) -> Listing:
+    """The listing of an archive of ``size`` bytes, reusing ``known`` (a
+    listing of it when it was smaller, or the empty one).
+
+    Bytes before ``known.end`` never change (archives only grow), so only
+    what lies after it is walked. An archive smaller than that was replaced
+    or cut by someone else, and is walked whole.
+    """
+    if size == known.size:
+        return known
+    if size < known.end:
+        known = Listing()
+    entries, end, damage, _ = walk_back(pread, size, known.end)
+    return _combine(known, entries, end, size, damage)
+
+
+def _combine(
+    known: Listing,
+    entries: list[ArchiveEntry],
+    end: int,
+    size: int,
+    damage: list[Damage],
+) -> Listing:
+    """``known`` extended by what a walk of the bytes after it found."""
+    if not entries and not damage:
+        return Listing.of(known.entries, known.end, size, known.damage)
+    return Listing.of(
+        tuple(entries) + known.entries, end, size, tuple(damage) + known.damage
+    )
+
+
+def find_back(
+    pread: Pread, size: int, known: Listing, name: str
+) -> tuple[ArchiveEntry | None, Listing | None]:
+    """The newest element named ``name``, reading back only as far as needed.
+
+    Walks the bytes after ``known`` first, stopping at the first match, then
+    looks in ``known``. Raises :class:`CorruptArchiveError` if damage lies
+    between the end and the match (or, with no match, anywhere): what the
+    damage hides might be a newer element of that name. Also returns the
+    extended listing when the walk covered all the new bytes (else None).
+    """
+    listing: Listing | None = None
+    damage: tuple[Damage, ...]
+    if size == known.size:
+        listing = known
+        found, damage = None, ()
+    else:
+        if size < known.end:
+            known = Listing()
+        entries, end, new_damage, stopped = walk_back(
+            pread, size, known.end, lambda entry: entry.name == name
+        )
+        damage = tuple(new_damage)
+        found = entries[-1] if stopped else None
+        if not stopped:
+            listing = _combine(known, entries, end, size, new_damage)
+    if found is None:
+        found = known.latest.get(name)
+        damage += known.damage
+    if damage:
+        newer = [d for d in damage if found is None or d.region.end > found.offset]
+        if newer:
+            raise CorruptArchiveError(newer[0].region.reason, offset=newer[0].offset)
+    return found, listing

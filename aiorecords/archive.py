@@ -1,0 +1,683 @@
+"""Archives of named entries ("gar"): the Seqdb_archive API, async.
+
+An archive is a file (or bytes in memory) of elements, each a name, a
+timestamp, a comment and a payload, appended one after another and read
+from the end, so that of several elements with one name the last one
+stored is the one found. :class:`Archive` opens one; its
+:meth:`~Archive.append` and :meth:`~Archive.read` stream an entry's bytes
+in and out in bounded memory, one worker-thread hop per megabyte (or per
+small entry), never one per write.
+
+Appends are crash-safe: an element exists once its trailer is written, the
+last thing an append does; a torn element left by a cancelled task or a
+killed process is invisible to readers and overwritten by the next append.
+The byte layout is in ``docs/formats/archive.md``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import functools
+import logging
+import time
+from collections.abc import AsyncIterator, Callable, Generator
+from dataclasses import dataclass
+from typing import Any, Final, Literal, TypeVar
+
+from . import _archive_files as files
+from . import _io
+from ._archive_entries import Appending, EntryReader, EntryWriter, NewEntry, Reading
+from ._core.archive import (
+    FILE_HEADER_SIZE,
+    ArchiveEntry,
+    Codec,
+    check_file_header,
+    encode_header,
+)
+from ._core.archive_walk import Listing, find_back
+from ._core.skipped import SkippedRegion
+from .errors import (
+    ArchiveLocked,
+    ArchiveReadOnly,
+    ClosedError,
+    CorruptArchiveError,
+    WriterFailedError,
+)
+
+__all__ = ["Archive", "ArchiveEntry", "EntryProperties", "EntryReader", "EntryWriter"]
+
+logger = logging.getLogger("aiorecords")
+
+T = TypeVar("T")
+
+Mode = Literal["rdonly", "rdwr", "rdwr_exclusive"]
+_MODES: Final = ("rdonly", "rdwr", "rdwr_exclusive")
+
+#: Called with each damaged region ``contents(recover=True)`` steps over.
+CorruptionCallback = Callable[[SkippedRegion], None]
+
+# Waiting for another process's lock: the first and the longest pause.
+_FIRST_WAIT: Final = 0.001
+_LAST_WAIT: Final = 0.05
+
+
+class _Backoff:
+    """Waits between attempts at a lock another process holds: intervals
+    doubling from the first to the last.
+
+    Polling, because a thread blocked in a waiting lock call could not be
+    woken if the waiting task were cancelled.
+    """
+
+    __slots__ = ("_delay",)
+
+    def __init__(self) -> None:
+        self._delay = _FIRST_WAIT
+
+    async def wait(self) -> None:
+        await asyncio.sleep(self._delay)
+        self._delay = min(self._delay * 2, _LAST_WAIT)
+
+
+@dataclass(frozen=True, slots=True)
+class EntryProperties:
+    """The table-of-contents record of an entry, as the seed's ``info`` gives."""
+
+    entry_name: str
+    """The entry's name."""
+    entry_timestamp: int
+    """The timestamp given when the entry was added (seconds since the epoch
+    unless the writer chose otherwise)."""
+    entry_gzip: bool
+    """True if the payload is stored gzip-compressed."""
+    entry_comment: str
+    """The comment given when the entry was added."""
+
+
+# ----------------------------------------------------------------------
+# The archive
+
+
+class Archive:
+    """An open archive of named entries.
+
+    Make one with :meth:`open` (a file) or :meth:`from_bytes` (bytes in
+    memory, read-only). Every method that touches the file is async and runs
+    its I/O in worker threads.
+
+    One entry is appended or read at a time per archive object: a second
+    :meth:`append` or :meth:`read` waits (on an :class:`asyncio.Lock`) until
+    the first one's ``async with`` block ends. Listing (:meth:`contents`,
+    :meth:`latest`, :meth:`find`) never waits for them. Use one object per
+    task for concurrent reads: each has its own descriptor.
+    """
+
+    def __init__(
+        self,
+        storage: files.Storage,
+        *,
+        path: str | None,
+        mode: Mode,
+        durable: bool,
+        wait: bool,
+    ) -> None:
+        # Private: use Archive.open() or Archive.from_bytes().
+        self.path = path
+        """The file's path, or None for an archive held in memory."""
+        self.mode: Mode = mode
+        """``"rdonly"``, ``"rdwr"`` or ``"rdwr_exclusive"``."""
+        self.durable = durable
+        """Whether appends sync by default (see :meth:`append`)."""
+        self.wait = wait
+        """Whether appends wait for a ``rdwr_exclusive`` writer to go away."""
+        self._storage: files.Storage | None = storage
+        self._listing = Listing()
+        # True once the listing covers every byte and nothing but this object
+        # can add any (an archive in memory, or one open rdwr_exclusive).
+        self._settled = False
+        self._end = FILE_HEADER_SIZE  # where a rdwr_exclusive append writes
+        self._listing_lock = asyncio.Lock()
+        self._entry_lock = asyncio.Lock()
+        self._entry_owner: asyncio.Task[Any] | None = None
+        self._reported: set[SkippedRegion] = set()
+        self._failed: BaseException | None = None
+        self._busy = 0
+        self._idle: asyncio.Event | None = None
+
+    # ------------------------------------------------------------------
+    # Opening and closing
+
+    @classmethod
+    def open(
+        cls,
+        path: _io.PathLike,
+        mode: Mode = "rdonly",
+        *,
+        wait: bool = False,
+        durable: bool = False,
+    ) -> _Opening:
+        """Open the archive at ``path``: ``await`` the result, or use it with
+        ``async with`` (which closes the archive at the end of the block).
+
+        ``mode`` is ``"rdonly"`` (the file must exist), ``"rdwr"`` (created,
+        durably, if missing) or ``"rdwr_exclusive"`` (as ``"rdwr"``, and no
+        other writer may append until this one is closed: it holds an
+        exclusive lock from open to close). With ``"rdwr"`` every append
+        takes the lock only while it runs, so several ``"rdwr"`` writers,
+        in any processes, append in turn.
+
+        While another object holds the exclusive lock, opening with
+        ``"rdwr_exclusive"`` and appending with ``"rdwr"`` raise
+        :class:`~aiorecords.errors.ArchiveLocked`; with ``wait=True`` they
+        wait for the lock instead. Readers never take a lock.
+
+        ``durable`` is the default of :meth:`append`'s ``durable``.
+
+        Raises :class:`FileNotFoundError` for a missing file in ``"rdonly"``
+        mode and :class:`~aiorecords.errors.CorruptArchiveError` for a file
+        that is not an archive.
+
+        Cancellation: nothing stays open (a file just created stays: it is a
+        valid, empty archive).
+        """
+        if mode not in _MODES:
+            raise ValueError(f"mode must be one of {', '.join(_MODES)}, not {mode!r}")
+        return _Opening(_io.canonical_path(path), mode, wait, durable)
+
+    @classmethod
+    def from_bytes(cls, data: bytes | bytearray | memoryview) -> Archive:
+        """An archive held in memory (the seed's ``openstring``): read-only.
+
+        The bytes are those an archive file holds. Raises
+        :class:`~aiorecords.errors.CorruptArchiveError` if they do not start
+        like an archive.
+        """
+        blob = bytes(data)
+        check_file_header(blob)
+        return cls(
+            files.MemoryArchive(blob),
+            path=None,
+            mode="rdonly",
+            durable=False,
+            wait=False,
+        )
+
+    @classmethod
+    async def _open(cls, path: str, mode: Mode, wait: bool, durable: bool) -> Archive:
+        writable = mode != "rdonly"
+        outcome, cancelled = await _io.run_to_completion(
+            files.open_archive, path, writable
+        )
+        if cancelled is not None:
+            if outcome.error is None and outcome.value is not None:
+                await _io.run_to_completion(outcome.value.close)
+            raise cancelled
+        archive = cls(
+            outcome.unwrap(), path=path, mode=mode, durable=durable, wait=wait
+        )
+        try:
+            await archive._prepare()
+        except BaseException:
+            await archive._close_quietly()
+            raise
+        return archive
+
+    async def _prepare(self) -> None:
+        """Check (or, for an empty file, write) the header; take the owner
+        lock and find the end for ``rdwr_exclusive``."""
+        storage = self._live("open")
+        assert isinstance(storage, _io.FileIO)
+        backoff = _Backoff()
+        if self.mode == "rdwr_exclusive":
+            while not await self._offload(files.take_owner_lock, storage):
+                if not self.wait:
+                    raise ArchiveLocked(f"{self._name} is open in another writer")
+                await backoff.wait()
+        while not await self._offload(self._checked(self._header_present), storage):
+            await backoff.wait()  # another writer is giving it its header
+        if self.mode == "rdwr_exclusive":
+            # No one else appends while this object is open: find the end
+            # now (cutting off a torn tail) and keep it.
+            while True:
+                end = await self._offload(
+                    self._checked(files.begin_append), storage, FILE_HEADER_SIZE, False
+                )
+                if isinstance(end, int):
+                    break
+                await backoff.wait()
+            await self._offload(files.end_append, storage, False)
+            self._end = end
+
+    def _header_present(self, io: _io.FileIO) -> bool:
+        # In a worker thread: a file someone left empty gets its header.
+        if files.check_header(io):
+            return True
+        if self.mode == "rdonly":
+            raise CorruptArchiveError("the file is empty", offset=0)
+        return files.initialize(io) and files.check_header(io)
+
+    async def __aenter__(self) -> Archive:
+        """The archive itself, for an ``async with`` block that closes it."""
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        """Close the archive."""
+        await self.close()
+
+    def __repr__(self) -> str:
+        where = repr(self.path) if self.path is not None else "in memory"
+        state = "closed" if self._storage is None else self.mode
+        return f"<Archive {where} {state}>"
+
+    @property
+    def closed(self) -> bool:
+        """True once :meth:`close` has run."""
+        return self._storage is None
+
+    async def close(self) -> None:
+        """Close the archive, releasing its lock. Closing twice does nothing.
+
+        An append still in progress (in another task) is left torn: it fails
+        on its next write, and the next writer overwrites it. Work already in
+        a worker thread is waited for first.
+
+        Cancellation: the archive is closed all the same, and the
+        cancellation is raised once it is.
+        """
+        storage = self._storage
+        if storage is None:
+            return
+        self._storage = None
+        cancelled: asyncio.CancelledError | None = None
+        while self._busy:
+            if self._idle is None:
+                self._idle = asyncio.Event()
+            try:
+                await self._idle.wait()
+            except asyncio.CancelledError as error:
+                cancelled = error
+            self._idle = None
+        if isinstance(storage, _io.FileIO):
+            outcome, again = await _io.run_to_completion(storage.close)
+            cancelled = cancelled or again
+            if cancelled is None:
+                outcome.unwrap()
+        if cancelled is not None:
+            raise cancelled
+
+    async def _close_quietly(self) -> None:
+        with contextlib.suppress(Exception):
+            await self.close()
+
+    def __del__(self) -> None:
+        storage = getattr(self, "_storage", None)
+        if isinstance(storage, _io.FileIO) and not storage.closed:
+            with contextlib.suppress(OSError):
+                storage.close()
+
+    # ------------------------------------------------------------------
+    # Plumbing
+
+    def _live(self, action: str) -> files.Storage:
+        storage = self._storage
+        if storage is None:
+            raise ClosedError(f"cannot {action}: {self!r} is closed")
+        return storage
+
+    def _writable(self, action: str) -> _io.FileIO:
+        storage = self._live(action)
+        if not isinstance(storage, _io.FileIO) or self.mode == "rdonly":
+            raise ArchiveReadOnly(f"cannot {action}: {self!r} is read-only")
+        if self._failed is not None:
+            raise WriterFailedError(
+                f"cannot {action}: an earlier I/O error ({self._failed}) left "
+                f"{self.path!r} in an unknown state; close and reopen it"
+            ) from self._failed
+        return storage
+
+    async def _offload(self, function: Callable[..., T], /, *args: Any) -> T:
+        """Run a blocking step in a worker thread; close() waits for it."""
+        self._busy += 1
+        try:
+            return await _io.offload(function, *args)
+        finally:
+            self._busy -= 1
+            if not self._busy and self._idle is not None:
+                self._idle.set()
+
+    def _checked(self, function: Callable[..., T]) -> Callable[..., T]:
+        """``function``, its format errors naming this archive's file."""
+
+        @functools.wraps(function)
+        def checked(*args: Any) -> T:
+            try:
+                return function(*args)
+            except CorruptArchiveError as error:
+                if error.path is not None or self.path is None:
+                    raise
+                raise CorruptArchiveError(
+                    error.reason, path=self.path, offset=error.offset
+                ) from None
+
+        return checked
+
+    @contextlib.asynccontextmanager
+    async def _one_entry_at_a_time(self) -> AsyncIterator[None]:
+        task = asyncio.current_task()
+        if task is not None and self._entry_owner is task:
+            raise RuntimeError(
+                "this task is already appending or reading an entry of this "
+                "archive: finish that block first (one entry at a time)"
+            )
+        async with self._entry_lock:
+            self._entry_owner = task
+            try:
+                yield
+            finally:
+                self._entry_owner = None
+
+    # ------------------------------------------------------------------
+    # Listing
+
+    async def _current_listing(self) -> Listing:
+        storage = self._live("list the entries")
+        if self._settled:
+            return self._listing
+        async with self._listing_lock:
+            listing = await self._offload(
+                self._checked(files.extend), storage, self._listing
+            )
+            self._listing = listing
+            self._settled = (
+                isinstance(storage, files.MemoryArchive)
+                or self.mode == "rdwr_exclusive"
+            )
+        for damage in listing.damage:
+            if damage.region not in self._reported:
+                self._reported.add(damage.region)
+                region = damage.region
+                logger.warning(
+                    "%s: damaged archive bytes %d to %d: %s",
+                    self._name,
+                    region.start,
+                    region.end,
+                    region.reason,
+                )
+        return listing
+
+    @property
+    def _name(self) -> str:
+        return self.path if self.path is not None else "archive in memory"
+
+    def _raise_damage(self, listing: Listing) -> None:
+        if listing.damage:
+            newest = listing.damage[0]
+            raise CorruptArchiveError(
+                f"{newest.region.reason} (older entries can be listed with "
+                f"contents(recover=True))",
+                path=self.path,
+                offset=newest.offset,
+            )
+
+    async def contents(
+        self,
+        *,
+        recover: bool = False,
+        on_corruption: CorruptionCallback | None = None,
+    ) -> list[ArchiveEntry]:
+        """Every entry, newest first.
+
+        The list is cached until the archive grows; then only the new bytes
+        are read. A torn tail (an append that has not finished, or never
+        will) is not an entry and not an error.
+
+        A damaged element raises
+        :class:`~aiorecords.errors.CorruptArchiveError` naming its offset.
+        With ``recover=True`` damaged stretches are stepped over instead:
+        the entries on both sides are listed, and each stretch is logged and
+        given to ``on_corruption`` as a :class:`~aiorecords.SkippedRegion`.
+        Payloads are checked when they are read, not here.
+
+        Cancellation: nothing changes; the list is not cached.
+        """
+        listing = await self._current_listing()
+        if not recover:
+            self._raise_damage(listing)
+        elif on_corruption is not None:
+            for damage in listing.damage:
+                on_corruption(damage.region)
+        return list(listing.entries)
+
+    async def latest(self, *, recover: bool = False) -> dict[str, ArchiveEntry]:
+        """The newest entry of each name (as :meth:`contents`, which see for
+        ``recover``).
+
+        Cancellation: nothing changes.
+        """
+        listing = await self._current_listing()
+        if not recover:
+            self._raise_damage(listing)
+        return dict(listing.latest)
+
+    async def find(self, name: str) -> ArchiveEntry:
+        """The newest entry named ``name``; :class:`KeyError` if there is none.
+
+        Only the bytes newer than the cached listing are read, back to the
+        first match. Raises :class:`~aiorecords.errors.CorruptArchiveError`
+        if a damaged element lies between the end and the match (it could be
+        a newer entry of that name).
+
+        Cancellation: nothing changes.
+        """
+        storage = self._live("find an entry")
+        if self._settled:
+            listing = self._listing
+            found, _ = self._checked(find_back)(
+                storage.pread, listing.size, listing, name
+            )
+        else:
+            found, listing_or_none = await self._offload(
+                self._checked(files.find), storage, self._listing, name
+            )
+            if (
+                listing_or_none is not None
+                and listing_or_none.size >= self._listing.size
+            ):
+                self._listing = listing_or_none
+        if found is None:
+            raise KeyError(name)
+        return found
+
+    def info(self, entry: ArchiveEntry) -> EntryProperties:
+        """The seed's table-of-contents record of ``entry``."""
+        return EntryProperties(
+            entry_name=entry.name,
+            entry_timestamp=entry.timestamp,
+            entry_gzip=entry.compression == "gzip",
+            entry_comment=entry.comment,
+        )
+
+    # ------------------------------------------------------------------
+    # Reading
+
+    def read(self, entry: ArchiveEntry | str) -> Reading:
+        """Stream an entry's data (uncompressed): ``async with ar.read(e) as
+        stream: async for chunk in stream: ...``.
+
+        ``entry`` is an :class:`ArchiveEntry` of this archive, or a name
+        (then its newest entry, :class:`KeyError` if none). Chunks are at
+        most 1 MiB, each read and decompressed in a worker thread. The
+        payload's checksum and size are checked as the end is reached:
+        damage raises :class:`~aiorecords.errors.CorruptArchiveError` then
+        (data already given cannot be taken back; :meth:`read_bytes` checks
+        before it returns anything).
+
+        Entering waits for any other append or read of this object.
+        Cancellation: the stream is closed; nothing else changes.
+        """
+        return Reading(self, entry)
+
+    async def read_bytes(self, entry: ArchiveEntry | str) -> bytes:
+        """The whole data of an entry (or of the newest entry of a name),
+        checked; :class:`KeyError` if there is no entry of that name.
+
+        Cancellation: nothing changes.
+        """
+        async with self.read(entry) as stream:
+            return await stream.read()
+
+    # ------------------------------------------------------------------
+    # Appending
+
+    def append(
+        self,
+        name: str,
+        *,
+        timestamp: int | None = None,
+        gzip: bool = False,
+        data_gzip: bool = False,
+        comment: str = "",
+        compression: Literal["gzip", "zstd"] | None = None,
+        durable: bool | None = None,
+    ) -> Appending:
+        """Append an entry: ``async with ar.append(name) as out: await
+        out.write(data)``. The entry exists once the block exits cleanly.
+
+        ``name`` is non-empty text, ``comment`` any text, each at most 64 KiB
+        of UTF-8; ``timestamp`` a signed 64-bit integer (default: now, in
+        whole seconds since the epoch). ``gzip=True`` (or
+        ``compression="gzip"``) stores the payload as a gzip member;
+        ``compression="zstd"`` as a zstandard frame. ``data_gzip=True`` says
+        the bytes written are already gzip: stored as they are if the entry
+        is gzip, else decompressed as they stream (in bounded memory).
+
+        If the block raises, is cancelled, or the process dies, no entry
+        appears: the bytes written so far are cut off (or, after a crash,
+        ignored by readers and overwritten by the next append). ``durable``
+        (default: the archive's) syncs the payload, then the trailer, so the
+        entry survives a power cut once the block has exited; otherwise use
+        :meth:`sync`.
+
+        Entering waits for any other append or read of this object, and
+        with ``"rdwr"`` for other processes' appends; it raises
+        :class:`~aiorecords.errors.ArchiveLocked` if a ``"rdwr_exclusive"``
+        writer holds the archive (unless the archive was opened with
+        ``wait=True``), and :class:`~aiorecords.errors.ArchiveReadOnly` for a
+        read-only archive.
+        """
+        if compression is None and gzip:
+            compression = "gzip"
+        elif gzip and compression != "gzip":
+            raise ValueError(f"gzip=True contradicts compression={compression!r}")
+        codec = {None: Codec.NONE, "gzip": Codec.GZIP, "zstd": Codec.ZSTD}.get(
+            compression, -1
+        )
+        if codec < 0:
+            raise ValueError(
+                f"compression must be gzip, zstd or None, not {compression!r}"
+            )
+        if not isinstance(name, str) or not isinstance(comment, str):
+            raise TypeError("an entry name and comment are text (str)")
+        if timestamp is None:
+            timestamp = int(time.time())
+        # Checks the name, comment and timestamp now, before anything waits.
+        encode_header(0, name, timestamp, comment, codec)
+        new = NewEntry(
+            name,
+            timestamp,
+            comment,
+            codec,
+            data_gzip,
+            self.durable if durable is None else durable,
+        )
+        return Appending(self, new)
+
+    async def _begin_append(self, io: _io.FileIO) -> tuple[int, bool | None]:
+        """Where the new element goes, and which append locks were taken
+        (for :func:`~aiorecords._archive_files.end_append`; None: none)."""
+        if self.mode == "rdwr_exclusive":
+            return self._end, None
+        backoff = _Backoff()
+        while True:
+            where = await self._offload(
+                self._checked(files.begin_append), io, self._listing.end, True
+            )
+            if isinstance(where, int):
+                return where, True
+            # Another rdwr append is brief: wait for it. A rdwr_exclusive
+            # writer may keep the archive for a long time.
+            if where == "owner" and not self.wait:
+                raise ArchiveLocked(f"{self._name} is open in a rdwr_exclusive writer")
+            await backoff.wait()
+
+    def _appended(self, entry: ArchiveEntry) -> None:
+        """Note an element this object has just appended."""
+        if self.mode == "rdwr_exclusive":
+            self._end = entry.end
+        listing = self._listing
+        if listing.end == entry.offset:
+            # The listing was current up to where the element went.
+            self._listing = Listing.of(
+                (entry, *listing.entries), entry.end, entry.end, listing.damage
+            )
+
+    def _poison(self, error: BaseException) -> None:
+        """Refuse further appends: the file's state after ``error`` is unknown."""
+        self._failed = error
+
+    def _warn(self, message: str) -> None:
+        logger.warning("%s: %s", self._name, message)
+
+    async def _run(
+        self, function: Callable[..., T], /, *args: Any
+    ) -> tuple[_io.Outcome[T], asyncio.CancelledError | None]:
+        """Run a write step in a worker thread to its end; close() waits."""
+        self._busy += 1
+        try:
+            return await _io.run_to_completion(function, *args)
+        finally:
+            self._busy -= 1
+            if not self._busy and self._idle is not None:
+                self._idle.set()
+
+    async def sync(self) -> None:
+        """Make every entry appended so far survive a power cut (``fdatasync``).
+
+        Cancellation: the sync still completes in its thread; the
+        cancellation is raised after.
+        """
+        io = self._writable("sync")
+        await self._offload(io.datasync)
+
+    async def keep_page_cache_clean(self) -> None:
+        """Ask the kernel to drop this file's pages from its page cache
+        (``posix_fadvise(DONTNEED)``), as a batch job reading a large archive
+        once would. Does nothing for an archive in memory.
+
+        Cancellation: harmless; the advice may or may not have been given.
+        """
+        storage = self._live("advise the kernel")
+        if isinstance(storage, _io.FileIO):
+            await self._offload(storage.advise_dont_need)
+
+
+class _Opening:
+    """What :meth:`Archive.open` returns: awaitable, or an async context."""
+
+    __slots__ = ("_archive", "_args")
+
+    def __init__(self, path: str, mode: Mode, wait: bool, durable: bool) -> None:
+        self._args = (path, mode, wait, durable)
+        self._archive: Archive | None = None
+
+    def __await__(self) -> Generator[Any, None, Archive]:
+        return Archive._open(*self._args).__await__()
+
+    async def __aenter__(self) -> Archive:
+        self._archive = await Archive._open(*self._args)
+        return self._archive
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        if self._archive is not None:
+            await self._archive.close()

@@ -1,0 +1,201 @@
+"""Streaming an entry's payload in and out: codecs, gzip input, bounds."""
+
+from __future__ import annotations
+
+import gzip
+import os
+
+import pytest
+import zstandard
+from crc32c import crc32c
+
+from aiorecords._core.archive import Codec
+from aiorecords._core.archive_stream import (
+    CHUNK,
+    EntryDecoder,
+    EntryEncoder,
+    GzipInflater,
+)
+from aiorecords._core.codecs import DecodeError
+
+DATA = [b"", b"x", b"hello world " * 1000, os.urandom(3 * CHUNK + 17)]
+CODECS = [Codec.NONE, Codec.GZIP, Codec.ZSTD]
+
+
+def encode(
+    codec: int, data_gzip: bool, pieces: list[bytes]
+) -> tuple[bytes, EntryEncoder]:
+    encoder = EntryEncoder(codec, data_gzip)
+    stored = b"".join(b"".join(encoder.feed(piece)) for piece in pieces)
+    stored += encoder.finish()
+    return stored, encoder
+
+
+def decode(
+    codec: int, stored: bytes, encoder: EntryEncoder, limit: int = CHUNK
+) -> bytes:
+    decoder = EntryDecoder(
+        lambda offset, size: stored[offset : offset + size],
+        0,
+        len(stored),
+        codec,
+        encoder.data_size,
+        encoder.crc,
+    )
+    parts = []
+    while chunk := decoder.read(limit):
+        assert len(chunk) <= limit
+        parts.append(chunk)
+    return b"".join(parts)
+
+
+@pytest.mark.parametrize("codec", CODECS)
+@pytest.mark.parametrize("data", DATA, ids=len)
+def test_round_trip_fed_whole(codec: int, data: bytes) -> None:
+    stored, encoder = encode(codec, False, [data])
+    assert encoder.data_size == len(data)
+    assert encoder.stored_size == len(stored)
+    assert decode(codec, stored, encoder) == data
+
+
+@pytest.mark.parametrize("codec", CODECS)
+def test_round_trip_fed_and_read_one_byte_at_a_time(codec: int) -> None:
+    data = b"one byte at a time, " * 50
+    stored, encoder = encode(codec, False, [data[i : i + 1] for i in range(len(data))])
+    assert decode(codec, stored, encoder, limit=1) == data
+    whole, _ = encode(codec, False, [data])
+    if codec == Codec.NONE:
+        assert stored == whole
+
+
+def test_gzip_payload_is_a_real_gzip_member() -> None:
+    data = b"index.html contents " * 500
+    stored, _ = encode(Codec.GZIP, False, [data])
+    assert stored[:2] == b"\x1f\x8b"
+    assert gzip.decompress(stored) == data
+
+
+def test_zstd_payload_is_a_zstandard_frame() -> None:
+    data = b"zstd contents " * 500
+    stored, _ = encode(Codec.ZSTD, False, [data])
+    # A streamed frame does not record its size: decompress it as a stream.
+    assert zstandard.ZstdDecompressor().decompressobj().decompress(stored) == data
+
+
+def test_gzip_input_stored_as_gzip_is_kept_byte_for_byte() -> None:
+    data = os.urandom(1000) + b"text " * 10_000
+    written = gzip.compress(data, compresslevel=9, mtime=12345)
+    stored, encoder = encode(Codec.GZIP, True, [written[:100], written[100:]])
+    assert stored == written
+    assert encoder.data_size == len(data)
+    assert decode(Codec.GZIP, stored, encoder) == data
+
+
+@pytest.mark.parametrize("codec", [Codec.NONE, Codec.ZSTD])
+def test_gzip_input_is_inflated_as_it_streams(codec: int) -> None:
+    data = b"already compressed " * 100_000
+    written = gzip.compress(data)
+    pieces = [written[i : i + 997] for i in range(0, len(written), 997)]
+    stored, encoder = encode(codec, True, pieces)
+    assert encoder.data_size == len(data)
+    assert decode(codec, stored, encoder) == data
+    if codec == Codec.NONE:
+        assert stored == data
+
+
+def test_gzip_input_of_several_members_is_their_concatenation() -> None:
+    written = gzip.compress(b"first ") + gzip.compress(b"second")
+    stored, _ = encode(Codec.NONE, True, [written])
+    assert stored == b"first second"
+    one_byte = [written[i : i + 1] for i in range(len(written))]
+    assert encode(Codec.NONE, True, one_byte)[0] == b"first second"
+
+
+@pytest.mark.parametrize(
+    "written",
+    [
+        b"not gzip at all",
+        gzip.compress(b"cut short" * 100)[:-5],
+        gzip.compress(b"then garbage") + b"garbage",
+    ],
+    ids=["not-gzip", "truncated", "trailing-garbage"],
+)
+def test_gzip_input_that_is_not_gzip_is_refused(written: bytes) -> None:
+    with pytest.raises(DecodeError):
+        encode(Codec.NONE, True, [written])
+
+
+def test_a_gzip_bomb_inflates_a_bounded_piece_at_a_time() -> None:
+    bomb = gzip.compress(bytes(200 * CHUNK))  # 200 MiB of zeros, ~200 KiB
+    inflater = GzipInflater()
+    total = 0
+    for piece in inflater.feed(bomb, limit=CHUNK):
+        assert len(piece) <= CHUNK
+        total += len(piece)
+    inflater.finish()
+    assert total == 200 * CHUNK
+
+
+def test_a_zstd_bomb_decodes_a_bounded_piece_at_a_time() -> None:
+    size = 64 * CHUNK
+    stored = zstandard.ZstdCompressor().compress(bytes(size))
+    decoder = EntryDecoder(
+        lambda offset, n: stored[offset : offset + n],
+        0,
+        len(stored),
+        Codec.ZSTD,
+        size,
+        crc32c(stored),
+    )
+    total = 0
+    while chunk := decoder.read(CHUNK):
+        assert len(chunk) <= CHUNK
+        total += len(chunk)
+    assert total == size
+
+
+@pytest.mark.parametrize("codec", CODECS)
+def test_damage_is_found_by_the_end_of_the_read(codec: int) -> None:
+    data = b"checked " * 5000
+    stored, encoder = encode(codec, False, [data])
+    for at in range(0, len(stored), max(1, len(stored) // 40)):
+        damaged = bytearray(stored)
+        damaged[at] ^= 0x10
+        with pytest.raises(DecodeError):
+            decode(codec, bytes(damaged), encoder)
+
+
+@pytest.mark.parametrize("codec", CODECS)
+def test_sizes_that_disagree_with_the_trailer_are_refused(codec: int) -> None:
+    data = b"size " * 1000
+    stored, encoder = encode(codec, False, [data])
+    for claimed in (len(data) - 1, len(data) + 1, 0):
+        decoder = EntryDecoder(
+            lambda offset, n: stored[offset : offset + n],
+            0,
+            len(stored),
+            codec,
+            claimed,
+            encoder.crc,
+        )
+        with pytest.raises(DecodeError, match="data than its trailer says"):
+            read_to_the_end(decoder)
+
+
+def read_to_the_end(decoder: EntryDecoder) -> None:
+    while decoder.read():
+        pass
+
+
+def test_stored_bytes_missing_from_the_file_are_refused() -> None:
+    stored, encoder = encode(Codec.NONE, False, [b"x" * 100])
+    decoder = EntryDecoder(
+        lambda offset, n: stored[offset : offset + n][:50],
+        0,
+        len(stored),
+        Codec.NONE,
+        100,
+        encoder.crc,
+    )
+    with pytest.raises(DecodeError, match="ends inside an entry"):
+        decoder.read()
