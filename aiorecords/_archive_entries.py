@@ -58,9 +58,7 @@ class EntryReader:
             entry.size,
             entry.payload_crc,
         )
-        self._left = b""
         self._closed = False
-        self._finished = False
 
     def __repr__(self) -> str:
         return f"<EntryReader {self.entry.name!r} of {self._archive!r}>"
@@ -100,15 +98,10 @@ class EntryReader:
         """
         if self._closed:
             raise ClosedError(f"the stream of {self.entry.name!r} is closed")
-        if size <= 0:
-            return b""
-        if self._finished:
+        if size <= 0 or self._decoder.done:
             return b""
         self._archive._live("read an entry")
-        chunk = await self._archive._offload(self._step, size)
-        if not chunk:
-            self._finished = True
-        return chunk
+        return await self._archive._offload(self._step, size)
 
     async def read(self, size: int = -1) -> bytes:
         """``size`` bytes (fewer only at the end), or with ``size < 0`` all

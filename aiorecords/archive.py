@@ -183,7 +183,10 @@ class Archive:
         """
         if mode not in _MODES:
             raise ValueError(f"mode must be one of {', '.join(_MODES)}, not {mode!r}")
-        return _Opening(_io.canonical_path(path), mode, wait, durable)
+        name = _io.path_of(path)
+        if name is None:
+            raise TypeError(f"an archive path is str or os.PathLike, not {path!r}")
+        return _Opening(name, mode, wait, durable)
 
     @classmethod
     def from_bytes(cls, data: bytes | bytearray | memoryview) -> Archive:
@@ -477,14 +480,12 @@ class Archive:
                 storage.pread, listing.size, listing, name
             )
         else:
-            found, listing_or_none = await self._offload(
-                self._checked(files.find), storage, self._listing, name
-            )
-            if (
-                listing_or_none is not None
-                and listing_or_none.size >= self._listing.size
-            ):
-                self._listing = listing_or_none
+            async with self._listing_lock:
+                found, grown = await self._offload(
+                    self._checked(files.find), storage, self._listing, name
+                )
+                if grown is not None:
+                    self._listing = grown
         if found is None:
             raise KeyError(name)
         return found
@@ -616,11 +617,10 @@ class Archive:
         if self.mode == "rdwr_exclusive":
             self._end = entry.end
         listing = self._listing
-        if listing.end == entry.offset:
-            # The listing was current up to where the element went.
-            self._listing = Listing.of(
-                (entry, *listing.entries), entry.end, entry.end, listing.damage
-            )
+        # If the listing was current up to where the element went, it still
+        # is with the element noted; unless a worker thread is reading it.
+        if listing.end == entry.offset and not self._listing_lock.locked():
+            listing.add(entry)
 
     def _poison(self, error: BaseException) -> None:
         """Refuse further appends: the file's state after ``error`` is unknown."""

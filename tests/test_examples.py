@@ -36,3 +36,23 @@ def test_quickstart_cleans_up_its_temporary_file() -> None:
     )
     path = done.stdout.splitlines()[-1].split()[1]
     assert not Path(path).exists()
+
+
+def test_archive_consumers(tmp_path: Path) -> None:
+    target = tmp_path / "reports.gar"
+    done = subprocess.run(
+        [sys.executable, str(EXAMPLES / "archive_consumers.py"), str(target)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=True,
+    )
+    lines = done.stdout.splitlines()
+    workers = [line for line in lines if line.startswith("worker ")]
+    assert len(workers) == 3
+    counts = [int(line.split()[3]) for line in workers]
+    assert sum(counts) == 60
+    assert "processed 60 of 60 entries" in lines
+    assert any("60 entries, newest 'reports/059.txt'" in line for line in lines)
+    assert "biggest entry 'reports/042.txt': 5088890 bytes" in lines
+    assert target.exists()

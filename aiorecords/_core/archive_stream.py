@@ -188,6 +188,7 @@ class EntryDecoder:
     __slots__ = (
         "_done",
         "_inflater",
+        "_leftover",
         "_pending",
         "_reader",
         "_source",
@@ -210,6 +211,7 @@ class EntryDecoder:
         self.size = data_size
         self.data_size = 0
         self._pending: Iterator[bytes] = iter(())
+        self._leftover = b""
         self._done = False
         self._inflater = GzipInflater() if codec == Codec.GZIP else None
         # A stream reader gives bounded output however much a frame claims
@@ -223,35 +225,56 @@ class EntryDecoder:
             else None
         )
 
+    @property
+    def done(self) -> bool:
+        """True once all the data has been given and checked."""
+        return self._done
+
     def read(self, limit: int = CHUNK) -> bytes:
-        """Up to ``limit`` bytes of data; b"" at the end, once all is checked.
+        """Up to ``limit`` bytes of data (fewer only at the end), or b"" at
+        the end. The call that reaches the end also checks the payload's
+        checksum and sizes, so that :attr:`done` is then true.
 
         Raises :class:`DecodeError` if the stored bytes are damaged.
         """
         if self._done:
             return b""
         limit = max(1, min(limit, CHUNK))
+        parts = []
+        got = 0
+        while got < limit:
+            piece = self._next(limit - got)
+            if not piece:
+                self._finish()
+                break
+            parts.append(piece)
+            got += len(piece)
+        return parts[0] if len(parts) == 1 else b"".join(parts)
+
+    def _next(self, limit: int) -> bytes:
+        """The next piece of data, at most ``limit`` bytes; b"" at the end."""
+        if self._leftover:
+            piece, self._leftover = self._leftover[:limit], self._leftover[limit:]
+            return piece
         while True:
             for out in self._pending:
-                return self._count(out)
+                self._count(out)
+                if len(out) > limit:
+                    out, self._leftover = out[:limit], out[limit:]
+                return out
             if self._reader is not None:
                 try:
-                    out = self._reader.read(limit)
+                    return self._count(self._reader.read(limit))
                 except zstandard.ZstdError as error:
                     raise DecodeError(f"zstd data is damaged ({error})") from None
-                if out:
-                    return self._count(out)
-                self._finish()
-                return b""
             data = self._source.read(CHUNK if self._inflater else limit)
             if not data:
                 if self._inflater is not None:
                     self._inflater.finish()
-                self._finish()
                 return b""
             if self._inflater is None:
                 return self._count(data)
-            self._pending = self._inflater.feed(data, limit)
+            self._pending = self._inflater.feed(data)
 
     def _count(self, out: bytes) -> bytes:
         self.data_size += len(out)

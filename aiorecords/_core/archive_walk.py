@@ -14,7 +14,7 @@ decides from the bytes alone:
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Final
 
 from ..errors import CorruptArchiveError
@@ -181,34 +181,67 @@ class Damage:
     """Offset of the bytes that did not decode (inside the region)."""
 
 
-@dataclass(frozen=True, slots=True)
 class Listing:
-    """What a walk back over the whole archive found."""
+    """What walking back over an archive found.
 
-    entries: tuple[ArchiveEntry, ...] = ()
-    """Every whole element, newest first."""
-    end: int = FILE_HEADER_SIZE
-    """Offset just past the newest whole element: where an append writes."""
-    size: int = FILE_HEADER_SIZE
-    """Size of the archive when it was walked."""
-    damage: tuple[Damage, ...] = ()
-    """Damaged stretches stepped over, newest first (a torn tail is not one)."""
-    latest: dict[str, ArchiveEntry] = field(default_factory=dict, compare=False)
-    """The newest element of each name."""
+    Kept oldest first, so that noting one more element (:meth:`add`) costs
+    the same however many there are; :attr:`entries` gives them newest
+    first. Only :meth:`add` changes a listing; :meth:`extended` makes a new
+    one, so a listing being extended in a worker thread is never changed
+    under it.
+    """
 
-    @classmethod
-    def of(
-        cls,
-        entries: tuple[ArchiveEntry, ...],
+    __slots__ = ("_oldest_first", "damage", "end", "latest", "size")
+
+    def __init__(self) -> None:
+        self._oldest_first: list[ArchiveEntry] = []
+        self.latest: dict[str, ArchiveEntry] = {}
+        """The newest element of each name."""
+        self.end = FILE_HEADER_SIZE
+        """Offset just past the newest whole element: where an append writes."""
+        self.size = FILE_HEADER_SIZE
+        """Size of the archive when it was walked."""
+        self.damage: tuple[Damage, ...] = ()
+        """Damaged stretches stepped over, newest first (a torn tail is not one)."""
+
+    def __repr__(self) -> str:
+        return (
+            f"<Listing of {len(self._oldest_first)} elements, end {self.end}, "
+            f"size {self.size}, {len(self.damage)} damaged>"
+        )
+
+    @property
+    def entries(self) -> tuple[ArchiveEntry, ...]:
+        """Every whole element, newest first."""
+        return tuple(reversed(self._oldest_first))
+
+    def __len__(self) -> int:
+        return len(self._oldest_first)
+
+    def add(self, entry: ArchiveEntry) -> None:
+        """Note an element just appended at :attr:`end`."""
+        self._oldest_first.append(entry)
+        self.latest[entry.name] = entry
+        self.end = self.size = entry.end
+
+    def extended(
+        self,
+        newest_first: list[ArchiveEntry],
         end: int,
         size: int,
-        damage: tuple[Damage, ...],
+        damage: list[Damage],
     ) -> Listing:
-        """A listing, with its map of names to their newest elements."""
-        latest: dict[str, ArchiveEntry] = {}
-        for entry in entries:
-            latest.setdefault(entry.name, entry)
-        return cls(entries, end, size, damage, latest)
+        """A new listing: this one, then what a walk of the bytes after it
+        found (``end`` is where the newest of those ends)."""
+        listing = Listing()
+        listing._oldest_first = self._oldest_first + newest_first[::-1]
+        listing.latest = dict(self.latest)
+        for entry in reversed(newest_first):
+            listing.latest[entry.name] = entry
+        listing.end = end if newest_first else self.end
+        listing.size = size
+        listing.damage = tuple(damage) + self.damage
+        return listing
 
 
 def walk_back(
@@ -274,22 +307,7 @@ def extend_listing(pread: Pread, size: int, known: Listing) -> Listing:
     if size < known.end:
         known = Listing()
     entries, end, damage, _ = walk_back(pread, size, known.end)
-    return _combine(known, entries, end, size, damage)
-
-
-def _combine(
-    known: Listing,
-    entries: list[ArchiveEntry],
-    end: int,
-    size: int,
-    damage: list[Damage],
-) -> Listing:
-    """``known`` extended by what a walk of the bytes after it found."""
-    if not entries and not damage:
-        return Listing.of(known.entries, known.end, size, known.damage)
-    return Listing.of(
-        tuple(entries) + known.entries, end, size, tuple(damage) + known.damage
-    )
+    return known.extended(entries, end, size, damage)
 
 
 def find_back(
@@ -317,7 +335,7 @@ def find_back(
         damage = tuple(new_damage)
         found = entries[-1] if stopped else None
         if not stopped:
-            listing = _combine(known, entries, end, size, new_damage)
+            listing = known.extended(entries, end, size, new_damage)
     if found is None:
         found = known.latest.get(name)
         damage += known.damage

@@ -388,3 +388,12 @@ async def test_unicode_names_and_comments(gar: str) -> None:
         (entry,) = await ar.contents()
         assert ar.info(entry).entry_name == name
         assert ar.info(entry).entry_comment == "コメント"
+
+
+async def test_reading_a_small_entry_costs_one_thread_hop(gar: str, io_trace) -> None:
+    async with Archive.open(gar, mode="rdwr_exclusive") as ar:
+        await add(ar, "small", b"s" * 1000, gzip=True)
+        (entry,) = await ar.contents()
+        io_trace.clear()
+        assert await ar.read_bytes(entry) == b"s" * 1000
+        assert io_trace.operations() == ["pread"]

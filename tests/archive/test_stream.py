@@ -199,3 +199,42 @@ def test_stored_bytes_missing_from_the_file_are_refused() -> None:
     )
     with pytest.raises(DecodeError, match="ends inside an entry"):
         decoder.read()
+
+
+@pytest.mark.parametrize("codec", CODECS)
+def test_reads_of_changing_sizes_get_exactly_what_they_ask(codec: int) -> None:
+    data = os.urandom(100_000) + b"tail " * 300_000
+    stored, encoder = encode(codec, False, [data])
+    decoder = EntryDecoder(
+        lambda offset, n: stored[offset : offset + n],
+        0,
+        len(stored),
+        codec,
+        encoder.data_size,
+        encoder.crc,
+    )
+    got = []
+    sizes = [10, CHUNK, 1, 77_777, 3]
+    step = 0
+    while not decoder.done:
+        want = sizes[step % len(sizes)]
+        piece = decoder.read(want)
+        assert len(piece) == want or decoder.done
+        got.append(piece)
+        step += 1
+    assert b"".join(got) == data
+    assert decoder.read() == b""
+
+
+def test_the_read_that_reaches_the_end_checks_it() -> None:
+    stored, encoder = encode(Codec.NONE, False, [b"small"])
+    decoder = EntryDecoder(
+        lambda offset, n: stored[offset : offset + n],
+        0,
+        len(stored),
+        Codec.NONE,
+        encoder.data_size,
+        encoder.crc ^ 1,
+    )
+    with pytest.raises(DecodeError, match="checksum"):
+        decoder.read()
