@@ -37,6 +37,7 @@ __all__ = [
     "open_existing",
     "read_state",
     "record_in_thread",
+    "MasterSlots",
     "run_flush",
 ]
 
@@ -353,18 +354,60 @@ def take_writer_lock(io: _io.FileIO, path: str, require_lock: bool) -> None:
         )
 
 
+class MasterSlots:
+    """What a writer last wrote to each master node slot.
+
+    A commit rewrites a whole slot in memory, but most of it is what the
+    slot held two commits ago: the current block grows by a few records at
+    a time. Writing only the pages that changed makes a small commit write
+    two or three pages instead of a whole slot, which is what its
+    ``fdatasync`` pays for. The bytes on disk are the same either way.
+    Used only by the thread that runs flushes (one at a time).
+    """
+
+    __slots__ = ("_written",)
+
+    def __init__(self) -> None:
+        self._written: list[bytes | None] = [None, None]
+
+    def write(self, io: _io.FileIO, layout: Layout, index: int, data: bytes) -> None:
+        """Make slot ``index`` hold ``data``, writing the pages that differ."""
+        start = layout.slots[index]
+        old = self._written[index]
+        self._written[index] = None  # unknown until the writes succeed
+        if old is None:
+            io.pwrite(start, data)
+        else:
+            page = layout.page_size
+            run_start = -1
+            for at in range(0, len(data), page):
+                # (bytes compare with memcmp; memoryviews item by item)
+                changed = data[at : at + page] != old[at : at + page]
+                if changed and run_start < 0:
+                    run_start = at
+                elif not changed and run_start >= 0:
+                    io.pwrite(start + run_start, data[run_start:at])
+                    run_start = -1
+            if run_start >= 0:
+                io.pwrite(start + run_start, data[run_start:])
+        self._written[index] = data
+
+
 def run_flush(
     io: _io.FileIO,
     job: FlushJob,
     durable: bool,
     data_dirty: bool,
     lock_master: bool,
+    slots: MasterSlots | None = None,
 ) -> FlushResult:
     """Run a flush job and make its writes; for a commit, in two phases.
 
     Phase 1 writes the data pages and (if durable) syncs them; phase 2 writes
     the alternate master node and (if durable) syncs it. A reader therefore
     never finds a master node pointing at data that is not on the disk.
+    With ``slots``, only the pages of the master node that changed since
+    that slot was last written are written.
     """
     layout = job.layout
     result = job.run()
@@ -380,7 +423,10 @@ def run_flush(
         if lock_master:
             io.lock(start, size, exclusive=True, wait=True)
         try:
-            io.pwrite(layout.slots[master.serial % 2], result.master_bytes)
+            if slots is None:
+                io.pwrite(layout.slots[master.serial % 2], result.master_bytes)
+            else:
+                slots.write(io, layout, master.serial % 2, result.master_bytes)
         finally:
             if lock_master:
                 io.unlock(start, size)

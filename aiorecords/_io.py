@@ -122,22 +122,33 @@ async def run_to_completion(
     what the thread did. Cancellation never abandons the thread.
     """
     loop = asyncio.get_running_loop()
-    future = loop.run_in_executor(_get_executor(), function, *args)
+    # What the task waits on; replaced if a cancellation cancels it, because
+    # the thread goes on and must still be waited for.
+    waiting = [loop.create_future()]
+
+    def wake() -> None:
+        if not waiting[0].done():
+            waiting[0].set_result(None)
+
+    def finished(_: concurrent.futures.Future[T]) -> None:
+        # In the worker thread (or here, if it was already done).
+        with contextlib.suppress(RuntimeError):  # the loop has closed
+            loop.call_soon_threadsafe(wake)
+
+    work = _get_executor().submit(function, *args)
+    work.add_done_callback(finished)
     cancelled: asyncio.CancelledError | None = None
     while True:
         try:
-            await asyncio.shield(future)
+            await waiting[0]
             break
         except asyncio.CancelledError as error:
             cancelled = error
-            if future.done():
+            if work.done():
                 break
-            # The thread is still using the file: keep waiting for it.
-        except BaseException:  # the thread's own error, kept in the outcome
-            break
-    failure = future.exception()
-    outcome = Outcome(None if failure else future.result(), failure)
-    return outcome, cancelled
+            waiting[0] = loop.create_future()  # the thread is still at work
+    failure = work.exception()
+    return Outcome(None if failure else work.result(), failure), cancelled
 
 
 async def offload(function: Callable[..., T], /, *args: Any) -> T:

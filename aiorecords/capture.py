@@ -15,13 +15,21 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import weakref
-from collections.abc import AsyncIterator, Awaitable, Callable, Generator, Iterator
+from collections.abc import (
+    AsyncIterator,
+    Awaitable,
+    Callable,
+    Generator,
+    Iterable,
+    Iterator,
+)
 from typing import Any, Final, Literal, Protocol, TypeVar, overload
 
-from . import _io
+from . import _io, _watch
 from ._cache import block_cache
 from ._capture_threads import (
     BlockReader,
+    MasterSlots,
     Stream,
     create_file,
     item_in_thread,
@@ -37,6 +45,7 @@ from .errors import (
     CaptureFileAlreadyOpen,
     CaptureFileNotOpen,
     CaptureFileNotOpenForWrite,
+    ConflictError,
     CorruptionError,
     InvalidCaptureFile,
     RecordIndexError,
@@ -63,6 +72,16 @@ _MASTER_RETRY_DELAYS: Final = (0.0, 0.001, 0.01, 0.1, 1.0)
 # holds the GIL for long (the event loop waits for it meanwhile).
 _FIRST_BATCH: Final = 128
 _MAX_BATCH: Final = 4096
+
+#: Records that append() and append_batch() may have waiting for their
+#: commit before further calls wait (back-pressure).
+DEFAULT_MAX_PENDING_APPENDS: Final = 10_000
+
+# follow() looks at the file for commits by other processes at intervals
+# doubling from the first to the last while nothing comes (commits by this
+# process wake it at once).
+_FOLLOW_FIRST_WAIT: Final = 0.001
+_FOLLOW_LAST_WAIT: Final = 0.1
 
 # Upper index nodes (those above the leaves) kept per open file. Every lookup
 # passes through one node per level, and there are few of them: 1,000,000
@@ -116,6 +135,9 @@ class CaptureFile:
     * ``max_record_size``: the largest record :meth:`add_record` accepts; for
       version 2 files also what bounds the decompression of a block (so a
       damaged or hostile file cannot make the reader allocate more).
+    * ``max_pending_appends``: back-pressure for :meth:`append` and
+      :meth:`append_batch`: once this many of their records wait for a
+      commit, further calls wait until commits make room.
     """
 
     file_name: str
@@ -132,6 +154,9 @@ class CaptureFile:
     """Whether a commit waits for the disk (``fdatasync``)."""
     max_record_size: int
     """The largest record accepted, in bytes."""
+    max_pending_appends: int
+    """How many records :meth:`append` and :meth:`append_batch` may have
+    waiting for their commit before further calls wait."""
 
     def __init__(
         self,
@@ -146,6 +171,7 @@ class CaptureFile:
         compression: Literal["zstd", "zlib"] = "zstd",
         durable: bool = True,
         max_record_size: int = DEFAULT_MAX_RECORD_SIZE,
+        max_pending_appends: int = DEFAULT_MAX_PENDING_APPENDS,
     ) -> None:
         if compression not in ("zstd", "zlib"):
             raise ValueError(
@@ -153,6 +179,8 @@ class CaptureFile:
             )
         if not 0 < max_record_size <= _FORMAT_MAX_RECORD:
             raise ValueError(f"max_record_size must be in 1..{_FORMAT_MAX_RECORD}")
+        if max_pending_appends < 1:
+            raise ValueError("max_pending_appends must be at least 1")
         self.file_name = str(file_name)
         self.to_write = to_write
         self.encoding = encoding
@@ -160,6 +188,7 @@ class CaptureFile:
         self.compression = compression
         self.durable = durable
         self.max_record_size = max_record_size
+        self.max_pending_appends = max_pending_appends
         self._new_layout = Layout(
             compression == "zstd", block_size=compression_block_size
         )
@@ -184,6 +213,19 @@ class CaptureFile:
         self._busy = 0
         self._idle: asyncio.Event | None = None
         self._append_lock = asyncio.Lock()
+        self._path_key = ""  # the canonical path, set when opened
+        # Group commit: callers of commit() waiting for the next commit, and
+        # the task that runs commits one after another while any wait.
+        self._next_commit: list[_CommitTicket] = []
+        self._committer: asyncio.Task[None] | None = None
+        # Back-pressure: records of append()/append_batch() not yet committed.
+        self._appends_waiting = 0
+        self._room: list[asyncio.Future[None]] = []
+        # While a flush is in its worker thread the writer takes no adds:
+        # records added meanwhile wait here, and join it when it is done.
+        self._flushing = False
+        self._held: list[bytes] = []
+        self._slots = MasterSlots()  # what this writer wrote to each slot
 
     def __repr__(self) -> str:
         if self._io is None:
@@ -270,6 +312,7 @@ class CaptureFile:
         finally:
             self._opening = False
         self.to_write = to_write
+        self._path_key = path
         self._io = io
         self._layout = layout
         self._master = master
@@ -278,6 +321,7 @@ class CaptureFile:
         self._metadata_cache = None
         self._upper_nodes = {}
         self._namespace = block_cache.namespace()
+        self._slots = MasterSlots()
         self._writer = self._fast = (
             CaptureWriter(layout, master, size, self.max_record_size)
             if to_write
@@ -299,6 +343,7 @@ class CaptureFile:
             return
         self._io = None
         self._writer = self._fast = None
+        self._held = []
         cancelled: asyncio.CancelledError | None = None
         while self._busy:
             if self._idle is None:
@@ -374,7 +419,7 @@ class CaptureFile:
         """Records available: as of the last open or refresh for a reader;
         including uncommitted ones for a writer."""
         if self._writer is not None:
-            return self._writer.count
+            return self._writer.count + len(self._held)
         return 0 if self._view is None else self._view.count
 
     # ------------------------------------------------------------------
@@ -693,20 +738,26 @@ class CaptureFile:
         self, record: str | bytes | bytearray | memoryview
     ) -> int:
         writer = self._open_writer("add a record to")
-        if isinstance(record, str):
-            data = record.encode(self._store_encoding)
-        elif isinstance(record, (bytes, bytearray, memoryview)):
-            data = bytes(record)
-        else:
-            raise TypeError(f"a record is str or bytes, not {type(record).__name__}")
-        async with self._append_lock:
-            # A flush was under way; it has finished.
-            writer = self._open_writer("add a record to")
-            if writer.add_record(data):
-                return writer.count
-            count = writer.count
-            await self._flush(writer, commit=False)
+        count = self._add_in_memory(writer, self._encode(record))
+        if count:
             return count
+        count = writer.count
+        async with self._append_lock:
+            await self._flush(writer, commit=False)
+        return count
+
+    def _add_in_memory(self, writer: CaptureWriter, data: bytes) -> int:
+        """Add a record without waiting; the new count, or 0 if the writer now
+        wants a flush (the count is then ``writer.count``)."""
+        if not self._flushing:
+            return writer.add_record(data)
+        if len(data) > self.max_record_size:
+            raise ValueError(
+                f"record of {len(data)} bytes is over the largest allowed, "
+                f"{self.max_record_size}"
+            )
+        self._held.append(data)
+        return writer.count + len(self._held)
 
     async def set_metadata(self, new_metadata: bytes | None) -> None:
         """Set the file's metadata, committed with the next :meth:`commit`.
@@ -739,15 +790,271 @@ class CaptureFile:
         write or sync (the object then refuses further writes with
         :class:`~aiorecords.errors.WriterFailedError`: reopen the file).
 
-        Cancellation: if it comes before the commit reaches its worker thread,
-        nothing is committed and the records stay pending. Once the worker has
-        started, the commit runs to its end (committed, or failed as above)
-        and the cancellation is raised afterwards.
+        Commits by concurrent tasks coalesce (group commit): a caller that
+        finds no commit under way starts one at once; callers that come while
+        one is being written and synced all join the next, which starts when
+        it ends and covers everything added before any of them called. Many
+        callers, one commit: one pair of syncs.
+
+        Cancellation: a caller cancelled while waiting for its turn stops
+        waiting, and if no other caller waits, that commit does not happen
+        (the records stay pending). Once its commit has started, it runs to
+        its end (committed, or failed as above) and the cancellation is
+        raised afterwards.
         """
         self._open_writer("commit")
-        async with self._append_lock:
-            writer = self._open_writer("commit")
-            await self._flush(writer, commit=True)
+        ticket = _CommitTicket(asyncio.get_running_loop().create_future())
+        self._next_commit.append(ticket)
+        if self._committer is None:
+            # Started as a task, so that every caller that comes in this
+            # turn of the event loop joins the commit (natural batching).
+            self._committer = asyncio.ensure_future(self._run_commits())
+        await self._await_turn(ticket)
+
+    async def _await_turn(self, ticket: _CommitTicket) -> None:
+        """Wait for the commit that covers ``ticket``."""
+        try:
+            # The ticket's future is this caller's alone: awaiting it directly
+            # (a cancellation cancels it, and the committer then skips it).
+            await ticket.done
+        except asyncio.CancelledError:
+            batch = ticket.batch
+            if batch is None:
+                ticket.abandoned = True
+                raise
+            # The commit is under way: it ends (committed or failed) first.
+            while not batch.done():
+                with contextlib.suppress(asyncio.CancelledError):
+                    await asyncio.shield(batch)
+            raise
+
+    async def _run_commits(self) -> None:
+        """Run commits back to back while callers wait for one: each covers
+        every caller waiting when it starts."""
+        try:
+            idle = False
+            while True:
+                batch = [t for t in self._next_commit if not t.abandoned]
+                self._next_commit = []
+                if not batch:
+                    if idle:
+                        return
+                    # Callers woken by the last commit may come back at once
+                    # (a producer appending again): one more turn of the
+                    # loop lets them join the next commit here.
+                    idle = True
+                    await asyncio.sleep(0)
+                    continue
+                idle = False
+                running: asyncio.Future[None] = (
+                    asyncio.get_running_loop().create_future()
+                )
+                for ticket in batch:
+                    ticket.batch = running
+                try:
+                    async with self._append_lock:
+                        writer = self._open_writer("commit")
+                        await self._flush(writer, commit=True)
+                except asyncio.CancelledError:
+                    for ticket in batch:  # the loop is shutting down
+                        ticket.done.cancel()
+                    running.cancel()
+                    raise
+                except BaseException as error:
+                    for ticket in batch:
+                        if not ticket.done.done():
+                            ticket.done.set_exception(error)
+                else:
+                    for ticket in batch:
+                        if not ticket.done.done():
+                            ticket.done.set_result(None)
+                running.set_result(None)
+        finally:
+            self._committer = None
+            for ticket in self._next_commit:
+                ticket.done.cancel()
+
+    # ------------------------------------------------------------------
+    # Durable appends
+
+    async def append(
+        self,
+        record: str | bytes | bytearray | memoryview,
+        *,
+        expected_count: int | None = None,
+    ) -> int:
+        """Add ``record`` and wait until it is committed; return its number.
+
+        The commit is shared with every other task appending or committing
+        meanwhile (see :meth:`commit`), so many concurrent appends cost one
+        commit, and with ``durable=True`` (the default) this returns only
+        once the record survives a power cut. With ``expected_count=n`` the
+        record is added only if the file held exactly ``n`` records just
+        before it (those committed and those added but not yet committed);
+        otherwise :class:`~aiorecords.errors.ConflictError` is raised and
+        nothing is added: optimistic concurrency, as event stores use.
+
+        Once ``max_pending_appends`` records wait for a commit, this waits
+        for room first. Raises as :meth:`add_record` and :meth:`commit` do.
+
+        Cancellation: while waiting for room, nothing is added. Once the
+        record is added it stays added (the next commit includes it), and
+        the cancellation only stops the wait for its commit.
+        """
+        writer = self._writer
+        kind = type(record)
+        if (
+            writer is None
+            or self._failed is not None
+            or (kind is not str and kind is not bytes)
+            or self._appends_waiting >= self.max_pending_appends
+        ):
+            # Closed, failed, another type, or no room: the general path
+            # raises, converts, or waits.
+            return await self.append_batch((record,), expected_count=expected_count)
+        if isinstance(record, str):
+            data = record.encode(self._store_encoding)
+        else:
+            data = bytes(record)  # bytes already: no copy
+        count = writer.count + len(self._held)
+        if expected_count is not None and count != expected_count:
+            raise ConflictError(
+                f"{self.file_name!r} holds {count} records, "
+                f"not the {expected_count} expected",
+                expected=expected_count,
+                actual=count,
+            )
+        self._add_in_memory(writer, data)
+        self._appends_waiting += 1
+        try:
+            await self.commit()
+        finally:
+            self._release_room(1)
+        return count + 1
+
+    async def append_batch(
+        self,
+        records: Iterable[str | bytes | bytearray | memoryview],
+        *,
+        expected_count: int | None = None,
+    ) -> int:
+        """Add ``records`` together and wait until they are committed; return
+        the number of the last one (the record count just after them).
+
+        They become visible together or not at all, and no other task's
+        records land between them. ``expected_count`` and back-pressure are
+        as for :meth:`append`; a batch larger than ``max_pending_appends``
+        waits until no other appended record is waiting, then goes alone.
+
+        Cancellation: as for :meth:`append`: before the records are added,
+        nothing is; after, they all stay added.
+        """
+        writer = self._open_writer("append to")
+        items = [self._encode(record) for record in records]
+        for data in items:
+            if len(data) > self.max_record_size:
+                raise ValueError(
+                    f"record of {len(data)} bytes is over the largest allowed, "
+                    f"{self.max_record_size}"
+                )
+        await self._wait_for_room(len(items))
+        writer = self._open_writer("append to")
+        count = writer.count + len(self._held)
+        if expected_count is not None and count != expected_count:
+            raise ConflictError(
+                f"{self.file_name!r} holds {count} records, "
+                f"not the {expected_count} expected",
+                expected=expected_count,
+                actual=count,
+            )
+        # All added before anything can await, so nothing interleaves. Blocks
+        # that fill meanwhile are written by the commit.
+        for data in items:
+            self._add_in_memory(writer, data)
+        last = writer.count + len(self._held)
+        self._appends_waiting += len(items)
+        try:
+            await self.commit()
+        finally:
+            self._release_room(len(items))
+        return last
+
+    def _encode(self, record: str | bytes | bytearray | memoryview) -> bytes:
+        if isinstance(record, str):
+            return record.encode(self._store_encoding)
+        if isinstance(record, (bytes, bytearray, memoryview)):
+            return bytes(record)
+        raise TypeError(f"a record is str or bytes, not {type(record).__name__}")
+
+    async def _wait_for_room(self, count: int) -> None:
+        """Wait until ``count`` more appended records may wait for a commit."""
+        limit = self.max_pending_appends
+        while self._appends_waiting and self._appends_waiting + count > limit:
+            room = asyncio.get_running_loop().create_future()
+            self._room.append(room)
+            try:
+                await room
+            finally:
+                with contextlib.suppress(ValueError):
+                    self._room.remove(room)
+
+    def _release_room(self, count: int) -> None:
+        self._appends_waiting -= count
+        if self._room:
+            waiting, self._room = self._room, []
+            for room in waiting:
+                if not room.done():
+                    room.set_result(None)
+
+    # ------------------------------------------------------------------
+    # Following
+
+    def follow(self, start: int = 1) -> AsyncIterator[Record]:
+        """Every committed record from number ``start`` on, then each new one
+        as it is committed, by this object, another in this process, or
+        another process; it never ends by itself.
+
+        Only committed records are given, even by a writer. Records already
+        there are read in batches (one worker-thread hop per batch); at the
+        end it waits: commits in this process wake it at once, and the file
+        is looked at for other processes' commits at intervals doubling from
+        1 ms to 100 ms while nothing comes. Raises
+        :class:`~aiorecords.errors.CaptureFileNotOpen` if closed, and
+        :class:`IndexError` if ``start`` is below 1.
+
+        Cancellation: cancelling the iterating task ends the iteration
+        cleanly; a batch read already in a worker thread finishes first.
+        """
+        self._open_io("follow the records of")
+        if start < 1:
+            raise RecordIndexError(f"record numbers start at 1, not {start}")
+        return self._follow(start - 1)
+
+    def committed_count(self) -> int:
+        """Records committed: for a writer, without those added since its
+        last commit; for a reader, :meth:`record_count`."""
+        if self._writer is not None:
+            assert self._master is not None
+            return self._master.record_count(self._layout.fan_out)
+        return self.record_count()
+
+    async def _follow(self, position: int) -> AsyncIterator[Record]:
+        self._open_io("follow the records of")
+        wait = _FOLLOW_FIRST_WAIT
+        with _watch.watching(self._path_key) as watch:
+            while True:
+                committed = self.committed_count()
+                if position < committed:
+                    async for record in self._generate(position, committed):
+                        position += 1
+                        yield record
+                    wait = _FOLLOW_FIRST_WAIT
+                    continue
+                woken = await watch.wait(wait)
+                if self._writer is None:
+                    await self.refresh()
+                if not woken and self.committed_count() <= position:
+                    wait = min(wait * 2, _FOLLOW_LAST_WAIT)
 
     async def _flush(self, writer: CaptureWriter, *, commit: bool) -> None:
         """Place waiting blocks (and, for a commit, write the master node) in
@@ -759,6 +1066,7 @@ class CaptureFile:
         if not commit and not writer.flush_due:
             return  # another task flushed while this one waited
         self._fast = None
+        self._flushing = True
         try:
             io = self._open_io("write")
             job = writer.begin_flush(commit=commit)
@@ -770,6 +1078,7 @@ class CaptureFile:
                     self.durable,
                     writer.data_dirty,
                     self.use_os_file_locking,
+                    self._slots,
                 )
             if outcome.error is not None:
                 writer.abandon_flush()
@@ -783,12 +1092,30 @@ class CaptureFile:
                 newest = max(result.placed)
                 self._keep({newest: result.placed[newest]})
         finally:
+            self._flushing = False
+            held, self._held = self._held, []
             if self._writer is writer and self._failed is None:
+                for data in held:  # added while the flush was out
+                    writer.add_record(data)
                 self._fast = writer
         if result.master is not None:
             self._master = result.master
+            _watch.notify(self._path_key)
         if cancelled is not None:
             raise cancelled
+
+
+class _CommitTicket:
+    """A caller's place in the next group commit."""
+
+    __slots__ = ("abandoned", "batch", "done")
+
+    def __init__(self, done: asyncio.Future[None]) -> None:
+        self.done = done
+        # Once its commit has begun (it will run to its end): that commit's
+        # own future, done when it has ended.
+        self.batch: asyncio.Future[None] | None = None
+        self.abandoned = False  # its caller was cancelled before that
 
 
 class _NodeStore(Protocol):

@@ -19,6 +19,7 @@ already says the right thing they derive from it as well, so existing
     ├── ClosedError                         a reader or writer used after close()
     ├── ArchiveLocked                       another writer holds the archive
     ├── ArchiveReadOnly                     an archive opened read-only was written
+    ├── ConflictError                       an append's expected record count was wrong
     ├── WriterFailedError                   an earlier I/O error poisoned this writer
     └── RecordIndexError (also IndexError)  no record has that number
 
@@ -40,6 +41,7 @@ __all__ = [
     "CaptureFileAlreadyOpen",
     "ArchiveLocked",
     "ArchiveReadOnly",
+    "ConflictError",
     "ClosedError",
     "CorruptArchiveError",
     "CorruptRecordError",
@@ -137,6 +139,21 @@ class ArchiveLocked(AiorecordsError):
 class ArchiveReadOnly(AiorecordsError):
     """The archive was opened with ``mode="rdonly"`` or from bytes, and a
     call tried to change it."""
+
+
+class ConflictError(AiorecordsError):
+    """An append with ``expected_count`` found another record count: another
+    writer appended first (optimistic concurrency). Nothing was added."""
+
+    expected: int
+    """The record count the caller expected."""
+    actual: int
+    """The record count the file had."""
+
+    def __init__(self, message: str, *, expected: int, actual: int) -> None:
+        super().__init__(message)
+        self.expected = expected
+        self.actual = actual
 
 
 class WriterFailedError(AiorecordsError):

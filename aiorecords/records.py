@@ -20,7 +20,7 @@ import logging
 from collections.abc import AsyncIterator, Callable
 from typing import Any, Final, Protocol
 
-from . import _io
+from . import _io, _watch
 from ._core.records import BLOCK_SIZE, LogDecoder, LogEncoder, Record
 from ._core.skipped import SkippedRegion
 from ._scheduling import let_others_run
@@ -125,6 +125,7 @@ class RecordsWriter:
         self._lock = asyncio.Lock()
         self._closed = False
         self._failed: BaseException | None = None
+        self._watch_key = ""  # the canonical path, once opened
 
     def __repr__(self) -> str:
         name = self._path or repr(self._target)
@@ -154,6 +155,7 @@ class RecordsWriter:
                     self._io, size = await _open_owned(
                         _open_for_writing, self._path, self.append
                     )
+                    self._watch_key = _io.canonical_path(self._path)
                     self._offset = size
                     self._encoder = LogEncoder(size % BLOCK_SIZE)
         return self._encoder
@@ -200,6 +202,7 @@ class RecordsWriter:
                 if outcome.error is not None:
                     self._failed = outcome.error
                     raise outcome.error
+                _watch.notify(self._watch_key)
                 if cancelled is not None:
                     raise cancelled
             else:
@@ -549,27 +552,31 @@ class RecordsReader:
     async def follow(self) -> AsyncIterator[bytes]:
         """Yield the records, then wait for more as the file grows.
 
-        At the end of the file it polls, at intervals growing from 1 ms to
-        100 ms (and back to 1 ms once data comes), and yields each record only
-        once it is whole and its checksums hold: never a half-written one.
-        The iteration ends at ``stop`` if one was given, otherwise never.
+        At the end of the file it waits: a :class:`RecordsWriter` of this
+        process wakes it as soon as it has written to the file, and the file
+        is looked at for other processes' writes at intervals doubling from
+        1 ms to 100 ms while nothing comes. It yields each record only once
+        it is whole and its checksums hold: never a half-written one. The
+        iteration ends at ``stop`` if one was given, otherwise never.
 
         Cancellation: cancelling the iterating task ends it cleanly; a read
         already in a worker thread finishes first.
         """
         wait = _FOLLOW_FIRST_WAIT
-        while True:
-            async with self._lock:
-                record = await self._next(follow=True)
-                finished = self._decoder is not None and self._decoder.finished
-            if record is not None:
-                wait = _FOLLOW_FIRST_WAIT
-                yield record
-                continue
-            if finished:
-                return
-            await asyncio.sleep(wait)
-            wait = min(wait * 2, _FOLLOW_LAST_WAIT)
+        key = _io.canonical_path(self._path) if self._path is not None else ""
+        with _watch.watching(key) as watch:
+            while True:
+                async with self._lock:
+                    record = await self._next(follow=True)
+                    finished = self._decoder is not None and self._decoder.finished
+                if record is not None:
+                    wait = _FOLLOW_FIRST_WAIT
+                    yield record
+                    continue
+                if finished:
+                    return
+                if not await watch.wait(wait):
+                    wait = min(wait * 2, _FOLLOW_LAST_WAIT)
 
     async def close(self) -> None:
         """Close the reader and a file it opened (a file object stays open).
