@@ -21,6 +21,7 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import contextlib
+import dataclasses
 import errno
 import fcntl
 import os
@@ -32,9 +33,11 @@ from typing import Any, Final, Generic, TypeVar
 from .errors import StorageError
 
 __all__ = [
+    "Change",
     "FileIO",
     "Outcome",
     "add_observer",
+    "add_recorder",
     "canonical_path",
     "create_temp_beside",
     "datasync_descriptor",
@@ -45,6 +48,7 @@ __all__ = [
     "path_of",
     "publish_new",
     "remove_observer",
+    "remove_recorder",
     "replace",
     "run_to_completion",
     "sync_directory",
@@ -58,6 +62,53 @@ T = TypeVar("T")
 Observer = Callable[[str, str, int, int], None]
 
 _observers: list[Observer] = []
+
+
+@dataclasses.dataclass(frozen=True)
+class Change:
+    """A change to the file system that succeeded, as a recorder sees it.
+
+    ``operation`` is ``"create"``, ``"write"``, ``"truncate"``, ``"sync"``
+    (``fsync`` or ``fdatasync``), ``"rename"``, ``"link"``, ``"unlink"`` or
+    ``"sync_dir"``. Data operations name the file by ``inode`` (its device
+    and inode number: a descriptor keeps writing to a file that was renamed);
+    name operations by ``path`` (and ``target``).
+    """
+
+    operation: str
+    inode: tuple[int, int] | None = None
+    path: str = ""
+    target: str = ""
+    offset: int = 0
+    data: bytes = b""
+
+
+#: Called with each :class:`Change` once it has succeeded.
+Recorder = Callable[[Change], None]
+
+_recorders: list[Recorder] = []
+
+
+def add_recorder(recorder: Recorder) -> None:
+    """Register ``recorder`` to be given every change made to files, with
+    its data: what crash-consistency tests replay (see
+    ``tests/reliability``)."""
+    _recorders.append(recorder)
+
+
+def remove_recorder(recorder: Recorder) -> None:
+    """Undo :func:`add_recorder`."""
+    _recorders.remove(recorder)
+
+
+def _record(change: Change) -> None:
+    for recorder in tuple(_recorders):
+        recorder(change)
+
+
+def _inode(fd: int) -> tuple[int, int]:
+    status = os.fstat(fd)
+    return (status.st_dev, status.st_ino)
 
 
 def add_observer(observer: Observer) -> None:
@@ -232,25 +283,36 @@ class FileIO:
         """Write all of ``data`` at ``offset``."""
         with _system_call("pwrite", self.path, offset, len(data)):
             view = memoryview(data)
+            start = offset
             while view:
                 written = os.pwrite(self.fd, view, offset)
                 view = view[written:]
                 offset += written
+            if _recorders:
+                _record(
+                    Change("write", _inode(self.fd), offset=start, data=bytes(data))
+                )
 
     def datasync(self) -> None:
         """``fdatasync``: data and the metadata needed to read it reach the disk."""
         with _system_call("fdatasync", self.path):
             os.fdatasync(self.fd)
+            if _recorders:
+                _record(Change("sync", _inode(self.fd)))
 
     def sync(self) -> None:
         """``fsync``: data and all metadata reach the disk."""
         with _system_call("fsync", self.path):
             os.fsync(self.fd)
+            if _recorders:
+                _record(Change("sync", _inode(self.fd)))
 
     def truncate(self, size: int) -> None:
         """Set the file's size (growing it with zeros, or cutting it)."""
         with _system_call("truncate", self.path, size):
             os.ftruncate(self.fd, size)
+            if _recorders:
+                _record(Change("truncate", _inode(self.fd), offset=size))
 
     def size(self) -> int:
         """The file's current size in bytes."""
@@ -341,6 +403,8 @@ def create_temp_beside(path: str) -> FileIO:
     temp = os.path.join(directory, f".{name}.{secrets.token_hex(6)}.tmp")
     with _system_call("create", temp):
         fd = os.open(temp, os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o666)
+        if _recorders:
+            _record(Change("create", _inode(fd), path=temp))
     return FileIO(fd, temp, True)
 
 
@@ -348,6 +412,8 @@ def replace(source: str, destination: str) -> None:
     """Atomically move ``source`` over ``destination`` (same directory)."""
     with _system_call("rename", destination):
         os.replace(source, destination)
+        if _recorders:
+            _record(Change("rename", path=source, target=destination))
 
 
 def publish_new(source: str, destination: str) -> bool:
@@ -371,7 +437,11 @@ def publish_new(source: str, destination: str) -> bool:
             if os.path.exists(destination):
                 return False
             os.replace(source, destination)
+            if _recorders:
+                _record(Change("rename", path=source, target=destination))
             return True
+        if _recorders:
+            _record(Change("link", path=source, target=destination))
     unlink_quietly(source)
     return True
 
@@ -385,6 +455,8 @@ def sync_directory(path: str) -> None:
             os.fsync(fd)
         finally:
             os.close(fd)
+        if _recorders:
+            _record(Change("sync_dir", path=directory))
 
 
 def unlink_quietly(path: str) -> None:
@@ -392,6 +464,8 @@ def unlink_quietly(path: str) -> None:
     with contextlib.suppress(OSError):
         _note("unlink", path)
         os.unlink(path)
+        if _recorders:
+            _record(Change("unlink", path=path))
 
 
 def datasync_descriptor(fd: int, name: str) -> None:

@@ -443,9 +443,11 @@ class LogDecoder:
                 self._end_if_eof()
                 return None
             if kind == ZERO and length == 0:
-                # Zero-filled (preallocated) space: skip the block, silently.
+                # Zero-filled (preallocated) space: skip the block silently,
+                # but it still ends a fragmented record in progress (as in
+                # LevelDB): what follows it belongs to another record.
                 self._skip_block = True
-                continue
+                return (_BAD, b"", 0)
             data = memoryview(buffer)[at + HEADER_SIZE : base + end]
             if crc32c(data, _TYPE_CRC[kind]) != unmask_crc(checksum):
                 # The length may be what is damaged: trust nothing after it.

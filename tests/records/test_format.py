@@ -588,6 +588,23 @@ def test_zero_fill_is_skipped_silently() -> None:
     assert decoder.dropped == []
 
 
+def test_zero_fill_ends_a_fragmented_record() -> None:
+    # Found by the crash-state suite: a FIRST fragment, a block the crash
+    # left zero-filled, then the LAST fragment of a later record must not be
+    # joined into one record; the partial record is dropped and reported.
+    first = physical(FIRST, b"a" * (BLOCK_SIZE - HEADER_SIZE))
+    zeros = bytes(BLOCK_SIZE)
+    last = physical(LAST, b"z" * 10)
+    log = Log()
+    log.data += first + zeros + last
+    records, decoder = log.read()
+    assert records == []
+    assert [(r.length, r.reason) for r in decoder.dropped] == [
+        (BLOCK_SIZE - HEADER_SIZE, "error in middle of record"),
+        (10, "missing start of fragmented record(2)"),
+    ]
+
+
 def test_where_a_writer_may_continue() -> None:
     whole = physical(FULL, b"abc") + physical(FULL, b"defg")
     assert LogDecoder.continuation(whole) == len(whole)

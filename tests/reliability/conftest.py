@@ -1,0 +1,29 @@
+"""The reliability suites report what they ran at the end of the test run."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+
+#: Counts the suites add to: ``COUNTS["crash states, capture"] += n``.
+COUNTS: dict[str, int] = {}
+
+
+def count(what: str, n: int = 1) -> None:
+    """Add ``n`` to the count of ``what`` (shown in the summary)."""
+    COUNTS[what] = COUNTS.get(what, 0) + n
+
+
+def scale(ci: int, large: int) -> int:
+    """``large`` under ``AIORECORDS_RELIABILITY=large`` (the nox session
+    ``reliability``), else ``ci``."""
+    return large if os.environ.get("AIORECORDS_RELIABILITY") == "large" else ci
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    if not COUNTS:
+        return
+    terminalreporter.section("reliability counts")
+    for what in sorted(COUNTS):
+        terminalreporter.write_line(f"{what}: {COUNTS[what]:,}")
