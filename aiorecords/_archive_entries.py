@@ -14,7 +14,7 @@ from types import TracebackType
 from typing import TYPE_CHECKING, Any, Final
 
 from . import _io
-from ._archive_files import end_append
+from ._archive_files import MemoryArchive, end_append
 from ._core.archive import (
     TRAILER_SIZE,
     ArchiveEntry,
@@ -34,6 +34,9 @@ __all__ = ["Appending", "EntryReader", "EntryWriter", "NewEntry", "Reading"]
 #: Bytes written to an entry that are gathered before a worker thread
 #: compresses and writes them.
 _WRITE_BUFFER: Final = CHUNK
+# Entries of an in-memory archive at most this large (as stored) are read on
+# the event loop: decompressing them takes well under a millisecond.
+_INLINE_READ: Final = 64 * 1024
 
 _CODECS: Final = {None: Codec.NONE, "gzip": Codec.GZIP, "zstd": Codec.ZSTD}
 
@@ -100,7 +103,14 @@ class EntryReader:
             raise ClosedError(f"the stream of {self.entry.name!r} is closed")
         if size <= 0 or self._decoder.done:
             return b""
-        self._archive._live("read an entry")
+        storage = self._archive._live("read an entry")
+        if (
+            isinstance(storage, MemoryArchive)
+            and self.entry.stored_size <= _INLINE_READ
+        ):
+            # Bytes already in memory, and little to inflate: a worker
+            # thread would cost more than the work (~90 us a hop).
+            return self._step(size)
         return await self._archive._offload(self._step, size)
 
     async def read(self, size: int = -1) -> bytes:

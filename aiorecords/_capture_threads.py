@@ -19,6 +19,7 @@ from ._core.capture_layout import (
     WRITER_LOCK_OFFSET,
     Layout,
     MasterNode,
+    MasterNodesInconsistent,
     choose_master,
     decode_block,
     decode_header,
@@ -314,7 +315,13 @@ def read_state(
     finally:
         if lock_master:
             io.unlock(start, size)
-    node = choose_master(layout, both[: layout.master_size], both[layout.master_size :])
+    try:
+        node = choose_master(
+            layout, both[: layout.master_size], both[layout.master_size :]
+        )
+    except MasterNodesInconsistent as error:
+        error.observed = hash(both)  # the caller re-reads until this settles
+        raise
     file_size = max(file_size, io.size())
     written = node.file_limit - len(node.tail)
     if written > file_size:

@@ -431,9 +431,11 @@ class CaptureFile:
         """Read the first page (unless known) and the current master node.
 
         Both master nodes can look inconsistent to a reader while a writer
-        commits, so that is read again (after a pause) before it is believed.
+        commits, so that is read again (after a pause) before it is believed;
+        but once two reads in a row see the same bytes, nothing is changing
+        them, and the damage is real.
         """
-        last: CorruptionError | None = None
+        last: MasterNodesInconsistent | None = None
         for delay in _MASTER_RETRY_DELAYS:
             if delay:
                 await asyncio.sleep(delay)
@@ -442,6 +444,8 @@ class CaptureFile:
                     read_state, io, layout, self.use_os_file_locking, not for_write
                 )
             except MasterNodesInconsistent as error:
+                if last is not None and error.observed == last.observed:
+                    break
                 last = error
             except CorruptionError as error:
                 raise self._corrupt(error) from None

@@ -233,14 +233,25 @@ class RecordsWriter:
         await self._flush_buffer()
         async with self._lock:
             if self._io is not None:
-                await _io.offload(self._io.datasync)
-                return
-            flush = getattr(self._target, "flush", None)
-            if flush is not None:
-                await flush()
-            fileno = getattr(self._target, "fileno", None)
-            if fileno is not None:
-                await _io.offload(_io.datasync_descriptor, fileno(), repr(self._target))
+                outcome, cancelled = await _io.run_to_completion(self._io.datasync)
+            else:
+                flush = getattr(self._target, "flush", None)
+                if flush is not None:
+                    await flush()
+                fileno = getattr(self._target, "fileno", None)
+                if fileno is None:
+                    return
+                outcome, cancelled = await _io.run_to_completion(
+                    _io.datasync_descriptor, fileno(), repr(self._target)
+                )
+            if outcome.error is not None:
+                # Never retried: the kernel may have dropped the pages it
+                # could not write, and a second fdatasync would report
+                # success for data that is not on the disk.
+                self._failed = outcome.error
+            if cancelled is not None:
+                raise cancelled
+            outcome.unwrap()
 
     async def close(self) -> None:
         """Pad the last block (if ``pad_last_block``), flush, and close a file

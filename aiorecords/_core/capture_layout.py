@@ -412,6 +412,9 @@ class MasterNodesInconsistent(InvalidCaptureFile):
     which therefore reads again before believing it.
     """
 
+    #: What the reader saw (a fingerprint of both slots), set by the reader.
+    observed: int | None = None
+
 
 def choose_master(
     layout: Layout, first: bytes, second: bytes, *, slot_offsets: bool = True
