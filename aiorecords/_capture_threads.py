@@ -315,15 +315,20 @@ def read_state(
     finally:
         if lock_master:
             io.unlock(start, size)
+    # Sized after the master nodes are read: a writer grows the file before
+    # it writes a master node that needs the new bytes.
+    file_size = max(file_size, io.size())
     try:
         node = choose_master(
-            layout, both[: layout.master_size], both[layout.master_size :]
+            layout,
+            both[: layout.master_size],
+            both[layout.master_size :],
+            file_size=file_size,
         )
     except MasterNodesInconsistent as error:
         error.observed = hash(both)  # the caller re-reads until this settles
         raise
-    file_size = max(file_size, io.size())
-    written = node.file_limit - len(node.tail)
+    written = node.data_end
     if written > file_size:
         raise InvalidCaptureFile(
             f"file is {file_size} bytes but its last commit needs {written}",

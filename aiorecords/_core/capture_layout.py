@@ -257,6 +257,12 @@ class MasterNode:
     max_block: int = 0
     """Largest uncompressed data block written so far (native layout only)."""
 
+    @property
+    def data_end(self) -> int:
+        """Where the bytes this commit needs from the file end (the tail
+        after that is held in the master node itself)."""
+        return self.file_limit - len(self.tail)
+
     def record_count(self, fan_out: int) -> int:
         """Records reachable from this node."""
         count = 0
@@ -417,12 +423,19 @@ class MasterNodesInconsistent(InvalidCaptureFile):
 
 
 def choose_master(
-    layout: Layout, first: bytes, second: bytes, *, slot_offsets: bool = True
+    layout: Layout,
+    first: bytes,
+    second: bytes,
+    *,
+    slot_offsets: bool = True,
+    file_size: int | None = None,
 ) -> MasterNode:
     """The current master node of a file, given the bytes of both slots.
 
     The current node is the valid one with the higher serial number; two valid
-    nodes must be consecutive (modulo 2**32).
+    nodes must be consecutive (modulo 2**32). Given ``file_size``, a newest
+    node whose data the file no longer holds all of (the file was cut short)
+    gives way to the previous one if that one's data is whole.
     """
     nodes = (decode_master(layout, first), decode_master(layout, second))
     a, b = nodes
@@ -435,10 +448,14 @@ def choose_master(
         assert node is not None
         return node
     delta = (a.serial - b.serial) & 0xFFFFFFFF
-    if delta == 1:
-        return a
-    if delta == 0xFFFFFFFF:
-        return b
+    if delta in (1, 0xFFFFFFFF):
+        newest, previous = (a, b) if delta == 1 else (b, a)
+        if (
+            file_size is not None
+            and newest.data_end > file_size >= previous.data_end
+        ):
+            return previous
+        return newest
     raise MasterNodesInconsistent(
         f"master nodes hold serial numbers {a.serial} and {b.serial}, "
         "which do not follow each other",
