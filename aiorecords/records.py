@@ -21,7 +21,7 @@ from collections.abc import AsyncIterator, Callable
 from typing import Any, Final, Protocol
 
 from . import _io, _watch
-from ._core.records import BLOCK_SIZE, LogDecoder, LogEncoder, Record
+from ._core.records import BLOCK_SIZE, AppendPoint, LogDecoder, LogEncoder, Record
 from ._core.skipped import SkippedRegion
 from ._scheduling import let_others_run
 from .errors import ClosedError, CorruptRecordError, WriterFailedError
@@ -315,16 +315,12 @@ def _open_for_writing(path: str, append: bool) -> tuple[_io.FileIO, int]:
 
 
 def _valid_end(io: _io.FileIO, size: int) -> int:
-    """The end of the last whole physical record in the file's last block.
-
-    A file whose size is a whole number of blocks has nothing torn to cut.
-    """
-    block_start = size - size % BLOCK_SIZE
-    if block_start == size:
-        return size
-    return block_start + LogDecoder.continuation(
-        io.pread(block_start, size - block_start)
-    )
+    """The end of the file's last whole record (see :class:`AppendPoint`)."""
+    point = AppendPoint(size)
+    while (wanted := point.wanted) is not None:
+        point.feed(io.pread(*wanted))
+    assert point.end is not None
+    return point.end
 
 
 async def _open_owned(

@@ -450,10 +450,7 @@ def choose_master(
     delta = (a.serial - b.serial) & 0xFFFFFFFF
     if delta in (1, 0xFFFFFFFF):
         newest, previous = (a, b) if delta == 1 else (b, a)
-        if (
-            file_size is not None
-            and newest.data_end > file_size >= previous.data_end
-        ):
+        if file_size is not None and newest.data_end > file_size >= previous.data_end:
             return previous
         return newest
     raise MasterNodesInconsistent(

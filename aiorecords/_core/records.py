@@ -37,6 +37,7 @@ __all__ = [
     "MIDDLE",
     "LogDecoder",
     "LogEncoder",
+    "AppendPoint",
     "Record",
     "mask_crc",
     "unmask_crc",
@@ -477,3 +478,90 @@ class LogDecoder:
 # Pseudo-types for physical records the reader drops or skips.
 _BAD: Final = -1
 _BEFORE_START: Final = -2
+
+
+class AppendPoint:
+    """Where a writer may continue a log file: just past its last whole
+    logical record.
+
+    A writer that died in the middle of a record spanning blocks leaves its
+    FIRST and MIDDLE fragments behind; records appended after them would be
+    read as damage ("partial record without end"), so they are cut too, back
+    to the FIRST fragment, however many blocks back it lies. The blocks are
+    examined from the last backwards, one at a time::
+
+        point = AppendPoint(size)
+        while (want := point.wanted) is not None:
+            point.feed(read(*want))
+        io.truncate(point.end)
+    """
+
+    __slots__ = ("_block", "_open", "end", "size")
+
+    def __init__(self, size: int) -> None:
+        self.size = size
+        #: The answer, once known.
+        self.end: int | None = None if size else 0
+        self._block = (size - 1) // BLOCK_SIZE * BLOCK_SIZE if size else 0
+        self._open = False  # a record continues past the blocks seen
+
+    @property
+    def wanted(self) -> tuple[int, int] | None:
+        """``(offset, length)`` of the block to feed next; None when done."""
+        if self.end is not None:
+            return None
+        return self._block, min(BLOCK_SIZE, self.size - self._block)
+
+    def feed(self, block: bytes | bytearray | memoryview) -> None:
+        """Give the block :attr:`wanted` asked for."""
+        if self.end is not None:
+            raise RuntimeError("the append point is already known")
+        start = self._block
+        fragments = _whole_fragments(block)
+        if not self._open:
+            tail = LogDecoder.continuation(block)
+            fragments = [f for f in fragments if f[1] <= tail]
+            if not fragments:
+                if start == 0:
+                    self.end = tail
+                    return
+                # The block holds nothing whole: what came before decides.
+                self._open = True
+                self._block -= BLOCK_SIZE
+                return
+            _, end, kind = fragments[-1]
+            if kind in (FULL, LAST) or kind not in (FIRST, MIDDLE):
+                self.end = start + max(end, tail)
+                return
+            self._open = True
+        # Looking for where the unfinished record began.
+        for begin, end, kind in reversed(fragments):
+            if kind == FIRST:
+                self.end = start + begin
+                return
+            if kind != MIDDLE:  # the record before it ended here
+                self.end = start + end
+                return
+        if start == 0:
+            self.end = 0
+            return
+        self._block -= BLOCK_SIZE
+
+
+def _whole_fragments(
+    block: bytes | bytearray | memoryview,
+) -> list[tuple[int, int, int]]:
+    """``(start, end, type)`` of each whole physical record of a block, in
+    order, stopping at zero fill or a torn one (checksums are not checked:
+    a damaged record is still a record, and a reader reports it)."""
+    out = []
+    pos = 0
+    size = len(block)
+    while size - pos >= HEADER_SIZE:
+        _, length, kind = _HEADER.unpack_from(block, pos)
+        end = pos + HEADER_SIZE + length
+        if end > size or (kind == ZERO and length == 0):
+            break
+        out.append((pos, end, kind))
+        pos = end
+    return out

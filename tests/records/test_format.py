@@ -16,6 +16,7 @@ from aiorecords._core.records import (
     HEADER_SIZE,
     LAST,
     MIDDLE,
+    AppendPoint,
     LogDecoder,
     LogEncoder,
     mask_crc,
@@ -313,3 +314,54 @@ def test_read_many_is_read_repeated() -> None:
                 assert sum(type(item) is tuple for item in batch) <= limit
                 got.extend(batch)
             assert got == expected
+
+
+# -- where an appending writer continues ---------------------------------------
+
+
+def append_point(data: bytes) -> int:
+    point = AppendPoint(len(data))
+    while (wanted := point.wanted) is not None:
+        offset, length = wanted
+        point.feed(data[offset : offset + length])
+    assert point.end is not None
+    return point.end
+
+
+def test_append_point_of_whole_records_is_the_end() -> None:
+    log = Log()
+    for record in (b"a", big(b"b", 70_000), b"c"):
+        log.write(record)
+    assert append_point(bytes(log.data)) == len(log.data)
+    assert append_point(b"") == 0
+
+
+@pytest.mark.parametrize("size", [40_000, 70_000, 3 * BLOCK_SIZE])
+def test_append_point_cuts_a_record_torn_across_blocks(size: int) -> None:
+    # Found by the kill suite: a writer killed inside a record that spans
+    # blocks leaves FIRST and MIDDLE fragments, possibly ending exactly on a
+    # block boundary; an appender must cut back to the FIRST fragment.
+    log = Log()
+    log.write(b"kept")
+    kept = len(log.data)
+    log.write(big(b"torn", size))
+    for cut in range(kept, len(log.data)):
+        assert append_point(bytes(log.data[:cut])) == kept, cut
+    assert append_point(bytes(log.data)) == len(log.data)
+
+
+def test_append_point_of_a_file_of_one_torn_record_is_zero() -> None:
+    log = Log()
+    log.write(big(b"x", 100_000))
+    assert append_point(bytes(log.data[: 2 * BLOCK_SIZE])) == 0
+    assert append_point(bytes(log.data[: 2 * BLOCK_SIZE + 100])) == 0
+
+
+def test_append_point_keeps_a_whole_record_after_zero_fill() -> None:
+    log = Log()
+    log.write(b"before")
+    log.data += bytes(BLOCK_SIZE - len(log.data))
+    log.reopen_for_append()
+    log.write(b"after")
+    assert append_point(bytes(log.data)) == len(log.data)
+    assert append_point(bytes(log.data[:BLOCK_SIZE])) == len(physical(FULL, b"before"))
