@@ -32,6 +32,7 @@ from .errors import (
     CorruptRecordError,
     InvalidCaptureFile,
     RecordIndexError,
+    RecordsLocked,
     StorageError,
     WriterFailedError,
 )
@@ -54,6 +55,7 @@ __all__ = [
     # errors
     "AiorecordsError",
     "ArchiveLocked",
+    "RecordsLocked",
     "ArchiveReadOnly",
     "CaptureFileAlreadyOpen",
     "CaptureFileError",

@@ -18,6 +18,7 @@ already says the right thing they derive from it as well, so existing
     │   └── CaptureFileAlreadyOpen
     ├── ClosedError                         a reader or writer used after close()
     ├── ArchiveLocked                       another writer holds the archive
+    ├── RecordsLocked                       another writer holds the log
     ├── ArchiveReadOnly                     an archive opened read-only was written
     ├── ConflictError                       an append's expected record count was wrong
     ├── WriterFailedError                   an earlier I/O error poisoned this writer
@@ -40,6 +41,7 @@ __all__ = [
     "CaptureFileNotOpenForWrite",
     "CaptureFileAlreadyOpen",
     "ArchiveLocked",
+    "RecordsLocked",
     "ArchiveReadOnly",
     "ConflictError",
     "ClosedError",
@@ -134,6 +136,12 @@ class ClosedError(AiorecordsError):
 
 class ArchiveLocked(AiorecordsError):
     """Another writer has the archive open with ``mode="rdwr_exclusive"``."""
+
+
+class RecordsLocked(AiorecordsError):
+    """Another :class:`~aiorecords.RecordsWriter` (in this process or
+    another) is writing the log file: two writers would interleave their
+    blocks."""
 
 
 class ArchiveReadOnly(AiorecordsError):

@@ -24,7 +24,13 @@ from . import _io, _watch
 from ._core.records import BLOCK_SIZE, AppendPoint, LogDecoder, LogEncoder, Record
 from ._core.skipped import SkippedRegion
 from ._scheduling import let_others_run
-from .errors import ClosedError, CorruptRecordError, WriterFailedError
+from .errors import (
+    ClosedError,
+    CorruptRecordError,
+    RecordsLocked,
+    StorageError,
+    WriterFailedError,
+)
 
 __all__ = ["RecordsReader", "RecordsWriter", "split"]
 
@@ -282,27 +288,51 @@ class RecordsWriter:
             raise cancelled
 
 
+# A byte far past any real end of file, locked (an OFD lock, so it also
+# excludes other writers in this process) by the writer of a log.
+_WRITER_BYTE: Final = (1 << 63) - 32
+
+
+def _take_writer_lock(io: _io.FileIO) -> None:
+    """Hold the writer byte of ``io``'s file, or raise RecordsLocked. A file
+    system that cannot lock is tolerated (as LevelDB's log itself is)."""
+    try:
+        held = io.lock(_WRITER_BYTE, 1, exclusive=True, wait=False)
+    except StorageError:
+        return
+    if not held:
+        raise RecordsLocked(f"{io.path!r} is being written by another RecordsWriter")
+
+
 def _open_for_writing(path: str, append: bool) -> tuple[_io.FileIO, int]:
     """Open ``path`` for writing records at its end; return it and that end."""
-    if append and _io.is_file(path):
+    if _io.is_file(path):
         io = _io.open_file(path, writable=True)
         try:
-            size = io.size()
-            end = _valid_end(io, size)
-            if end != size:
-                logger.warning(
-                    "%s: cut %d bytes of a torn record at offset %d before appending",
-                    path,
-                    size - end,
-                    end,
-                )
-                io.truncate(end)
+            _take_writer_lock(io)
+            if not append:
+                # Replaced below; checked first so that a live writer's file
+                # is never swapped from under it.
+                io.close()
+            else:
+                size = io.size()
+                end = _valid_end(io, size)
+                if end != size:
+                    logger.warning(
+                        "%s: cut %d bytes of a torn record at offset %d before "
+                        "appending",
+                        path,
+                        size - end,
+                        end,
+                    )
+                    io.truncate(end)
+                return io, end
         except BaseException:
             io.close()
             raise
-        return io, end
     temp = _io.create_temp_beside(path)
     try:
+        _take_writer_lock(temp)
         temp.sync()
         _io.replace(temp.path, path)
         _io.sync_directory(path)
