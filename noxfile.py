@@ -77,3 +77,28 @@ def bench(session: nox.Session) -> None:
     """The benchmarks (slow; arguments go to bench/capture.py)."""
     session.install("-e", ".[test]")
     session.run("python", "bench/capture.py", *session.posargs)
+
+
+@nox.session
+def reliability(session: nox.Session) -> None:
+    """The reliability suites at their large sizes (tests/reliability; slow):
+    10,000 reorderings, 2,000 kills, 50,000 bit flips per format and more."""
+    session.install("-e", ".[test]")
+    session.env["AIORECORDS_RELIABILITY"] = "large"
+    session.run("python", "-m", "pytest", "tests/reliability", *session.posargs)
+
+
+@nox.session
+def fuzz(session: nox.Session) -> None:
+    """atheris on each reader; ``nox -s fuzz -- 600`` fuzzes each for ten
+    minutes (default one minute)."""
+    session.install("-e", ".[test,fuzz]")
+    seconds = session.posargs[0] if session.posargs else "60"
+    for fmt in ("records", "archive", "capture"):
+        session.run(
+            "python",
+            "tests/reliability/fuzz_readers.py",
+            fmt,
+            f"-max_total_time={seconds}",
+            "-rss_limit_mb=2048",
+        )

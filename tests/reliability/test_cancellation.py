@@ -13,6 +13,7 @@ watched for a second after the last close: no size or mtime change.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import random
 import time
@@ -66,10 +67,8 @@ async def cancel_after(
         if delay:
             await asyncio.sleep(delay)  # the moment to cancel at, not a wait
         task.cancel()
-        try:
+        with contextlib.suppress(asyncio.CancelledError):
             await task
-        except asyncio.CancelledError:
-            pass
     else:
         async with anyio.create_task_group() as group:
             group.start_soon(run)
@@ -110,10 +109,8 @@ async def test_cancelled_commits_are_all_or_nothing(backend: str, tmp_path) -> N
                 await asyncio.sleep(rng.uniform(0, 0.005))
                 await writer.close()
                 watch.closed = True
-                try:
+                with contextlib.suppress(Exception):  # closed under it: either way
                     await commit
-                except Exception:  # noqa: BLE001 - closed under it: either way
-                    pass
                 outcomes["closed in flight"] += 1
             else:
                 await cancel_after(backend, writer.commit, delay(rng))
@@ -124,7 +121,10 @@ async def test_cancelled_commits_are_all_or_nothing(backend: str, tmp_path) -> N
                 assert found in (len(committed), len(committed) + len(pending)), trial
                 metadata = await reader.get_metadata()
                 assert metadata is None or int(metadata) == found
-                tail = [await reader.record_at(i) for i in range(max(1, found - 5), found + 1)]
+                tail = [
+                    await reader.record_at(i)
+                    for i in range(max(1, found - 5), found + 1)
+                ]
             finally:
                 await reader.close()
             if found == len(committed) + len(pending):
@@ -162,9 +162,15 @@ async def test_cancelled_appends_are_all_or_nothing(backend: str, tmp_path) -> N
             name = f"e{trial}"
             data = record(trial, 0) * (1 + trial % 300)
 
-            async def append(archive: Archive = archive, name: str = name) -> None:
+            async def append(
+                archive: Archive = archive,
+                name: str = name,
+                data: bytes = data,
+                trial: int = trial,
+            ) -> None:
+                compression = ("gzip", None, "zstd")[trial % 3]
                 async with archive.append(
-                    name, timestamp=trial, compression=("gzip", None, "zstd")[trial % 3]
+                    name, timestamp=trial, compression=compression
                 ) as out:
                     for at in range(0, len(data), 10_000):
                         await out.write(data[at : at + 10_000])
@@ -175,10 +181,8 @@ async def test_cancelled_appends_are_all_or_nothing(backend: str, tmp_path) -> N
                 await asyncio.sleep(rng.uniform(0, 0.005))
                 await archive.close()
                 watch.closed = True
-                try:
+                with contextlib.suppress(Exception):  # closed under it: either way
                     await task
-                except Exception:  # noqa: BLE001 - closed under it: either way
-                    pass
                 outcomes["closed in flight"] += 1
                 assert watch.late == [], f"I/O after close(): {watch.late}"
             else:
