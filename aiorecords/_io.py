@@ -39,6 +39,7 @@ __all__ = [
     "add_observer",
     "add_recorder",
     "canonical_path",
+    "create_inside",
     "create_temp_beside",
     "datasync_descriptor",
     "file_size",
@@ -47,8 +48,10 @@ __all__ = [
     "open_file",
     "path_of",
     "publish_new",
+    "read_head",
     "remove_observer",
     "remove_recorder",
+    "silence_stdout",
     "replace",
     "run_to_completion",
     "sync_directory",
@@ -499,3 +502,39 @@ def canonical_path(path: str | os.PathLike[str]) -> str:
 def is_file(path: str) -> bool:
     """True if ``path`` names an existing regular file."""
     return os.path.isfile(path)
+
+
+def read_head(path: str, size: int) -> bytes:
+    """The first ``size`` bytes of a file (fewer if it is shorter)."""
+    with _system_call("read", path, 0, size), open(path, "rb") as f:
+        return f.read(size)
+
+
+def create_inside(directory: str, relative: str, *, overwrite: bool) -> FileIO:
+    """Create ``relative`` (a ``/``-separated path checked by the caller)
+    under ``directory`` for writing, with the directories it needs.
+
+    Never writes outside ``directory``: the parent, once made, must resolve
+    inside it (a symbolic link on the way that leads out is refused), and
+    the file itself is never a symbolic link followed. An existing file is
+    refused with :class:`FileExistsError` unless ``overwrite``.
+    """
+    root = os.path.realpath(directory)
+    target = os.path.join(root, *relative.split("/"))
+    parent = os.path.dirname(target)
+    with _system_call("create", target):
+        os.makedirs(parent, exist_ok=True)
+        real_parent = os.path.realpath(parent)
+        if os.path.commonpath([root, real_parent]) != root:
+            raise PermissionError(errno.EACCES, "path leads outside the directory")
+        flags = os.O_WRONLY | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC
+        flags |= os.O_TRUNC if overwrite else os.O_EXCL
+        fd = os.open(os.path.join(real_parent, os.path.basename(target)), flags, 0o644)
+    return FileIO(fd, target, writable=True)
+
+
+def silence_stdout() -> None:
+    """Point standard output at /dev/null (after its reader went away)."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, 1)
+    os.close(devnull)

@@ -1,0 +1,648 @@
+"""The ``aiorecords`` command: look into, check, follow and convert files of
+every format.
+
+Each command is a thin shell over the public API, run with ``asyncio.run``.
+Errors are one line on stderr naming the file, exit status 2, and no
+traceback unless ``--debug``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import errno
+import json
+import struct
+import sys
+from collections.abc import AsyncIterator, Awaitable
+from typing import Any, BinaryIO, Final, Literal, NoReturn, TypeVar
+
+import click
+from crc32c import crc32c
+from rich.console import Console
+from rich.progress import Progress
+from rich.table import Table
+
+from . import _io
+from ._core.archive import FILE_HEADER
+from ._core.capture_layout import NATIVE_MAGIC, V2_MAGIC, V2_OLD_MAGIC
+from ._core.records import HEADER_SIZE, unmask_crc
+from ._core.skipped import SkippedRegion
+from .archive import Archive, ArchiveEntry
+from .capture import CaptureFile
+from .errors import AiorecordsError, CorruptionError
+from .records import RecordsReader, RecordsWriter
+
+__all__ = ["main"]
+
+Format = Literal["capture", "records", "archive"]
+FORMATS: Final = ("capture", "records", "archive")
+T = TypeVar("T")
+
+#: Files at least this large get a progress bar (on a terminal).
+PROGRESS_FROM: Final = 4 * 1024 * 1024
+
+stderr = Console(stderr=True)
+
+
+class Failure(Exception):
+    """A one-line error for the user; exit status 2."""
+
+
+@dataclasses.dataclass
+class Options:
+    debug: bool = False
+
+
+def fail(message: str) -> NoReturn:
+    raise Failure(message)
+
+
+def run(coroutine: Awaitable[T]) -> T:
+    """Run a command's coroutine; Ctrl-C ends it quietly."""
+
+    async def main() -> T:
+        return await coroutine
+
+    return asyncio.run(main())
+
+
+# --------------------------------------------------------------------------
+# Format detection
+
+
+def detect(path: str) -> Format:
+    """The format of ``path``, from its first bytes."""
+    try:
+        head = _io.read_head(path, 64)
+    except OSError as error:
+        fail(f"{path}: {error.strerror or error}")
+    if head[:11] in (V2_MAGIC, V2_OLD_MAGIC, NATIVE_MAGIC):
+        return "capture"
+    if head.startswith(FILE_HEADER[:8]):  # the archive magic
+        return "archive"
+    if len(head) >= HEADER_SIZE and _looks_like_log(path, head):
+        return "records"
+    if not head:
+        fail(f"{path}: the file is empty; give --format")
+    fail(f"{path}: not a capture file, LevelDB log or archive (use --format)")
+
+
+def _looks_like_log(path: str, head: bytes) -> bool:
+    checksum, length, kind = struct.unpack_from("<IHB", head)
+    if kind not in (1, 2, 3, 4) or length > 32768 - HEADER_SIZE:
+        return False
+    data = _io.read_head(path, HEADER_SIZE + length)[HEADER_SIZE:]
+    return len(data) == length and crc32c(bytes([kind]) + data) == unmask_crc(checksum)
+
+
+def format_of(path: str, given: str | None) -> Format:
+    return given if given is not None else detect(path)  # type: ignore[return-value]
+
+
+# --------------------------------------------------------------------------
+# Reading any format as a stream of records
+
+
+async def records_of(
+    path: str, fmt: Format, start: int = 1, stop: int | None = None
+) -> AsyncIterator[bytes]:
+    """The records (an archive's entries' data, oldest first) numbered
+    ``start`` to ``stop`` (from 1, inclusive)."""
+    if fmt == "capture":
+        cf = await CaptureFile(path, encoding=None)
+        try:
+            end = cf.record_count() if stop is None else min(stop, cf.record_count())
+            if start <= end:
+                async for record in cf.record_generator(start):
+                    yield record  # type: ignore[misc]
+                    start += 1
+                    if start > end:
+                        break
+        finally:
+            await cf.close()
+    elif fmt == "records":
+        async with RecordsReader(path) as reader:
+            number = 0
+            async for record in reader:
+                number += 1
+                if number < start:
+                    continue
+                if stop is not None and number > stop:
+                    break
+                yield record
+    else:
+        async with Archive.open(path) as archive:
+            entries = list(reversed(await archive.contents()))
+            for entry in entries[start - 1 : stop]:
+                yield await archive.read_bytes(entry)
+
+
+# --------------------------------------------------------------------------
+# The commands
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.option("--debug", is_flag=True, help="Show tracebacks.")
+@click.version_option(package_name="aiorecords")
+@click.pass_context
+def cli(context: click.Context, debug: bool) -> None:
+    """Look into, check, follow and convert capture files, LevelDB logs and
+    archives. The format is detected from a file's first bytes."""
+    context.obj = Options(debug)
+
+
+format_option = click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(FORMATS),
+    default=None,
+    help="The file's format (detected if not given).",
+)
+
+
+@cli.command()
+@click.argument("file", type=click.Path(dir_okay=False))
+@format_option
+@click.option("--json", "as_json", is_flag=True, help="Print JSON, for scripts.")
+def info(file: str, fmt: str | None, as_json: bool) -> None:
+    """What FILE holds: format, counts, sizes, compression, metadata."""
+    facts = run(_info(file, format_of(file, fmt)))
+    if as_json:
+        click.echo(json.dumps(facts, indent=2))
+        return
+    table = Table(show_header=False, box=None)
+    for key, value in facts.items():
+        table.add_row(key.replace("_", " "), str(value))
+    Console().print(table)
+
+
+async def _info(path: str, fmt: Format) -> dict[str, Any]:
+    size = _io.file_size(path)
+    facts: dict[str, Any] = {"file": path, "format": fmt, "size_on_disk": size}
+    if fmt == "capture":
+        cf = await CaptureFile(path, encoding=None)
+        try:
+            layout = cf._layout
+            assert layout is not None
+            assert cf._master is not None
+            facts["layout"] = "aiorecords capture" if layout.native else "capture v2"
+            facts["compression"] = "zstd" if layout.native else "zlib"
+            facts["records"] = cf.record_count()
+            facts["last_commit"] = cf._master.serial
+            # The file is preallocated ahead of its data: compare with what
+            # the data takes.
+            size = facts["size_used"] = cf._master.file_limit
+            total = 0
+            async for record in cf:
+                total += len(record)
+            metadata = await cf.get_metadata()
+            facts["metadata"] = None if metadata is None else _text(metadata)
+        finally:
+            await cf.close()
+    elif fmt == "records":
+        total = count = 0
+        dropped: list[SkippedRegion] = []
+        async with RecordsReader(path, on_corruption=dropped.append) as reader:
+            async for record in reader:
+                count += 1
+                total += len(record)
+        facts["records"] = count
+        facts["damaged_bytes"] = sum(region.length for region in dropped)
+    else:
+        async with Archive.open(path) as archive:
+            entries = await archive.contents()
+            facts["entries"] = len(entries)
+            facts["names"] = len({entry.name for entry in entries})
+            facts["stored_bytes"] = sum(entry.stored_size for entry in entries)
+            total = sum(entry.size for entry in entries)
+            if entries:
+                facts["newest"] = (
+                    f"{entries[0].name} (timestamp {entries[0].timestamp})"
+                )
+    facts["uncompressed_bytes"] = total
+    facts["compression_ratio"] = round(total / size, 2) if size else None
+    return facts
+
+
+def _text(data: bytes) -> str:
+    return data.decode("utf-8", "backslashreplace")
+
+
+@cli.command()
+@click.argument("file", type=click.Path(dir_okay=False))
+@format_option
+@click.option(
+    "--from",
+    "start",
+    type=click.IntRange(min=1),
+    default=1,
+    help="First record (from 1).",
+)
+@click.option(
+    "--to", "stop", type=click.IntRange(min=1), default=None, help="Last record."
+)
+@click.option(
+    "--as",
+    "as_",
+    type=click.Choice(["text", "json", "hex", "raw"]),
+    default="text",
+    help="One per line as text, a JSON string or hex; or raw, each record "
+    "preceded by its length (4 bytes, big-endian).",
+)
+def cat(file: str, fmt: str | None, start: int, stop: int | None, as_: str) -> None:
+    """Write FILE's records to standard output."""
+    run(_cat(file, format_of(file, fmt), start, stop, as_, sys.stdout.buffer))
+
+
+async def _cat(
+    path: str, fmt: Format, start: int, stop: int | None, as_: str, out: BinaryIO
+) -> None:
+    async for record in records_of(path, fmt, start, stop):
+        out.write(_rendered(record, as_))
+    out.flush()
+
+
+def _rendered(record: bytes, as_: str) -> bytes:
+    if as_ == "raw":
+        return struct.pack(">I", len(record)) + record
+    if as_ == "hex":
+        line = record.hex()
+    elif as_ == "json":
+        line = json.dumps(_text(record))
+    else:
+        line = _text(record)
+    return line.encode("utf-8", "surrogateescape") + b"\n"
+
+
+@cli.command()
+@click.argument("file", type=click.Path(dir_okay=False))
+@format_option
+@click.option(
+    "-n",
+    "--lines",
+    "last",
+    type=click.IntRange(min=0),
+    default=10,
+    help="How many of the last records to show first.",
+)
+@click.option(
+    "-f", "--follow", is_flag=True, help="Then show new records as they are committed."
+)
+@click.option(
+    "--as", "as_", type=click.Choice(["text", "json", "hex", "raw"]), default="text"
+)
+def tail(file: str, fmt: str | None, last: int, follow: bool, as_: str) -> None:
+    """The last records of FILE; with -f, then each new one (Ctrl-C ends)."""
+    run(_tail(file, format_of(file, fmt), last, follow, as_, sys.stdout.buffer))
+
+
+async def _tail(
+    path: str, fmt: Format, last: int, follow: bool, as_: str, out: BinaryIO
+) -> None:
+    if fmt == "capture":
+        cf = await CaptureFile(path, encoding=None)
+        try:
+            start = max(1, cf.record_count() - last + 1)
+            stream = cf.follow(start) if follow else cf.record_generator(start)
+            async for record in stream:
+                out.write(_rendered(record, as_))  # type: ignore[arg-type]
+                out.flush()
+        finally:
+            await cf.close()
+        return
+    if fmt == "archive":
+        if follow:
+            fail(f"{path}: tail -f follows capture files and LevelDB logs")
+        async with Archive.open(path) as archive:
+            entries = list(reversed(await archive.contents()))
+            for entry in entries[len(entries) - last :] if last else []:
+                out.write(_rendered(await archive.read_bytes(entry), as_))
+        out.flush()
+        return
+    # A log has no index: read through, keeping the last records, then
+    # follow from where that read ended.
+    recent: list[bytes] = []
+    async with RecordsReader(path) as reader:
+        async for record in reader:
+            recent.append(record)
+            if len(recent) > last:
+                del recent[0]
+        end = await reader.tell()
+    for record in recent:
+        out.write(_rendered(record, as_))
+    out.flush()
+    if follow:
+        async with RecordsReader(path, start=end) as reader:
+            async for record in reader.follow():
+                out.write(_rendered(record, as_))
+                out.flush()
+
+
+@cli.command()
+@click.argument("file", type=click.Path(dir_okay=False))
+@format_option
+def verify(file: str, fmt: str | None) -> None:
+    """Read all of FILE and check every checksum.
+
+    Prints each damaged region (offset, bytes, reason) and a summary. Exit
+    status 0: clean; 1: damaged; 2: unusable.
+    """
+    damaged = run(_verify(file, format_of(file, fmt)))
+    sys.exit(1 if damaged else 0)
+
+
+async def _verify(path: str, fmt: Format) -> bool:
+    size = _io.file_size(path)
+    regions: list[SkippedRegion] = []
+    show = size >= PROGRESS_FROM and sys.stderr.isatty()
+    with Progress(console=stderr, disable=not show, transient=True) as progress:
+        task = progress.add_task("verifying", total=size)
+        if fmt == "records":
+            count = 0
+            async with RecordsReader(path, on_corruption=regions.append) as reader:
+                async for _ in reader:
+                    count += 1
+                    if count % 1000 == 0:
+                        progress.update(task, completed=await reader.tell())
+            what = f"{count} records"
+        elif fmt == "archive":
+            async with Archive.open(path) as archive:
+                entries = await archive.contents(
+                    recover=True, on_corruption=regions.append
+                )
+                for entry in entries:
+                    try:
+                        async with archive.read(entry) as stream:
+                            async for _ in stream:
+                                pass
+                    except CorruptionError as error:
+                        regions.append(
+                            SkippedRegion(entry.offset, entry.end, error.reason)
+                        )
+                    progress.update(task, advance=entry.end - entry.offset)
+            what = f"{len(entries)} entries"
+        else:
+            cf = await CaptureFile(path, encoding=None)
+            try:
+                count = 0
+                try:
+                    async for _ in cf:
+                        count += 1
+                        if count % 1000 == 0:
+                            progress.update(
+                                task,
+                                completed=size * count // max(1, cf.record_count()),
+                            )
+                    await cf.get_metadata()
+                except CorruptionError as error:
+                    at = error.offset if error.offset is not None else 0
+                    regions.append(SkippedRegion(at, at, error.reason))
+                what = f"{count} of {cf.record_count()} records read"
+            finally:
+                await cf.close()
+    for region in regions:
+        click.echo(
+            f"{path}: damaged: offset {region.start}, {region.length} bytes: "
+            f"{region.reason}"
+        )
+    status = "damaged" if regions else "ok"
+    click.echo(f"{path}: {status}: {what}, {len(regions)} damaged regions")
+    return bool(regions)
+
+
+@cli.command()
+@click.argument("source", type=click.Path(dir_okay=False))
+@click.argument("destination", type=click.Path(dir_okay=False))
+@click.option(
+    "--to", "to", type=click.Choice(FORMATS), required=True, help="The format to write."
+)
+@format_option
+@click.option(
+    "--compression",
+    type=click.Choice(["zstd", "zlib"]),
+    default="zstd",
+    help="For --to capture: zstd (aiorecords' layout) or zlib (CaptureFile 1.2.0's).",
+)
+@click.option("--force", is_flag=True, help="Replace DESTINATION if it exists.")
+def convert(
+    source: str,
+    destination: str,
+    to: str,
+    fmt: str | None,
+    compression: str,
+    force: bool,
+) -> None:
+    """Copy the records of SOURCE into a new DESTINATION of another format.
+
+    Archive entries become records (oldest first); records become entries
+    named by number. Memory stays bounded: records stream through.
+    """
+    if _io.is_file(destination) and not force:
+        fail(f"{destination}: exists (use --force to replace it)")
+    count = run(_convert(source, format_of(source, fmt), destination, to, compression))  # type: ignore[arg-type]
+    click.echo(f"{destination}: wrote {count} records", err=True)
+
+
+async def _convert(
+    source: str, fmt: Format, destination: str, to: Format, compression: str
+) -> int:
+    size = _io.file_size(source)
+    show = size >= PROGRESS_FROM and sys.stderr.isatty()
+    records = records_of(source, fmt)
+    count = 0
+    with Progress(console=stderr, disable=not show, transient=True) as progress:
+        task = progress.add_task("converting", total=None)
+        if to == "capture":
+            cf = CaptureFile(
+                destination,
+                to_write=True,
+                force_new_empty_file=True,
+                encoding=None,
+                compression=compression,  # type: ignore[arg-type]
+            )
+            await cf.open(to_write=True)
+            try:
+                async for record in records:
+                    await cf.add_record(record)
+                    count += 1
+                    if count % 10_000 == 0:
+                        await cf.commit()
+                        progress.update(task, completed=count)
+                await cf.commit()
+            finally:
+                await cf.close()
+        elif to == "records":
+            async with RecordsWriter(destination) as writer:
+                async for record in records:
+                    await writer.write(record)
+                    count += 1
+                    if count % 10_000 == 0:
+                        progress.update(task, completed=count)
+                await writer.sync()
+        else:
+            async with Archive.open(
+                destination, mode="rdwr_exclusive", durable=False
+            ) as archive:
+                async for record in records:
+                    count += 1
+                    async with archive.append(
+                        f"{count:08d}", compression="zstd"
+                    ) as out:
+                        await out.write(record)
+                await archive.sync()
+    return count
+
+
+@cli.command(name="ls")
+@click.argument("archive", type=click.Path(dir_okay=False))
+@click.option(
+    "--all",
+    "every",
+    is_flag=True,
+    help="Also entries a newer one of the same name replaced.",
+)
+@click.option("--json", "as_json", is_flag=True, help="Print JSON, for scripts.")
+def ls(archive: str, every: bool, as_json: bool) -> None:
+    """The entries of ARCHIVE, newest first (the newest of each name)."""
+    entries = run(_entries(archive, every))
+    if as_json:
+        click.echo(json.dumps([_entry_facts(e) for e in entries], indent=2))
+        return
+    table = Table("name", "timestamp", "size", "stored", "compression", "comment")
+    for entry in entries:
+        table.add_row(
+            entry.name,
+            str(entry.timestamp),
+            str(entry.size),
+            str(entry.stored_size),
+            entry.compression or "",
+            entry.comment,
+        )
+    Console().print(table)
+
+
+def _entry_facts(entry: ArchiveEntry) -> dict[str, Any]:
+    return {
+        "name": entry.name,
+        "timestamp": entry.timestamp,
+        "size": entry.size,
+        "stored_size": entry.stored_size,
+        "compression": entry.compression,
+        "comment": entry.comment,
+        "offset": entry.offset,
+    }
+
+
+async def _entries(path: str, every: bool) -> list[ArchiveEntry]:
+    if detect(path) != "archive":
+        fail(f"{path}: not an archive")
+    async with Archive.open(path) as archive:
+        if every:
+            return await archive.contents()
+        latest = await archive.latest()
+        return sorted(latest.values(), key=lambda e: e.offset, reverse=True)
+
+
+@cli.command()
+@click.argument("archive", type=click.Path(dir_okay=False))
+@click.argument("names", nargs=-1)
+@click.option(
+    "-C",
+    "--directory",
+    default=".",
+    type=click.Path(file_okay=False),
+    help="Where to write the files.",
+)
+@click.option("--force", is_flag=True, help="Overwrite files that exist.")
+def extract(archive: str, names: tuple[str, ...], directory: str, force: bool) -> None:
+    """Write the newest entry of each name (or of NAMES) under DIRECTORY.
+
+    Names that would leave DIRECTORY (absolute, with .., a NUL, or through a
+    symbolic link) are refused, and files are not overwritten without
+    --force.
+    """
+    written = run(_extract(archive, names, directory, force))
+    click.echo(f"{archive}: extracted {written} entries to {directory}", err=True)
+
+
+def safe_name(name: str) -> str:
+    """``name`` as a relative path, or :class:`Failure` if it could escape
+    (the rules of PEP 706's ``data`` filter that apply to names)."""
+    if not name or "\0" in name or "\\" in name:
+        fail(f"refusing entry name {name!r}: empty, or holds NUL or backslash")
+    if name.startswith("/") or (len(name) > 1 and name[1] == ":"):
+        fail(f"refusing entry name {name!r}: absolute")
+    parts = [part for part in name.split("/") if part not in ("", ".")]
+    if not parts or ".." in parts:
+        fail(f"refusing entry name {name!r}: it leaves the directory")
+    return "/".join(parts)
+
+
+async def _extract(
+    path: str, names: tuple[str, ...], directory: str, force: bool
+) -> int:
+    if detect(path) != "archive":
+        fail(f"{path}: not an archive")
+    async with Archive.open(path) as archive:
+        latest = await archive.latest()
+        wanted = names or tuple(sorted(latest))
+        missing = [name for name in wanted if name not in latest]
+        if missing:
+            fail(f"{path}: no entry named {missing[0]!r}")
+        targets = [(name, safe_name(name)) for name in wanted]  # all checked first
+        for name, relative in targets:
+            try:
+                io = _io.create_inside(directory, relative, overwrite=force)
+            except OSError as error:
+                if error.errno == errno.EEXIST:
+                    fail(f"{directory}/{relative}: exists (use --force to overwrite)")
+                if error.errno in (errno.EACCES, errno.ELOOP):
+                    fail(f"refusing entry name {name!r}: it leads outside {directory}")
+                raise
+            try:
+                offset = 0
+                async with archive.read(latest[name]) as stream:
+                    async for chunk in stream:
+                        await _io.offload(io.pwrite, offset, chunk)
+                        offset += len(chunk)
+            finally:
+                await _io.offload(io.close)
+    return len(targets)
+
+
+# --------------------------------------------------------------------------
+# The entry point
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Run the command line (the ``aiorecords`` console script)."""
+    debug = "--debug" in (argv if argv is not None else sys.argv[1:])
+    try:
+        cli.main(args=argv, prog_name="aiorecords", standalone_mode=False)
+    except click.exceptions.Exit as done:
+        sys.exit(done.exit_code)
+    except click.ClickException as error:
+        error.show()
+        sys.exit(2)
+    except click.exceptions.Abort:
+        sys.exit(130)
+    except KeyboardInterrupt:
+        sys.exit(130)
+    except BrokenPipeError:
+        _quiet_broken_pipe()
+    except (Failure, AiorecordsError, OSError) as error:
+        if debug:
+            raise
+        stderr.print(
+            f"aiorecords: {error}", markup=False, highlight=False, soft_wrap=True
+        )
+        sys.exit(2)
+
+
+def _quiet_broken_pipe() -> NoReturn:
+    """``aiorecords cat ... | head`` ends quietly when head stops reading:
+    standard output is pointed at nothing, so that flushing it at exit does
+    not fail again."""
+    _io.silence_stdout()
+    sys.exit(0)

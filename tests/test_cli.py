@@ -1,0 +1,341 @@
+"""The ``aiorecords`` console script, driven in a subprocess as a user would."""
+
+from __future__ import annotations
+
+import json
+import os
+import pty
+import select
+import shutil
+import signal
+import struct
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from aiorecords import Archive, CaptureFile, RecordsWriter
+
+SCRIPT = shutil.which("aiorecords", path=os.path.dirname(sys.executable))
+
+
+def aiorecords(
+    *args: str, cwd: Path, check_status: int | None = 0
+) -> subprocess.CompletedProcess[bytes]:
+    assert SCRIPT is not None, "the console script is not installed"
+    done = subprocess.run(
+        [SCRIPT, *args], cwd=cwd, capture_output=True, timeout=120, check=False
+    )
+    if check_status is not None:
+        assert done.returncode == check_status, done.stderr.decode()
+    return done
+
+
+async def make_capture(path: Path, n: int = 25, compression: str = "zstd") -> None:
+    cf = CaptureFile(
+        str(path),
+        to_write=True,
+        force_new_empty_file=True,
+        encoding=None,
+        compression=compression,  # type: ignore[arg-type]
+    )
+    await cf.open(to_write=True)
+    for i in range(n):
+        await cf.add_record(f"event {i}".encode())
+    await cf.set_metadata(b"the metadata")
+    await cf.commit()
+    await cf.close()
+
+
+async def make_log(path: Path, n: int = 25) -> None:
+    async with RecordsWriter(str(path)) as writer:
+        for i in range(n):
+            await writer.write(f"rec {i}")
+
+
+async def make_archive(path: Path, names: list[str]) -> None:
+    async with Archive.open(str(path), mode="rdwr") as archive:
+        for n, name in enumerate(names):
+            async with archive.append(name, timestamp=n, compression="gzip") as out:
+                await out.write(f"data of {name}".encode())
+
+
+@pytest.fixture
+async def files(tmp_path: Path) -> Path:
+    await make_capture(tmp_path / "c.capture")
+    await make_capture(tmp_path / "v2.capture", compression="zlib")
+    await make_log(tmp_path / "r.log")
+    await make_archive(tmp_path / "a.gar", ["index.html", "css/site.css"])
+    return tmp_path
+
+
+def test_python_dash_m_is_the_same_command(files: Path) -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", "aiorecords", "--help"], capture_output=True, check=True
+    )
+    assert b"info" in done.stdout
+    assert b"verify" in done.stdout
+
+
+@pytest.mark.parametrize(
+    ("name", "fmt", "count_key", "count"),
+    [
+        ("c.capture", "capture", "records", 25),
+        ("v2.capture", "capture", "records", 25),
+        ("r.log", "records", "records", 25),
+        ("a.gar", "archive", "entries", 2),
+    ],
+)
+def test_info_detects_the_format(
+    files: Path, name: str, fmt: str, count_key: str, count: int
+) -> None:
+    facts = json.loads(aiorecords("info", name, "--json", cwd=files).stdout)
+    assert facts["format"] == fmt
+    assert facts[count_key] == count
+    assert facts["size_on_disk"] == (files / name).stat().st_size
+    if fmt == "capture":
+        assert facts["metadata"] == "the metadata"
+        assert facts["layout"] == (
+            "capture v2" if name == "v2.capture" else "aiorecords capture"
+        )
+
+
+def test_info_prints_a_table(files: Path) -> None:
+    out = aiorecords("info", "c.capture", cwd=files).stdout.decode()
+    assert "aiorecords capture" in out
+    assert "the metadata" in out
+
+
+def test_cat_in_every_rendering(files: Path) -> None:
+    text = aiorecords("cat", "c.capture", "--from", "3", "--to", "5", cwd=files).stdout
+    assert text == b"event 2\nevent 3\nevent 4\n"
+    lines = aiorecords("cat", "r.log", "--as", "json", cwd=files).stdout.splitlines()
+    assert [json.loads(line) for line in lines] == [f"rec {i}" for i in range(25)]
+    hexed = aiorecords("cat", "a.gar", "--as", "hex", cwd=files).stdout.split()
+    assert [bytes.fromhex(h.decode()) for h in hexed] == [
+        b"data of index.html",
+        b"data of css/site.css",
+    ]
+    raw = aiorecords("cat", "r.log", "--as", "raw", "--to", "2", cwd=files).stdout
+    assert raw == struct.pack(">I", 5) + b"rec 0" + struct.pack(">I", 5) + b"rec 1"
+
+
+def test_cat_into_head_ends_quietly(tmp_path: Path) -> None:
+    import asyncio
+
+    asyncio.run(make_log(tmp_path / "big.log", 200_000))
+    done = subprocess.run(
+        f"{SCRIPT} cat big.log | head -n 2",
+        shell=True,
+        cwd=tmp_path,
+        capture_output=True,
+        timeout=120,
+        check=False,
+    )
+    assert done.stdout == b"rec 0\nrec 1\n"
+    assert done.stderr == b""
+
+
+def test_tail_shows_the_last_records(files: Path) -> None:
+    for name, prefix in (
+        ("c.capture", b"event"),
+        ("r.log", b"rec"),
+        ("a.gar", b"data"),
+    ):
+        out = aiorecords("tail", "-n", "2", name, cwd=files).stdout.splitlines()
+        assert len(out) == 2
+        assert all(line.startswith(prefix) for line in out)
+    assert aiorecords("tail", "-n", "1", "r.log", cwd=files).stdout == b"rec 24\n"
+
+
+@pytest.mark.parametrize("name", ["c.capture", "r.log", "a.gar"])
+def test_verify_a_clean_file(files: Path, name: str) -> None:
+    out = aiorecords("verify", name, cwd=files).stdout.decode()
+    assert ": ok:" in out
+
+
+def test_verify_reports_damage_with_status_1(tmp_path: Path) -> None:
+    import asyncio
+
+    asyncio.run(make_log(tmp_path / "r.log", 5000))
+    data = bytearray((tmp_path / "r.log").read_bytes())
+    data[40_000] ^= 0x10
+    (tmp_path / "r.log").write_bytes(bytes(data))
+    done = aiorecords("verify", "r.log", cwd=tmp_path, check_status=1)
+    out = done.stdout.decode()
+    # The damaged record and the rest of its block are dropped.
+    assert "damaged: offset 39997, 25539 bytes: checksum mismatch" in out
+    assert "r.log: damaged:" in out
+
+    asyncio.run(make_archive(tmp_path / "a.gar", ["one", "two"]))
+    archive = bytearray((tmp_path / "a.gar").read_bytes())
+    at = archive.index(b"data of one"[:4]) if b"data of one" in archive else 60
+    archive[at + 70] ^= 0x01
+    (tmp_path / "a.gar").write_bytes(bytes(archive))
+    aiorecords("verify", "a.gar", cwd=tmp_path, check_status=1)
+
+
+def test_verify_an_unusable_file_is_status_2(tmp_path: Path) -> None:
+    (tmp_path / "junk.bin").write_bytes(b"not a record file at all")
+    done = aiorecords("verify", "junk.bin", cwd=tmp_path, check_status=2)
+    assert done.stderr.decode().count("\n") == 1  # one line
+    assert b"junk.bin" in done.stderr
+    assert b"Traceback" not in done.stderr
+
+
+def test_errors_are_one_line_unless_debug(tmp_path: Path) -> None:
+    done = aiorecords("info", "missing.capture", cwd=tmp_path, check_status=2)
+    assert done.stderr == b"aiorecords: missing.capture: No such file or directory\n"
+    (tmp_path / "bad.capture").write_bytes(b"MioCapture\0" + bytes(100))
+    done = aiorecords("info", "bad.capture", cwd=tmp_path, check_status=2)
+    assert done.stderr.startswith(b"aiorecords: ")
+    assert b"bad.capture" in done.stderr
+    assert b"Traceback" not in done.stderr
+    done = aiorecords("--debug", "info", "bad.capture", cwd=tmp_path, check_status=None)
+    assert done.returncode != 0
+    assert b"Traceback" in done.stderr
+
+
+@pytest.mark.parametrize("source", ["c.capture", "r.log", "a.gar"])
+@pytest.mark.parametrize("to", ["capture", "records", "archive"])
+def test_convert_between_every_pair(files: Path, source: str, to: str) -> None:
+    destination = f"out-{to}"
+    aiorecords("convert", source, destination, "--to", to, cwd=files)
+    before = aiorecords("cat", source, "--as", "json", cwd=files).stdout
+    after = aiorecords("cat", destination, "--as", "json", cwd=files).stdout
+    assert before == after
+    again = aiorecords(
+        "convert", source, destination, "--to", to, cwd=files, check_status=2
+    )
+    assert b"--force" in again.stderr
+
+
+def test_convert_to_a_capturefile_1_2_0_file(files: Path) -> None:
+    from CaptureFile import CaptureFile as PeerCaptureFile
+
+    aiorecords(
+        "convert",
+        "r.log",
+        "peer.capture",
+        "--to",
+        "capture",
+        "--compression",
+        "zlib",
+        cwd=files,
+    )
+    peer = PeerCaptureFile(str(files / "peer.capture"))
+    try:
+        assert list(peer) == [f"rec {i}" for i in range(25)]
+    finally:
+        peer.close()
+
+
+def test_ls_and_extract(files: Path) -> None:
+    listing = json.loads(aiorecords("ls", "a.gar", "--json", cwd=files).stdout)
+    assert [e["name"] for e in listing] == ["css/site.css", "index.html"]
+    assert "index.html" in aiorecords("ls", "a.gar", cwd=files).stdout.decode()
+    aiorecords("extract", "a.gar", "-C", "out", cwd=files)
+    assert (files / "out/index.html").read_bytes() == b"data of index.html"
+    assert (files / "out/css/site.css").read_bytes() == b"data of css/site.css"
+    done = aiorecords(
+        "extract", "a.gar", "index.html", "-C", "out", cwd=files, check_status=2
+    )
+    assert b"--force" in done.stderr
+    aiorecords("extract", "a.gar", "index.html", "-C", "out", "--force", cwd=files)
+
+
+@pytest.mark.parametrize(
+    "name", ["../escape", "/etc/passwd-copy", "a/../../b", "a\\b", "c:x"]
+)
+def test_extract_refuses_names_that_leave_the_directory(
+    tmp_path: Path, name: str
+) -> None:
+    import asyncio
+
+    asyncio.run(make_archive(tmp_path / "evil.gar", ["fine", name]))
+    (tmp_path / "out").mkdir()
+    done = aiorecords("extract", "evil.gar", "-C", "out", cwd=tmp_path, check_status=2)
+    assert b"refusing entry name" in done.stderr
+    assert list((tmp_path / "out").iterdir()) == []  # checked before writing any
+    assert not (tmp_path / "escape").exists()
+
+
+def test_extract_never_follows_a_link_out(tmp_path: Path) -> None:
+    import asyncio
+
+    asyncio.run(make_archive(tmp_path / "a.gar", ["link/file", "plain"]))
+    (tmp_path / "out").mkdir()
+    (tmp_path / "elsewhere").mkdir()
+    (tmp_path / "out" / "link").symlink_to(tmp_path / "elsewhere")
+    (tmp_path / "out" / "plain").symlink_to(tmp_path / "elsewhere" / "target")
+    done = aiorecords(
+        "extract", "a.gar", "link/file", "-C", "out", cwd=tmp_path, check_status=2
+    )
+    assert b"outside" in done.stderr
+    done = aiorecords(
+        "extract",
+        "a.gar",
+        "plain",
+        "-C",
+        "out",
+        "--force",
+        cwd=tmp_path,
+        check_status=2,
+    )
+    assert list((tmp_path / "elsewhere").iterdir()) == []
+
+
+def test_tail_follow_in_a_terminal(tmp_path: Path) -> None:
+    """``tail -f`` on a pseudo-terminal: the last records, then records as
+    another writer commits them; Ctrl-C ends it with no traceback."""
+    import asyncio
+
+    path = tmp_path / "live.capture"
+    asyncio.run(make_capture(path, n=3))
+    controller, terminal = pty.openpty()
+    process = subprocess.Popen(
+        [SCRIPT, "tail", "-f", "-n", "2", str(path)],
+        stdin=terminal,
+        stdout=terminal,
+        stderr=terminal,
+        start_new_session=True,
+    )
+    os.close(terminal)
+    seen = b""
+
+    def read_until(wanted: bytes) -> None:
+        nonlocal seen
+        deadline = time.monotonic() + 30
+        while wanted not in seen:
+            assert time.monotonic() < deadline, seen
+            ready, _, _ = select.select([controller], [], [], 1)
+            if ready:
+                seen += os.read(controller, 4096)
+
+    try:
+        read_until(b"event 2")
+        assert b"event 0" not in seen
+
+        async def append() -> None:
+            cf = await CaptureFile(str(path), to_write=True)
+            await cf.add_record("new one")
+            await cf.commit()
+            await cf.close()
+
+        asyncio.run(append())
+        read_until(b"new one")
+        os.killpg(process.pid, signal.SIGINT)  # Ctrl-C
+        assert process.wait(timeout=30) == 130
+        try:
+            while select.select([controller], [], [], 0.5)[0]:
+                seen += os.read(controller, 4096)
+        except OSError:
+            pass  # the terminal closed with the process
+        assert b"Traceback" not in seen
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+        os.close(controller)
