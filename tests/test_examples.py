@@ -56,3 +56,18 @@ def test_archive_consumers(tmp_path: Path) -> None:
     assert any("60 entries, newest 'reports/059.txt'" in line for line in lines)
     assert "biggest entry 'reports/042.txt': 5088890 bytes" in lines
     assert target.exists()
+
+
+def test_stream_generator(tmp_path: Path) -> None:
+    target = tmp_path / "events.capture"
+    done = subprocess.run(
+        [sys.executable, str(EXAMPLES / "stream_generator.py"), str(target)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=True,
+    )
+    lines = done.stdout.splitlines()
+    assert lines[0] == "produced 2000 events in batches of 100"
+    assert lines[1] == "consumed 2000 events in order (1334 clicks)"
+    assert lines[2].startswith("longest stall of the consumer: ")
