@@ -180,6 +180,13 @@ def info(file: str, fmt: str | None, as_json: bool) -> None:
 async def _info(path: str, fmt: Format) -> dict[str, Any]:
     size = _io.file_size(path)
     facts: dict[str, Any] = {"file": path, "format": fmt, "size_on_disk": size}
+    head = _io.read_head(path, 16)
+    if fmt == "capture" and len(head) >= 15:
+        facts["version"] = struct.unpack_from(">L", head, 11)[0]
+    elif fmt == "archive" and len(head) >= 12:
+        facts["version"] = struct.unpack_from("<L", head, 8)[0]
+    else:
+        facts["version"] = None  # the LevelDB log format has no version field
     if fmt == "capture":
         cf = await CaptureFile(path, encoding=None)
         try:

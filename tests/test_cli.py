@@ -95,6 +95,10 @@ def test_info_detects_the_format(
     assert facts["format"] == fmt
     assert facts[count_key] == count
     assert facts["size_on_disk"] == (files / name).stat().st_size
+    assert facts["version"] == {
+        "capture": 2 if name == "v2.capture" else 1,
+        "archive": 1,
+    }.get(fmt)
     if fmt == "capture":
         assert facts["metadata"] == "the metadata"
         assert facts["layout"] == (
