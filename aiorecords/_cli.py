@@ -59,7 +59,8 @@ def fail(message: str) -> NoReturn:
 
 
 def run(coroutine: Awaitable[T]) -> T:
-    """Run a command's coroutine; Ctrl-C ends it quietly."""
+    """Run a command's coroutine in a new event loop (Ctrl-C cancels it and
+    surfaces as KeyboardInterrupt, which :func:`main` turns into status 130)."""
 
     async def main() -> T:
         return await coroutine
