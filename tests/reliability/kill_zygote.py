@@ -2,7 +2,8 @@
 
     python kill_zygote.py FORMAT PATH
 
-It imports everything once, then for each line ``go SEED`` on stdin forks a
+It imports everything once, then for each line ``go SEED [HINT...]`` on
+stdin (HINT: for a log, a count of records and the offset they end at) forks a
 writer that continues the file (commits, durable appends or synced batches)
 and prints ``ack N`` after each one returns; the zygote prints ``pid P``
 first, and ``dead`` once the writer has exited (the test kills it with
@@ -35,7 +36,9 @@ def entry_data(n: int) -> bytes:
 
 
 def log_record(n: int) -> bytes:
-    size = (n * 104729) % 50_000
+    # Mostly small (the log is read whole after every kill), one in ten
+    # spanning blocks.
+    size = (n * 104729) % (50_000 if n % 10 == 0 else 3000)
     return (f"<{n}>".encode() * (size // 3 + 1))[:size]
 
 
@@ -43,10 +46,16 @@ def ack(n: int) -> None:
     os.write(1, f"ack {n}\n".encode())
 
 
-async def capture_writer(path: str, rng: random.Random) -> None:
+def ready() -> None:
+    """Opened (and, for a log, recovered): the writing starts."""
+    os.write(1, b"ready\n")
+
+
+async def capture_writer(path: str, rng: random.Random, hint: list[str]) -> None:
     cf = await CaptureFile(path, to_write=True, encoding=None)
     metadata = await cf.get_metadata()
     commit = 0 if metadata is None else int(metadata)
+    ready()
     while True:
         commit += 1
         for n in range(records_in(commit)):
@@ -56,9 +65,10 @@ async def capture_writer(path: str, rng: random.Random) -> None:
         ack(commit)
 
 
-async def archive_writer(path: str, rng: random.Random) -> None:
+async def archive_writer(path: str, rng: random.Random, hint: list[str]) -> None:
     async with Archive.open(path, mode="rdwr", durable=True) as archive:
         n = len(await archive.contents())
+        ready()
         while True:
             n += 1
             async with archive.append(
@@ -70,10 +80,15 @@ async def archive_writer(path: str, rng: random.Random) -> None:
             ack(n)
 
 
-async def records_writer(path: str, rng: random.Random) -> None:
-    async with RecordsReader(path) as reader:
-        n = len([r async for r in reader])
+async def records_writer(path: str, rng: random.Random, hint: list[str]) -> None:
+    # The test tells how many records lie before which offset (checked and
+    # acknowledged); only the rest of the log needs counting.
+    n, start = (int(hint[0]), int(hint[1])) if hint else (0, 0)
+    async with RecordsReader(path, start=start) as reader:
+        n += len([r async for r in reader])
     async with RecordsWriter(path, append=True, pad_last_block=False) as writer:
+        await writer.flush()  # opens the log, cutting off a torn record
+        ready()
         while True:
             for _ in range(rng.randint(1, 4)):
                 await writer.write(log_record(n))
@@ -93,11 +108,12 @@ def main() -> None:
     fmt, path = sys.argv[1], sys.argv[2]
     writer = WRITERS[fmt]
     for line in sys.stdin:
-        seed = int(line.split()[1])
+        _, seed_text, *hint = line.split()
+        seed = int(seed_text)
         pid = os.fork()
         if pid == 0:  # the writer
             try:
-                asyncio.run(writer(path, random.Random(seed)))
+                asyncio.run(writer(path, random.Random(seed), hint))
             finally:
                 os._exit(1)
         os.write(1, f"pid {pid}\n".encode())

@@ -58,29 +58,37 @@ class Zygote:
         *complete, self.pending = self.pending.split(b"\n")
         return [line.decode() for line in complete]
 
-    def run_and_kill(self, seed: int, lifetime: float) -> tuple[int, int]:
-        """Start a writer, kill it ``lifetime`` seconds after it is known to
-        run; the last number it acknowledged (0 if none) and acks seen."""
+    def run_and_kill(
+        self, seed: int, lifetime: float, while_opening: bool, hint: str = ""
+    ) -> tuple[int, int]:
+        """Start a writer and kill it ``lifetime`` seconds after it started
+        (``while_opening``: the kill may land while it opens and recovers the
+        file) or after it opened the file; the last number it acknowledged
+        (0 if none) and the acks seen."""
         assert self.process.stdin is not None
-        self.process.stdin.write(f"go {seed}\n".encode())
+        self.process.stdin.write(f"go {seed} {hint}\n".encode())
         self.process.stdin.flush()
         pid = None
-        last = 0
-        acks = 0
+        ready = killed = dead = False
+        last = acks = 0
         deadline = None
-        dead = False
         while not dead:
+            # The lines may come in any order: the writer's and the zygote's.
+            if deadline is None and not killed and pid and (while_opening or ready):
+                deadline = time.monotonic() + lifetime
             timeout = None if deadline is None else max(0, deadline - time.monotonic())
-            if deadline is not None and timeout == 0 and pid is not None:
+            if deadline is not None and timeout == 0:
+                assert pid is not None
                 os.kill(pid, signal.SIGKILL)
                 deadline = None
-                pid = -1  # killed
+                killed = True
                 continue
             for line in self.lines(timeout):
                 word, _, value = line.partition(" ")
                 if word == "pid":
                     pid = int(value)
-                    deadline = time.monotonic() + lifetime
+                elif word == "ready":
+                    ready = True
                 elif word == "ack":
                     last = int(value)
                     acks += 1
@@ -131,12 +139,24 @@ async def check_archive(path: str, acked: int) -> int:
         return len(entries)
 
 
+class LogPrefix:
+    """The records of the log already checked and acknowledged (so never cut
+    again): how many, and where they end. Each check reads on from there, so
+    that the checks do not grow with the log."""
+
+    count = 0
+    end = 0
+
+
 async def check_records(path: str, acked: int) -> int:
-    async with RecordsReader(path, strict=True) as reader:
-        n = 0
+    assert os.path.getsize(path) >= LogPrefix.end, "acknowledged records were cut"
+    n = LogPrefix.count
+    async with RecordsReader(path, start=LogPrefix.end, strict=True) as reader:
         async for record in reader:
             assert record == log_record(n)
             n += 1
+            if n <= acked:
+                LogPrefix.count, LogPrefix.end = n, await reader.tell()
     assert n >= acked
     return n
 
@@ -167,6 +187,7 @@ FORMATS = {
 @pytest.mark.parametrize("fmt", list(FORMATS))
 async def test_killed_writers_lose_nothing_acknowledged(fmt: str, tmp_path) -> None:
     create, check = FORMATS[fmt]
+    LogPrefix.count = LogPrefix.end = 0
     path = str(tmp_path / f"killed.{fmt}")
     await create(path)
     rng = random.Random(fmt)
@@ -175,7 +196,10 @@ async def test_killed_writers_lose_nothing_acknowledged(fmt: str, tmp_path) -> N
     found = 0
     try:
         for kill in range(KILLS):
-            acked, acks = zygote.run_and_kill(kill, rng.uniform(0, 0.04))
+            hint = f"{LogPrefix.count} {LogPrefix.end}" if fmt == "records" else ""
+            acked, acks = zygote.run_and_kill(
+                kill, rng.uniform(0, 0.04), while_opening=kill % 4 == 0, hint=hint
+            )
             total_acks += acks
             try:
                 now = await check(path, acked)
@@ -185,6 +209,9 @@ async def test_killed_writers_lose_nothing_acknowledged(fmt: str, tmp_path) -> N
             found = now
     finally:
         zygote.close()
+    if fmt == "records":  # and once more, the whole log from the start
+        LogPrefix.count = LogPrefix.end = 0
+        assert await check_records(path, found) == found
     assert total_acks > KILLS // 4, "the writers were killed before doing anything"
     count(f"writers SIGKILLed, {fmt}", KILLS)
     count(f"acknowledged writes before the kills, {fmt}", total_acks)
