@@ -2,7 +2,8 @@
 
 For each format, a writer process continues one file (capture commits,
 durable archive appends, synced batches of LevelDB records) and reports each
-acknowledged write; it is killed after a random 0 to 40 ms. After each kill
+acknowledged write; it is killed a random 0 to 40 ms after it has opened
+the file (one writer in four while it is still opening it). After each kill
 the file is reopened: every acknowledged commit or entry is there, and
 nothing partial; then the next writer continues the same file. (SIGKILL
 loses no page cache, so this proves consistency at every instant of a
