@@ -38,6 +38,7 @@ __all__ = [
     "Outcome",
     "add_observer",
     "add_recorder",
+    "allow_cached_reads",
     "canonical_path",
     "create_inside",
     "create_temp_beside",
@@ -241,21 +242,44 @@ _OFD_SETLK: Final = getattr(fcntl, "F_OFD_SETLK", None)
 _OFD_SETLKW: Final = getattr(fcntl, "F_OFD_SETLKW", None)
 
 
+# preadv2(RWF_NOWAIT): a read served from the page cache, or refused with
+# EAGAIN rather than waiting for the disk (Linux 4.14 and later).
+_RWF_NOWAIT: Final = getattr(os, "RWF_NOWAIT", None)
+_NOWAIT_UNSUPPORTED: Final = frozenset(
+    {errno.EOPNOTSUPP, errno.ENOTSUP, errno.EINVAL, errno.ENOSYS}
+)
+
+
+_cached_reads_allowed = True
+
+
+def allow_cached_reads(allowed: bool) -> bool:
+    """Let :meth:`FileIO.read_cached` read (the default), or make it always
+    answer None, so that every read goes to a worker thread (tests use this
+    to exercise that path on files the page cache holds). Returns the
+    previous setting."""
+    global _cached_reads_allowed
+    previous, _cached_reads_allowed = _cached_reads_allowed, allowed
+    return previous
+
+
 class FileIO:
-    """An open file: positional I/O on one descriptor, called from threads only.
+    """An open file: positional I/O on one descriptor, called from threads
+    only (but for :meth:`read_cached`, which never waits for the disk).
 
     Nothing here moves a file offset, so any number of threads may read one
     descriptor at once. Writers serialise themselves above this layer. Every
     failure is raised as :class:`~aiorecords.errors.StorageError`.
     """
 
-    __slots__ = ("_closed", "fd", "path", "writable")
+    __slots__ = ("_cached_reads", "_closed", "fd", "path", "writable")
 
     def __init__(self, fd: int, path: str, writable: bool) -> None:
         self.fd = fd
         self.path = path
         self.writable = writable
         self._closed = False
+        self._cached_reads = _RWF_NOWAIT is not None
 
     def __repr__(self) -> str:
         return f"<FileIO {self.path!r} fd={self.fd}>"
@@ -281,6 +305,31 @@ class FileIO:
                 parts.append(more)
                 got += len(more)
             return b"".join(parts)
+
+    def read_cached(self, offset: int, size: int) -> bytearray | None:
+        """Read up to ``size`` bytes at ``offset`` if the page cache holds
+        them, without ever waiting for the disk; safe to call from the event
+        loop's thread. None when the bytes are not (all) cached, or where
+        the system cannot read this way: use :meth:`pread` in a worker
+        thread then. Fewer bytes than asked for (even none) means that only
+        those were cached, or that the file ends there (none: it ends at
+        ``offset``).
+        """
+        if not (self._cached_reads and _cached_reads_allowed):
+            return None
+        buffer = bytearray(size)
+        with _system_call("pread", self.path, offset, size):
+            try:
+                got = os.preadv(self.fd, [buffer], offset, _RWF_NOWAIT)  # type: ignore[arg-type]
+            except BlockingIOError:
+                return None  # it would have waited for the disk
+            except OSError as error:
+                if error.errno not in _NOWAIT_UNSUPPORTED:
+                    raise
+                self._cached_reads = False
+                return None
+        del buffer[got:]
+        return buffer
 
     def pwrite(self, offset: int, data: bytes | bytearray | memoryview) -> None:
         """Write all of ``data`` at ``offset``."""

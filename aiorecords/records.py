@@ -9,15 +9,17 @@ cuts a file into byte ranges for readers working in parallel.
 
 Both take a path, or an async file object (such as one from
 ``aiofiles.open``). With a path, every system call goes through
-:mod:`aiorecords._io`: one worker-thread hop per buffer written or per chunk
-read (which is also decoded in that hop), none per record.
+:mod:`aiorecords._io`: one worker-thread hop per buffer written; a block the
+page cache holds is read without one (``preadv2`` with ``RWF_NOWAIT`` never
+waits for the disk), any other by one hop per block; none per record.
+Decoding is in-memory work done on the event loop.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterable
 from typing import Any, Final, Protocol
 
 from . import _io, _watch
@@ -43,8 +45,13 @@ DEFAULT_BUFFER_SIZE: Final = 1024 * 1024
 _YIELD_EVERY: Final = 128 * 1024
 #: Records decoded at a time: a slice is short work for the event loop.
 _DECODE_SLICE: Final = 500
-#: Bytes the reader asks for at a time (a whole number of blocks).
-DEFAULT_READ_SIZE: Final = 8 * BLOCK_SIZE
+#: Bytes the reader asks a worker thread for at a time (a whole number of
+#: blocks); bytes in the page cache are read a block at a time without one.
+DEFAULT_READ_SIZE: Final = BLOCK_SIZE
+#: A reader that never waits for a thread lets other tasks run once it has
+#: decoded this many bytes, or this many records, since it last did.
+_READER_YIELD_BYTES: Final = 256 * 1024
+_READER_YIELD_RECORDS: Final = 1000
 #: The largest record a reader assembles by default.
 DEFAULT_MAX_RECORD_SIZE: Final = 256 * 1024 * 1024
 
@@ -191,10 +198,52 @@ class RecordsWriter:
                 self._next_check = min(self.buffer_size, len(buffer) + _YIELD_EVERY)
                 await let_others_run()
 
+    async def write_many(
+        self, records: Iterable[bytes | bytearray | memoryview | str]
+    ) -> int:
+        """Write records in order, as many calls of :meth:`write` would, with
+        less work per record (one call, one check of the writer's state per
+        buffer rather than per record); return how many were written.
+
+        The records are framed as the iterable yields them, so it may be a
+        generator of any length: memory holds at most ``buffer_size`` bytes
+        of them at once. Other tasks run every 128 KiB, and other tasks'
+        records may land between these.
+
+        Cancellation: the records framed before the cancellation are written
+        (they are in the buffer), in order; the rest are not. A write of the
+        buffer already handed to a worker thread finishes first.
+        """
+        encoder = self._encoder
+        if encoder is None or self._closed or self._failed is not None:
+            encoder = await self._ready()
+        encode = encoder.encode
+        buffer = self._buffer
+        written = 0
+        for data in records:
+            encode(data if type(data) is bytes else _to_bytes(data), buffer)
+            written += 1
+            if len(buffer) >= self._next_check:
+                if len(buffer) >= self.buffer_size:
+                    await self._flush_buffer()
+                else:
+                    self._next_check = min(self.buffer_size, len(buffer) + _YIELD_EVERY)
+                    await let_others_run()
+                # Another task may have closed the writer meanwhile (or a
+                # flush swapped the buffers).
+                encode = (await self._ready()).encode
+                buffer = self._buffer
+        return written
+
     async def _flush_buffer(self) -> None:
         async with self._lock:
             if not self._buffer:
                 return
+            if self._io is not None and self._io.closed:
+                # Never reached: close() takes no record after it begins
+                # and flushes before it closes. Never write to a closed
+                # descriptor (its number may already be another file's).
+                raise ClosedError(f"{self!r} is closed")
             # Two buffers take turns, so that their memory is reused rather
             # than allocated (and faulted in) afresh for every flush.
             data, self._buffer = self._buffer, self._spare
@@ -269,17 +318,19 @@ class RecordsWriter:
         """
         if self._closed:
             return
+        # From now on no record is taken (write() raises ClosedError); those
+        # already framed, by this or any other task, are written below.
+        self._closed = True
         cancelled: BaseException | None = None
         try:
-            if self._failed is None and (self._encoder is not None or self._buffer):
-                encoder = await self._ready()
+            encoder = self._encoder
+            if self._failed is None and encoder is not None:
                 if self.pad_last_block:
                     self._buffer += encoder.padding()
                 await self._flush_buffer()
         except asyncio.CancelledError as error:
             cancelled = error
         finally:
-            self._closed = True
             if self._io is not None:
                 outcome, again = await _io.run_to_completion(self._io.close)
                 cancelled = cancelled or again
@@ -391,6 +442,12 @@ class RecordsReader:
     ``start`` and ``stop`` restrict the reader to the records whose first
     fragment starts in ``[start, stop)`` (see :func:`split`); :meth:`seek`
     moves to the first record starting at or after an offset.
+
+    The reader holds one block at a time, plus the record it is assembling
+    (at most ``max_record_size``). Blocks in the page cache are read without
+    waiting for the disk, on the event loop; the others are read by a worker
+    thread, ``read_size`` bytes (a whole number of blocks, one by default)
+    at a time, as are the bytes of a file object.
     """
 
     def __init__(
@@ -422,6 +479,9 @@ class RecordsReader:
         self._source_position = -1  # where a file object stands, if known
         self._lock = asyncio.Lock()
         self._closed = False
+        # Work done on the loop since the reader last let other tasks run.
+        self._unyielded_bytes = 0
+        self._unyielded_records = 0
 
     def __repr__(self) -> str:
         return f"<RecordsReader {self._path or repr(self._source)}>"
@@ -468,32 +528,52 @@ class RecordsReader:
         self._position = start
 
     async def _fill(self, follow: bool) -> bool:
-        """Decode the next records, reading the next chunk first if needed.
+        """Decode the next records, reading the next bytes first if needed.
 
-        Decoding is light in-memory work done here, a slice at a time; only
-        the read goes to a worker thread (or to the file object). False when
-        nothing more can come.
+        Bytes the page cache holds are read here a block at a time
+        (:meth:`~aiorecords._io.FileIO.read_cached` never waits for the
+        disk); others are read by a worker thread, ``read_size`` at a time,
+        or by the file object. Decoding is light in-memory work done here.
+        False when nothing more can come.
         """
         decoder = await self._open()
         self._index = 0
         self._pending = decoder.read_many(_DECODE_SLICE)
         if self._pending or decoder.finished:
+            self._unyielded_records += len(self._pending)
             return bool(self._pending)
         if follow:
             decoder.discard_unread()  # a writer may rewrite a torn tail
+        if (
+            self._unyielded_bytes >= _READER_YIELD_BYTES
+            or self._unyielded_records >= _READER_YIELD_RECORDS
+        ):
+            # All of this reader's work has been on the loop for a while.
+            self._unyielded_bytes = self._unyielded_records = 0
+            await let_others_run()
         wanted = decoder.wanted
+        data: bytes | bytearray | None = None
         if self._io is not None:
-            data = await _io.offload(self._io.pread, wanted, self.read_size)
+            data = self._io.read_cached(wanted, BLOCK_SIZE)
+            if data is not None:
+                self._unyielded_bytes += len(data)
+                at_end = not data  # a short cached read may be a partial one
+            else:
+                data = await _io.offload(self._io.pread, wanted, self.read_size)
+                self._unyielded_bytes = self._unyielded_records = 0
+                at_end = len(data) < self.read_size
         else:
             if self._source_position != wanted:
                 await self._source.seek(wanted)  # type: ignore[union-attr]
             data = await self._source.read(self.read_size)  # type: ignore[union-attr]
             self._source_position = wanted + len(data)
+            at_end = len(data) < self.read_size
         if data:
             decoder.feed(data)
-        if len(data) < self.read_size and not follow:
+        if at_end and not follow:
             decoder.feed_eof()
         self._pending = decoder.read_many(_DECODE_SLICE)
+        self._unyielded_records += len(self._pending)
         return bool(self._pending) or not decoder.finished
 
     def _report(self, region: SkippedRegion) -> None:
@@ -557,8 +637,6 @@ class RecordsReader:
                 if self._pending is not pending:
                     break  # seek() started over
             else:
-                # Between slices, let other tasks run: decoding is done here.
-                await let_others_run()
                 async with self._lock:
                     stale = self._pending is pending and self._index >= len(pending)
                     if stale and not await self._fill(follow=False):

@@ -1,7 +1,8 @@
 """LevelDB log records benchmark: the async API beside raw file I/O, in one run.
 
 Writes, then reads back, 200 MiB of 1 KiB records and of 100-byte records
-through ``RecordsWriter`` / ``RecordsReader`` (``async for``), and, in the
+through ``RecordsWriter`` (``write`` per record, and ``write_many`` over a
+generator) / ``RecordsReader`` (``async for``), and, in the
 same run, writes and reads the very same bytes with plain ``os.write`` /
 ``os.read`` in 1 MiB chunks, the fastest this machine moves them. Two
 settings: "cached" (the file in the page cache, writes not synced: the
@@ -134,6 +135,15 @@ async def bench_size(
 
         return run
 
+    def write_many_ours(sync: bool) -> Callable[[], Awaitable[None]]:
+        async def run() -> None:
+            async with RecordsWriter(ours, pad_last_block=False) as writer:
+                await writer.write_many(records[n & 255] for n in range(count))
+                if sync:
+                    await writer.sync()
+
+        return run
+
     async def read_ours() -> None:
         seen = 0
         async with RecordsReader(ours) as reader:
@@ -157,6 +167,7 @@ async def bench_size(
     for setting, cold in (("cached", False), ("from disk", True)):
         work = (
             ("write", write_ours(cold), write_raw(cold), None, None),
+            ("write_many", write_many_ours(cold), write_raw(cold), None, None),
             (
                 "read",
                 read_ours,

@@ -35,6 +35,42 @@ def test_positional_reads_and_writes(file: _io.FileIO) -> None:
     file.sync()
 
 
+@pytest.mark.skipif(not hasattr(os, "RWF_NOWAIT"), reason="preadv2 RWF_NOWAIT")
+def test_cached_reads_never_wait_for_the_disk(file: _io.FileIO) -> None:
+    data = os.urandom(5 * 4096)
+    file.pwrite(0, data)
+    assert file.read_cached(0, 8192) == data[:8192]  # just written: cached
+    assert file.read_cached(len(data) - 100, 4096) == data[-100:]
+    assert file.read_cached(len(data), 10) == b""  # the end of the file
+    file.datasync()
+    os.posix_fadvise(file.fd, 0, 0, os.POSIX_FADV_DONTNEED)
+    # Dropped from the cache (where the file system lets it go): refused,
+    # never waited for. A thread's read brings it back.
+    assert file.read_cached(4096, 4096) in (None, data[4096:8192])
+    assert file.pread(4096, 4096) == data[4096:8192]
+    assert file.read_cached(4096, 4096) == data[4096:8192]
+    previous = _io.allow_cached_reads(False)
+    try:
+        assert file.read_cached(0, 10) is None
+    finally:
+        _io.allow_cached_reads(previous)
+
+
+def test_a_cached_read_fails_as_a_storage_error(file: _io.FileIO) -> None:
+    file.pwrite(0, b"data")
+
+    def fail(operation: str, path: str, offset: int, length: int) -> None:
+        raise OSError(errno.EIO, "injected")
+
+    _io.add_observer(fail)
+    try:
+        with pytest.raises(StorageError) as caught:
+            file.read_cached(0, 4)
+    finally:
+        _io.remove_observer(fail)
+    assert caught.value.errno == errno.EIO
+
+
 def test_failures_are_storage_errors(tmp_path) -> None:
     name = str(tmp_path / "ro")
     with open(name, "wb") as f:

@@ -225,7 +225,12 @@ class LogDecoder:
         if self._at_eof:
             raise RuntimeError("feed() after feed_eof()")
         done = self._block_start - self._buffer_start
-        if done or not self._buffer:
+        if done >= len(self._buffer):
+            # All decoded (the usual case, fed block by block): let the old
+            # bytes go before copying the new ones.
+            self._buffer = b""
+            self._buffer = bytes(data)
+        elif done:
             self._buffer = self._buffer[done:] + bytes(data)
         else:
             self._buffer += bytes(data)
@@ -373,26 +378,33 @@ class LogDecoder:
                 buffer = self._buffer
                 block_start = self._block_start
                 base = block_start - self._buffer_start
-                available = min(len(buffer) - base, BLOCK_SIZE)
                 pos = self._pos
-                first = self.start - block_start  # records start at or after
-                while available - pos >= HEADER_SIZE and count < limit:
-                    checksum, length, kind = unpack(buffer, base + pos)
-                    end = pos + HEADER_SIZE + length
-                    if kind != FULL or end > available or pos < first:
+                # The fast path stops where a header would not fit, and at
+                # ``stop``; records before ``start`` take the general path.
+                last = min(len(buffer) - base, BLOCK_SIZE) - HEADER_SIZE
+                if pos >= self.start - block_start:
+                    last = min(last, stop - block_start - 1)
+                else:
+                    last = -1
+                at = base + pos  # in the buffer
+                last += base
+                block_end = base + min(len(buffer) - base, BLOCK_SIZE)
+                offset = self._buffer_start  # of the buffer in the file
+                while at <= last and count < limit:
+                    checksum, length, kind = unpack(buffer, at)
+                    end = at + HEADER_SIZE + length
+                    if kind != FULL or end > block_end:
                         break
-                    if block_start + pos >= stop:
-                        break
-                    data = buffer[base + pos + HEADER_SIZE : base + end]
+                    data = buffer[at + HEADER_SIZE : end]
                     crc = crc32c(data, full_crc)
                     if (
                         (((crc >> 15) | (crc << 17)) + _MASK_DELTA) & 0xFFFFFFFF
                     ) != checksum:
                         break  # the general path reports it
-                    append((data, block_start + pos, block_start + end))
+                    append((data, offset + at, offset + end))
                     count += 1
-                    pos = end
-                self._pos = pos
+                    at = end
+                self._pos = at - base
                 if count >= limit:
                     break
             record = self.read()

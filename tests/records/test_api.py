@@ -19,6 +19,7 @@ from aiorecords import (
     RecordsReader,
     RecordsWriter,
     SkippedRegion,
+    _io,
     records,
 )
 from aiorecords._core.records import BLOCK_SIZE, FULL, mask_crc
@@ -64,6 +65,67 @@ async def test_str_and_bytes_like_records(log_path: str) -> None:
     with pytest.raises(TypeError):
         async with RecordsWriter(log_path) as writer:
             await writer.write(5)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("buffer_size", [1, 5_000, 1 << 20])
+async def test_write_many_writes_what_writes_one_by_one_would(
+    tmp_path, buffer_size: int
+) -> None:
+    data = [*sample(200), "text ü", bytearray(b"ba"), memoryview(b"mv")]
+    one_by_one, many = str(tmp_path / "one.log"), str(tmp_path / "many.log")
+    await write_all(one_by_one, [b"first", *data], buffer_size=buffer_size)
+    async with RecordsWriter(many, buffer_size=buffer_size) as writer:
+        await writer.write(b"first")
+        assert await writer.write_many(iter(data)) == len(data)
+        assert await writer.write_many([]) == 0
+    with open(one_by_one, "rb") as f, open(many, "rb") as g:
+        assert g.read() == f.read()
+
+
+async def test_write_many_keeps_what_came_before_a_bad_record(log_path: str) -> None:
+    with pytest.raises(TypeError):
+        async with RecordsWriter(log_path) as writer:
+            await writer.write_many([b"a", b"b", 5, b"never"])  # type: ignore[list-item]
+    assert await read_all(log_path) == [b"a", b"b"]
+
+
+@pytest.mark.parametrize("how", ["write", "write_many"])
+async def test_writing_stops_when_another_task_closes_the_writer(
+    log_path: str, how: str
+) -> None:
+    """Records framed before close() began are written, none after; and
+    nothing is ever written to the closed descriptor."""
+    produced = 0
+    closing = asyncio.Event()
+
+    def records():
+        nonlocal produced
+        for n in itertools.count():
+            produced += 1
+            if n == 300:
+                closing.set()  # over 128 KiB framed: the writer lets others run
+            yield n.to_bytes(4, "big") * 250
+
+    writer = RecordsWriter(log_path)
+
+    async def close_it() -> None:
+        await closing.wait()
+        await writer.close()
+
+    async def write_them() -> None:
+        if how == "write_many":
+            await writer.write_many(records())
+        else:
+            for record in records():
+                await writer.write(record)
+
+    closer = asyncio.create_task(close_it())
+    with pytest.raises(ClosedError):
+        await write_them()
+    await closer
+    got = await read_all(log_path)
+    assert got == [n.to_bytes(4, "big") * 250 for n in range(len(got))]
+    assert 300 <= len(got) <= produced
 
 
 async def test_pad_last_block_like_the_app_engine_writer(log_path: str) -> None:
@@ -316,6 +378,37 @@ async def test_a_corrupt_length_allocates_nothing(log_path: str) -> None:
         tracemalloc.stop()
     assert got == [b"after"]
     assert peak < 2_000_000
+
+
+@pytest.mark.parametrize("cached_reads", [True, False])
+@pytest.mark.parametrize("size", [7, 100, 1024, 20_000])
+async def test_reading_holds_about_a_block_whatever_the_file_size(
+    log_path: str, size: int, cached_reads: bool
+) -> None:
+    """The reader's memory does not grow with the file: it reads one block at
+    a time (from the page cache, or through a worker thread)."""
+    import tracemalloc
+
+    count = min((4 << 20) // size, 50_000)  # 0.35 to 4 MiB
+    async with RecordsWriter(log_path) as writer:
+        await writer.write_many(bytes([n & 255]) * size for n in range(count))
+    await read_all(log_path)  # imports, the worker pool: not the reader's
+    previous = _io.allow_cached_reads(cached_reads)
+    tracemalloc.start()
+    try:
+        seen = 0
+        async with RecordsReader(log_path) as reader:
+            async for _ in reader:
+                seen += 1
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+        _io.allow_cached_reads(previous)
+    assert seen == count
+    # The block read, its copy being decoded, and the records decoded from
+    # one block not yet handed out (measured: 3.5 to 7 blocks, for 4 MiB or
+    # 8 MiB alike, where reading 8 blocks at a time took 26).
+    assert peak < 8 * BLOCK_SIZE
 
 
 async def test_reader_on_a_file_object_starts_where_it_stands(log_path: str) -> None:

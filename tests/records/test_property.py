@@ -9,7 +9,7 @@ import tempfile
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from aiorecords import CorruptRecordError, RecordsReader, RecordsWriter
+from aiorecords import CorruptRecordError, RecordsReader, RecordsWriter, _io
 from aiorecords._core.records import BLOCK_SIZE, LogDecoder, LogEncoder
 
 BOUNDARY_SIZES = [
@@ -131,9 +131,14 @@ def test_one_bad_byte_loses_only_its_block(
     pad=st.booleans(),
     buffer=st.sampled_from([1, 1000, 1 << 20]),
     damage=st.one_of(st.none(), st.floats(0, 1, exclude_max=True)),
+    cached_reads=st.booleans(),
 )
 def test_through_the_async_api(
-    records: list[bytes], pad: bool, buffer: int, damage: float | None
+    records: list[bytes],
+    pad: bool,
+    buffer: int,
+    damage: float | None,
+    cached_reads: bool,
 ) -> None:
     async def run() -> None:
         with tempfile.TemporaryDirectory() as directory:
@@ -151,7 +156,7 @@ def test_through_the_async_api(
                 with open(path, "r+b") as f:
                     f.seek(offset)
                     f.write(bytes([data[offset] ^ 0xFF]))
-            async with RecordsReader(path, read_size=BLOCK_SIZE) as reader:
+            async with RecordsReader(path, read_size=3 * BLOCK_SIZE) as reader:
                 got = [record async for record in reader]
             assert is_subsequence(got, records)
             if damage is None:
@@ -168,4 +173,10 @@ def test_through_the_async_api(
                 assert damage is not None
                 assert failure.offset is not None
 
-    asyncio.run(run())
+    # Bytes in the page cache are read on the loop, others by a worker
+    # thread (read_size at a time): both paths, on the same files.
+    previous = _io.allow_cached_reads(cached_reads)
+    try:
+        asyncio.run(run())
+    finally:
+        _io.allow_cached_reads(previous)
