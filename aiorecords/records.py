@@ -191,12 +191,17 @@ class RecordsWriter:
         buffer = self._buffer
         encoder.encode(data if type(data) is bytes else _to_bytes(data), buffer)
         if len(buffer) >= self._next_check:
-            if len(buffer) >= self.buffer_size:
-                await self._flush_buffer()
-            else:
-                # No I/O yet, but no task may hold the loop for long.
-                self._next_check = min(self.buffer_size, len(buffer) + _YIELD_EVERY)
-                await let_others_run()
+            await self._buffer_grew()
+
+    async def _buffer_grew(self) -> None:
+        """The buffer has reached ``_next_check``: write it out if full,
+        otherwise let other tasks run (no task may hold the loop for long)."""
+        size = len(self._buffer)
+        if size >= self.buffer_size:
+            await self._flush_buffer()
+        else:
+            self._next_check = min(self.buffer_size, size + _YIELD_EVERY)
+            await let_others_run()
 
     async def write_many(
         self, records: Iterable[bytes | bytearray | memoryview | str]
@@ -224,11 +229,7 @@ class RecordsWriter:
             encode(data if type(data) is bytes else _to_bytes(data), buffer)
             written += 1
             if len(buffer) >= self._next_check:
-                if len(buffer) >= self.buffer_size:
-                    await self._flush_buffer()
-                else:
-                    self._next_check = min(self.buffer_size, len(buffer) + _YIELD_EVERY)
-                    await let_others_run()
+                await self._buffer_grew()
                 # Another task may have closed the writer meanwhile (or a
                 # flush swapped the buffers).
                 encode = (await self._ready()).encode

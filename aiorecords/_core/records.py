@@ -381,14 +381,13 @@ class LogDecoder:
                 pos = self._pos
                 # The fast path stops where a header would not fit, and at
                 # ``stop``; records before ``start`` take the general path.
-                last = min(len(buffer) - base, BLOCK_SIZE) - HEADER_SIZE
+                block_end = base + min(len(buffer) - base, BLOCK_SIZE)
+                last = block_end - HEADER_SIZE  # in the buffer, as ``at``
                 if pos >= self.start - block_start:
-                    last = min(last, stop - block_start - 1)
+                    last = min(last, base + stop - block_start - 1)
                 else:
                     last = -1
-                at = base + pos  # in the buffer
-                last += base
-                block_end = base + min(len(buffer) - base, BLOCK_SIZE)
+                at = base + pos
                 offset = self._buffer_start  # of the buffer in the file
                 while at <= last and count < limit:
                     checksum, length, kind = unpack(buffer, at)
