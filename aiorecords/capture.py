@@ -41,6 +41,7 @@ from ._capture_threads import (
 from ._core.capture_index import node_from_block, read_item, record_coordinate
 from ._core.capture_layout import Layout, MasterNode, MasterNodesInconsistent
 from ._core.capture_writer import PLACEHOLDER, CaptureWriter, ReadView
+from ._scheduling import RECORDS_PER_TURN, let_others_run
 from .errors import (
     CaptureFileAlreadyOpen,
     CaptureFileNotOpen,
@@ -76,6 +77,10 @@ _MAX_BATCH: Final = 4096
 #: Records that append() and append_batch() may have waiting for their
 #: commit before further calls wait (back-pressure).
 DEFAULT_MAX_PENDING_APPENDS: Final = 10_000
+#: Records another task adds while a flush is in its worker thread are held
+#: in memory; past this many (or bytes) it waits for the flush to end.
+_HELD_RECORDS: Final = 4096
+_HELD_BYTES: Final = 4 * 1024 * 1024
 
 # follow() looks at the file for commits by other processes at intervals
 # doubling from the first to the last while nothing comes (commits by this
@@ -205,6 +210,8 @@ class CaptureFile:
         # write, not failed, no flush under way. The fast path of
         # add_record() checks only this.
         self._fast: CaptureWriter | None = None
+        # The record count at which add_record() next lets others run.
+        self._next_turn = 0
         self._failed: BaseException | None = None
         self._namespace = 0
         self._metadata_cache: tuple[tuple[int, int], bytes] | None = None
@@ -225,6 +232,7 @@ class CaptureFile:
         # records added meanwhile wait here, and join it when it is done.
         self._flushing = False
         self._held: list[bytes] = []
+        self._held_bytes = 0
         self._slots = MasterSlots()  # what this writer wrote to each slot
 
     def __repr__(self) -> str:
@@ -327,6 +335,9 @@ class CaptureFile:
             if to_write
             else None
         )
+        self._next_turn = (
+            self._writer.count + RECORDS_PER_TURN if self._writer is not None else 0
+        )
 
     async def close(self) -> None:
         """Close the file. Uncommitted records and metadata are discarded.
@@ -344,6 +355,7 @@ class CaptureFile:
         self._io = None
         self._writer = self._fast = None
         self._held = []
+        self._held_bytes = 0
         cancelled: asyncio.CancelledError | None = None
         while self._busy:
             if self._idle is None:
@@ -713,7 +725,10 @@ class CaptureFile:
         A ``str`` is stored encoded with the file's encoding. This is
         in-memory work, except when enough full compression blocks are
         waiting: they are then compressed and written in one worker-thread
-        hop. Raises :class:`~aiorecords.errors.CaptureFileNotOpen` if closed,
+        hop. A task that keeps adding without waiting lets other tasks run
+        every 500 records; one adding while another task's flush is out
+        waits for that flush once 4,096 records (or 4 MiB) are held for it.
+        Raises :class:`~aiorecords.errors.CaptureFileNotOpen` if closed,
         :class:`~aiorecords.errors.CaptureFileNotOpenForWrite` if open for
         reading, :class:`ValueError` for a record over ``max_record_size``.
 
@@ -731,12 +746,22 @@ class CaptureFile:
             else:
                 return await self._add_record_slowly(record)
             if count:
-                return count
+                if count < self._next_turn:
+                    return count
+                return await self._let_others_run(count)
             count = writer.count
             async with self._append_lock:
                 await self._flush(writer, commit=False)
             return count
         return await self._add_record_slowly(record)
+
+    async def _let_others_run(self, count: int) -> int:
+        """Pause a task that keeps adding records without waiting (small
+        records fill a flush only every few thousand), so that other tasks,
+        and the end of a flush in a worker thread, get the loop."""
+        self._next_turn = count + RECORDS_PER_TURN
+        await let_others_run()
+        return count
 
     async def _add_record_slowly(
         self, record: str | bytes | bytearray | memoryview
@@ -744,7 +769,18 @@ class CaptureFile:
         writer = self._open_writer("add a record to")
         count = self._add_in_memory(writer, self._encode(record))
         if count:
-            return count
+            if self._flushing and (
+                len(self._held) >= _HELD_RECORDS or self._held_bytes >= _HELD_BYTES
+            ):
+                # A task adding faster than the flush writes waits for it
+                # (memory stays bounded; the worker gets the GIL it needs).
+                async with self._append_lock:
+                    pass
+                self._next_turn = count + RECORDS_PER_TURN
+                return count
+            if count < self._next_turn:
+                return count
+            return await self._let_others_run(count)
         count = writer.count
         async with self._append_lock:
             await self._flush(writer, commit=False)
@@ -761,6 +797,7 @@ class CaptureFile:
                 f"{self.max_record_size}"
             )
         self._held.append(data)
+        self._held_bytes += len(data)
         return writer.count + len(self._held)
 
     async def set_metadata(self, new_metadata: bytes | None) -> None:
@@ -1098,6 +1135,7 @@ class CaptureFile:
         finally:
             self._flushing = False
             held, self._held = self._held, []
+            self._held_bytes = 0
             if self._writer is writer and self._failed is None:
                 for data in held:  # added while the flush was out
                     writer.add_record(data)

@@ -25,7 +25,7 @@ from typing import Any, Final, Protocol
 from . import _io, _watch
 from ._core.records import BLOCK_SIZE, AppendPoint, LogDecoder, LogEncoder, Record
 from ._core.skipped import SkippedRegion
-from ._scheduling import let_others_run
+from ._scheduling import RECORDS_PER_TURN, let_others_run
 from .errors import (
     ClosedError,
     CorruptRecordError,
@@ -40,8 +40,8 @@ logger = logging.getLogger("aiorecords")
 
 #: Bytes gathered in memory before the writer hands them to the file.
 DEFAULT_BUFFER_SIZE: Final = 1024 * 1024
-#: A writer that never waits for I/O yields to other tasks this often (bytes):
-#: about a millisecond of framing small records.
+#: A writer that never waits for I/O lets other tasks run once it has framed
+#: this many bytes, or RECORDS_PER_TURN records, since it last did.
 _YIELD_EVERY: Final = 128 * 1024
 #: Records decoded at a time: a slice is short work for the event loop.
 _DECODE_SLICE: Final = 500
@@ -49,9 +49,8 @@ _DECODE_SLICE: Final = 500
 #: blocks); bytes in the page cache are read a block at a time without one.
 DEFAULT_READ_SIZE: Final = BLOCK_SIZE
 #: A reader that never waits for a thread lets other tasks run once it has
-#: decoded this many bytes, or this many records, since it last did.
+#: decoded this many bytes, or RECORDS_PER_TURN records, since it last did.
 _READER_YIELD_BYTES: Final = 256 * 1024
-_READER_YIELD_RECORDS: Final = 1000
 #: The largest record a reader assembles by default.
 DEFAULT_MAX_RECORD_SIZE: Final = 256 * 1024 * 1024
 
@@ -134,6 +133,8 @@ class RecordsWriter:
         self._spare = bytearray()
         # The buffer length at which write() next flushes, or lets others run.
         self._next_check = min(buffer_size, _YIELD_EVERY)
+        # Records framed since other tasks last had the loop.
+        self._unyielded_records = 0
         self._offset = 0  # file offset of the first buffered byte
         self._lock = asyncio.Lock()
         self._closed = False
@@ -190,17 +191,23 @@ class RecordsWriter:
             encoder = await self._ready()
         buffer = self._buffer
         encoder.encode(data if type(data) is bytes else _to_bytes(data), buffer)
-        if len(buffer) >= self._next_check:
+        self._unyielded_records += 1
+        if (
+            len(buffer) >= self._next_check
+            or self._unyielded_records >= RECORDS_PER_TURN
+        ):
             await self._buffer_grew()
 
     async def _buffer_grew(self) -> None:
-        """The buffer has reached ``_next_check``: write it out if full,
-        otherwise let other tasks run (no task may hold the loop for long)."""
+        """The buffer has reached ``_next_check``, or many records were framed
+        without a pause: write the buffer out if full, otherwise let other
+        tasks run (no task may hold the loop for long)."""
         size = len(self._buffer)
         if size >= self.buffer_size:
             await self._flush_buffer()
         else:
             self._next_check = min(self.buffer_size, size + _YIELD_EVERY)
+            self._unyielded_records = 0
             await let_others_run()
 
     async def write_many(
@@ -228,7 +235,11 @@ class RecordsWriter:
         for data in records:
             encode(data if type(data) is bytes else _to_bytes(data), buffer)
             written += 1
-            if len(buffer) >= self._next_check:
+            self._unyielded_records += 1
+            if (
+                len(buffer) >= self._next_check
+                or self._unyielded_records >= RECORDS_PER_TURN
+            ):
                 await self._buffer_grew()
                 # Another task may have closed the writer meanwhile (or a
                 # flush swapped the buffers).
@@ -249,6 +260,7 @@ class RecordsWriter:
             # than allocated (and faulted in) afresh for every flush.
             data, self._buffer = self._buffer, self._spare
             self._next_check = min(self.buffer_size, _YIELD_EVERY)
+            self._unyielded_records = 0
             offset = self._offset
             self._offset += len(data)
             if self._io is not None:
@@ -537,6 +549,14 @@ class RecordsReader:
         or by the file object. Decoding is light in-memory work done here.
         False when nothing more can come.
         """
+        if (
+            self._unyielded_bytes >= _READER_YIELD_BYTES
+            or self._unyielded_records >= RECORDS_PER_TURN
+        ):
+            # All of this reader's work has been on the loop for a while (a
+            # block holds up to 4,096 records: checked per slice, not block).
+            self._unyielded_bytes = self._unyielded_records = 0
+            await let_others_run()
         decoder = await self._open()
         self._index = 0
         self._pending = decoder.read_many(_DECODE_SLICE)
@@ -545,13 +565,6 @@ class RecordsReader:
             return bool(self._pending)
         if follow:
             decoder.discard_unread()  # a writer may rewrite a torn tail
-        if (
-            self._unyielded_bytes >= _READER_YIELD_BYTES
-            or self._unyielded_records >= _READER_YIELD_RECORDS
-        ):
-            # All of this reader's work has been on the loop for a while.
-            self._unyielded_bytes = self._unyielded_records = 0
-            await let_others_run()
         wanted = decoder.wanted
         data: bytes | bytearray | None = None
         if self._io is not None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 
 import pytest
@@ -14,6 +15,8 @@ from aiorecords import (
     InvalidCaptureFile,
     RecordIndexError,
 )
+
+from ..helpers.turns import TurnCounter
 
 COMPRESSIONS = ["zstd", "zlib"]
 
@@ -465,3 +468,52 @@ async def test_reopening_for_write_continues(path: str, compression: str) -> Non
     records = [r async for r in cf]
     assert records == [f"{r}:{n}" for r in range(5) for n in range(700)]
     await cf.close()
+
+
+async def test_a_producer_of_small_records_lets_other_tasks_run(path: str) -> None:
+    """Twenty thousand 1-byte records fill only three compression blocks (no
+    flush, no thread hop): add_record() must still pause every few hundred
+    records, or other tasks would wait milliseconds for the loop."""
+    async with CaptureFile(path, to_write=True, durable=False) as cf:
+        async with TurnCounter() as other:
+            for n in range(20_000):
+                assert await cf.add_record(b"x") == n + 1
+            turns = other.turns
+        await cf.commit()
+        assert cf.record_count() == 20_000
+    assert turns >= 20_000 // 500
+
+
+async def test_records_added_while_a_flush_is_out_let_it_finish(path: str) -> None:
+    """One task's flush is in a worker thread while another adds small
+    records without waiting: the second, once it holds a few thousand
+    records in memory, waits for the flush (memory stays bounded, and the
+    flushing task gets on), and nothing is lost."""
+    from aiorecords._core import capture_writer
+
+    async with CaptureFile(path, to_write=True, durable=False) as cf:
+        flushed_after = None
+        added = 0
+
+        async def flusher() -> None:
+            nonlocal flushed_after
+            # Large records fill blocks fast: one of these calls flushes.
+            for _ in range(capture_writer.FLUSH_BLOCKS * 40):
+                await cf.add_record(os.urandom(1000))
+            flushed_after = added
+
+        async def adder() -> None:
+            nonlocal added
+            while added < 200_000 and flushed_after is None:
+                await cf.add_record(b"y")
+                added += 1
+
+        await asyncio.gather(flusher(), adder())
+        await cf.commit()
+        count = cf.record_count()
+    # Without the wait the adder ran to its limit (200,000) before the
+    # flusher got its flush's result back.
+    assert flushed_after is not None
+    assert flushed_after <= 2 * 4096
+    async with CaptureFile(path) as cf:
+        assert cf.record_count() == count

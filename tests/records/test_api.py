@@ -24,6 +24,8 @@ from aiorecords import (
 )
 from aiorecords._core.records import BLOCK_SIZE, FULL, mask_crc
 
+from ..helpers.turns import TurnCounter
+
 
 @pytest.fixture
 def log_path(tmp_path) -> str:
@@ -126,6 +128,25 @@ async def test_writing_stops_when_another_task_closes_the_writer(
     got = await read_all(log_path)
     assert got == [n.to_bytes(4, "big") * 250 for n in range(len(got))]
     assert 300 <= len(got) <= produced
+
+
+@pytest.mark.parametrize("how", ["write", "write_many"])
+async def test_a_writer_of_tiny_records_lets_other_tasks_run(
+    log_path: str, how: str
+) -> None:
+    """Twenty thousand 1-byte records are 160 KB framed, far below the 1 MiB
+    flush: the writer must still pause every few hundred records, not only
+    every 128 KiB, or other tasks would wait milliseconds for the loop."""
+    records = [bytes([n & 255]) for n in range(20_000)]
+    async with RecordsWriter(log_path) as writer, TurnCounter() as other:
+        if how == "write_many":
+            await writer.write_many(records)
+        else:
+            for record in records:
+                await writer.write(record)
+        turns = other.turns
+    assert turns >= 20_000 // 500
+    assert await read_all(log_path) == records
 
 
 async def test_pad_last_block_like_the_app_engine_writer(log_path: str) -> None:
@@ -409,6 +430,25 @@ async def test_reading_holds_about_a_block_whatever_the_file_size(
     # one block not yet handed out (measured: 3.5 to 7 blocks, for 4 MiB or
     # 8 MiB alike, where reading 8 blocks at a time took 26).
     assert peak < 8 * BLOCK_SIZE
+
+
+@pytest.mark.parametrize("cached_reads", [True, False])
+async def test_a_reader_of_tiny_records_lets_other_tasks_run(
+    log_path: str, cached_reads: bool
+) -> None:
+    """Twenty thousand 1-byte records fill only five blocks: the reader must
+    pause every few hundred records, not only per block or per 256 KiB."""
+    records = [bytes([n & 255]) for n in range(20_000)]
+    await write_all(log_path, records)
+    previous = _io.allow_cached_reads(cached_reads)
+    try:
+        async with RecordsReader(log_path) as reader, TurnCounter() as other:
+            got = [record async for record in reader]
+            turns = other.turns
+    finally:
+        _io.allow_cached_reads(previous)
+    assert got == records
+    assert turns >= 20_000 // 500
 
 
 async def test_reader_on_a_file_object_starts_where_it_stands(log_path: str) -> None:
