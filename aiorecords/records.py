@@ -180,7 +180,7 @@ class RecordsWriter:
         The record is framed in memory; once ``buffer_size`` bytes are
         gathered they are written in one worker-thread hop (or one
         ``write()`` of the file object). A writer that is never made to wait
-        still lets other tasks run every 128 KiB.
+        still lets other tasks run every 128 KiB or 500 records.
 
         Cancellation: the record is written (it is in the buffer) even if the
         call is cancelled while the buffer is being written out; that write
@@ -219,8 +219,8 @@ class RecordsWriter:
 
         The records are framed as the iterable yields them, so it may be a
         generator of any length: memory holds at most ``buffer_size`` bytes
-        of them at once. Other tasks run every 128 KiB, and other tasks'
-        records may land between these.
+        of them at once. Other tasks run every 128 KiB or 500 records, and
+        other tasks' records may land between these.
 
         Cancellation: the records framed before the cancellation are written
         (they are in the buffer), in order; the rest are not. A write of the
