@@ -30,7 +30,7 @@ import struct
 from collections.abc import Callable, Iterator
 from typing import Any, Final, Generic, TypeVar
 
-from .errors import StorageError
+from .errors import ClosedError, StorageError
 
 __all__ = [
     "Change",
@@ -289,9 +289,18 @@ class FileIO:
         """True once :meth:`close` has run."""
         return self._closed
 
+    def _call(
+        self, operation: str, offset: int = 0, length: int = 0
+    ) -> contextlib.AbstractContextManager[None]:
+        """:func:`_system_call` for this descriptor, refused once closed: its
+        number may already be another file's."""
+        if self._closed:
+            raise ClosedError(f"{operation} on {self.path!r} after it was closed")
+        return _system_call(operation, self.path, offset, length)
+
     def pread(self, offset: int, size: int) -> bytes:
         """Read up to ``size`` bytes at ``offset``; fewer only at the end of file."""
-        with _system_call("pread", self.path, offset, size):
+        with self._call("pread", offset, size):
             data = os.pread(self.fd, size, offset)
             if len(data) == size or not data:
                 return data
@@ -318,7 +327,7 @@ class FileIO:
         if not (self._cached_reads and _cached_reads_allowed):
             return None
         buffer = bytearray(size)
-        with _system_call("pread", self.path, offset, size):
+        with self._call("pread", offset, size):
             try:
                 got = os.preadv(self.fd, [buffer], offset, _RWF_NOWAIT)  # type: ignore[arg-type]
             except BlockingIOError:
@@ -333,7 +342,7 @@ class FileIO:
 
     def pwrite(self, offset: int, data: bytes | bytearray | memoryview) -> None:
         """Write all of ``data`` at ``offset``."""
-        with _system_call("pwrite", self.path, offset, len(data)):
+        with self._call("pwrite", offset, len(data)):
             view = memoryview(data)
             start = offset
             while view:
@@ -347,28 +356,28 @@ class FileIO:
 
     def datasync(self) -> None:
         """``fdatasync``: data and the metadata needed to read it reach the disk."""
-        with _system_call("fdatasync", self.path):
+        with self._call("fdatasync"):
             os.fdatasync(self.fd)
             if _recorders:
                 _record(Change("sync", _inode(self.fd)))
 
     def sync(self) -> None:
         """``fsync``: data and all metadata reach the disk."""
-        with _system_call("fsync", self.path):
+        with self._call("fsync"):
             os.fsync(self.fd)
             if _recorders:
                 _record(Change("sync", _inode(self.fd)))
 
     def truncate(self, size: int) -> None:
         """Set the file's size (growing it with zeros, or cutting it)."""
-        with _system_call("truncate", self.path, size):
+        with self._call("truncate", size):
             os.ftruncate(self.fd, size)
             if _recorders:
                 _record(Change("truncate", _inode(self.fd), offset=size))
 
     def size(self) -> int:
         """The file's current size in bytes."""
-        with _system_call("fstat", self.path):
+        with self._call("fstat"):
             return os.fstat(self.fd).st_size
 
     def lock(self, start: int, length: int, *, exclusive: bool, wait: bool) -> bool:
@@ -383,7 +392,7 @@ class FileIO:
         """
         lock_type = fcntl.F_WRLCK if exclusive else fcntl.F_RDLCK
         try:
-            with _system_call("lock", self.path, start, length):
+            with self._call("lock", start, length):
                 _set_lock(self.fd, lock_type, start, length, wait)
         except StorageError as error:
             if error.errno in (errno.EAGAIN, errno.EACCES) and not wait:
@@ -393,13 +402,13 @@ class FileIO:
 
     def unlock(self, start: int, length: int) -> None:
         """Release a range taken with :meth:`lock`."""
-        with _system_call("unlock", self.path, start, length):
+        with self._call("unlock", start, length):
             _set_lock(self.fd, fcntl.F_UNLCK, start, length, True)
 
     def advise_dont_need(self) -> None:
         """Ask the kernel to drop this file's pages from the page cache."""
         advise = getattr(os, "posix_fadvise", None)
-        with _system_call("fadvise", self.path):
+        with self._call("fadvise"):
             if advise is not None:
                 advise(self.fd, 0, 0, os.POSIX_FADV_DONTNEED)
 

@@ -25,6 +25,7 @@ from typing import Any, Final, Protocol
 from . import _io, _watch
 from ._core.records import BLOCK_SIZE, AppendPoint, LogDecoder, LogEncoder, Record
 from ._core.skipped import SkippedRegion
+from ._lifetime import finish
 from ._scheduling import RECORDS_PER_TURN, let_others_run
 from .errors import (
     ClosedError,
@@ -138,6 +139,7 @@ class RecordsWriter:
         self._offset = 0  # file offset of the first buffered byte
         self._lock = asyncio.Lock()
         self._closed = False
+        self._closing: asyncio.Future[None] | None = None
         self._failed: BaseException | None = None
         self._watch_key = ""  # the canonical path, once opened
 
@@ -164,6 +166,8 @@ class RecordsWriter:
             ) from self._failed
         if self._encoder is None:
             async with self._lock:
+                if self._closed:  # closed while this task waited
+                    raise ClosedError(f"{self!r} is closed")
                 if self._encoder is None:
                     assert self._path is not None
                     self._io, size = await _open_owned(
@@ -249,20 +253,27 @@ class RecordsWriter:
 
     async def _flush_buffer(self) -> None:
         async with self._lock:
-            if not self._buffer:
-                return
-            if self._io is not None and self._io.closed:
-                # Never reached: close() takes no record after it begins
-                # and flushes before it closes. Never write to a closed
-                # descriptor (its number may already be another file's).
-                raise ClosedError(f"{self!r} is closed")
-            # Two buffers take turns, so that their memory is reused rather
-            # than allocated (and faulted in) afresh for every flush.
-            data, self._buffer = self._buffer, self._spare
-            self._next_check = min(self.buffer_size, _YIELD_EVERY)
-            self._unyielded_records = 0
-            offset = self._offset
-            self._offset += len(data)
+            await self._flush_locked()
+
+    async def _flush_locked(self) -> None:
+        """Write the buffer out; the caller holds the lock."""
+        if not self._buffer:
+            return
+        if self._io is not None and self._io.closed:
+            # Never reached: close() takes no record after it begins and
+            # flushes before it closes. Never write to a closed descriptor
+            # (its number may already be another file's).
+            raise ClosedError(f"{self!r} is closed")
+        # Two buffers take turns, so that their memory is reused rather than
+        # allocated (and faulted in) afresh for every flush. Records written
+        # while this one is out go to the other.
+        data, self._buffer = self._buffer, self._spare
+        self._next_check = min(self.buffer_size, _YIELD_EVERY)
+        self._unyielded_records = 0
+        offset = self._offset
+        self._offset += len(data)
+        cancelled: asyncio.CancelledError | None = None
+        try:
             if self._io is not None:
                 outcome, cancelled = await _io.run_to_completion(
                     self._io.pwrite, offset, data
@@ -271,16 +282,22 @@ class RecordsWriter:
                     self._failed = outcome.error
                     raise outcome.error
                 _watch.notify(self._watch_key)
-                if cancelled is not None:
-                    raise cancelled
             else:
                 try:
                     await self._target.write(bytes(data))  # type: ignore[union-attr]
                 except BaseException as error:
+                    # Written, partly written or not: the file object cannot
+                    # say, so nothing more is written through this writer.
                     self._failed = error
                     raise
+        finally:
+            # Whatever happened, the written buffer becomes the spare again:
+            # the two must never be one object (a cancelled flush once left
+            # them so, and records written later were lost with it).
             del data[:]
             self._spare = data
+        if cancelled is not None:
+            raise cancelled
 
     async def flush(self) -> None:
         """Write what is buffered to the file (not yet durable: see :meth:`sync`).
@@ -293,13 +310,18 @@ class RecordsWriter:
     async def sync(self) -> None:
         """Flush, then ``fdatasync``: once this returns, every record written
         so far survives a power cut. A file object is flushed and, if it has
-        ``fileno()``, synced through it.
+        ``fileno()``, synced through it. A writer closed before the sync can
+        run raises :class:`~aiorecords.errors.ClosedError` (its records were
+        written by the close, but not synced).
 
-        Cancellation: a write or sync already in a worker thread finishes.
+        Cancellation: a write or sync already in a worker thread finishes;
+        what is then synced is not known to the caller (sync again).
         """
         await self._ready()
-        await self._flush_buffer()
         async with self._lock:
+            if self._io is not None and self._io.closed:
+                raise ClosedError(f"{self!r} was closed before it could sync")
+            await self._flush_locked()
             if self._io is not None:
                 outcome, cancelled = await _io.run_to_completion(self._io.datasync)
             else:
@@ -324,32 +346,36 @@ class RecordsWriter:
     async def close(self) -> None:
         """Pad the last block (if ``pad_last_block``), flush, and close a file
         this writer opened (a file object given to it stays open). Closing
-        twice does nothing.
+        twice does nothing; a second ``close()`` while the first runs waits
+        for it.
 
-        Cancellation: the file is closed all the same (the final write is
-        finished first); the cancellation is raised afterwards.
+        Every record a write call accepted before the close began is written
+        (but not synced: call :meth:`sync` first for that). A flush or sync
+        of another task already under way finishes first; one that had not
+        begun raises :class:`~aiorecords.errors.ClosedError`.
+
+        Cancellation: the close runs to its end all the same (no descriptor
+        is left open, none closed under a running write); the cancellation
+        is raised afterwards.
         """
-        if self._closed:
-            return
-        # From now on no record is taken (write() raises ClosedError); those
-        # already framed, by this or any other task, are written below.
-        self._closed = True
-        cancelled: BaseException | None = None
-        try:
-            encoder = self._encoder
-            if self._failed is None and encoder is not None:
-                if self.pad_last_block:
-                    self._buffer += encoder.padding()
-                await self._flush_buffer()
-        except asyncio.CancelledError as error:
-            cancelled = error
-        finally:
-            if self._io is not None:
-                outcome, again = await _io.run_to_completion(self._io.close)
-                cancelled = cancelled or again
-                outcome.unwrap()
-        if cancelled is not None:
-            raise cancelled
+        if self._closing is None:
+            # From now on no record is taken (write() raises ClosedError);
+            # those already framed, by this or any other task, are written.
+            self._closed = True
+            self._closing = asyncio.ensure_future(self._close_now())
+        await finish(self._closing)
+
+    async def _close_now(self) -> None:
+        async with self._lock:
+            try:
+                encoder = self._encoder
+                if self._failed is None and encoder is not None:
+                    if self.pad_last_block:
+                        self._buffer += encoder.padding()
+                    await self._flush_locked()
+            finally:
+                if self._io is not None:
+                    (await _io.run_to_completion(self._io.close))[0].unwrap()
 
 
 # A byte far past any real end of file, locked (an OFD lock, so it also
@@ -492,6 +518,7 @@ class RecordsReader:
         self._source_position = -1  # where a file object stands, if known
         self._lock = asyncio.Lock()
         self._closed = False
+        self._closing: asyncio.Future[None] | None = None
         # Work done on the loop since the reader last let other tasks run.
         self._unyielded_bytes = 0
         self._unyielded_records = 0
@@ -521,10 +548,13 @@ class RecordsReader:
                 outcome, cancelled = await _io.run_to_completion(
                     _open_for_reading, self._path
                 )
+                if (cancelled is not None or self._closed) and outcome.error is None:
+                    # Nobody will close what was opened: do it now.
+                    await _io.run_to_completion(outcome.unwrap().close)
                 if cancelled is not None:
-                    if outcome.error is None and outcome.value is not None:
-                        await _io.run_to_completion(outcome.value.close)
                     raise cancelled
+                if self._closed:
+                    raise ClosedError(f"{self!r} was closed while it opened")
                 self._io = outcome.unwrap()
             start = self._start
             if start is None and self._path is None:
@@ -663,7 +693,8 @@ class RecordsReader:
 
         Cancellation: nothing happens.
         """
-        await self._open()
+        async with self._lock:
+            await self._open()
         return self._position
 
     async def seek(self, offset: int) -> None:
@@ -709,19 +740,21 @@ class RecordsReader:
 
     async def close(self) -> None:
         """Close the reader and a file it opened (a file object stays open).
+        A read under way in another task finishes first; later calls raise
+        :class:`~aiorecords.errors.ClosedError`.
 
-        Cancellation: the file is closed all the same; the cancellation is
-        raised afterwards.
+        Cancellation: the close runs to its end all the same; the
+        cancellation is raised afterwards.
         """
-        if self._closed:
-            return
-        self._closed = True
+        if self._closing is None:
+            self._closed = True
+            self._closing = asyncio.ensure_future(self._close_now())
+        await finish(self._closing)
+
+    async def _close_now(self) -> None:
         async with self._lock:
             if self._io is not None:
-                outcome, cancelled = await _io.run_to_completion(self._io.close)
-                if cancelled is not None:
-                    raise cancelled
-                outcome.unwrap()
+                (await _io.run_to_completion(self._io.close))[0].unwrap()
 
 
 def _open_for_reading(path: str) -> _io.FileIO:

@@ -1,0 +1,41 @@
+"""Work that must run to its end even when the task awaiting it is cancelled.
+
+``close()`` is the main user: once it has begun, the descriptor must be
+closed, and only after every worker-thread call that uses it has returned
+(a descriptor number closed under a running call may already belong to
+another file when that call reaches the kernel). A cancellation that
+interrupts the waiting would leave the object half closed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Coroutine
+from typing import Any, TypeVar
+
+__all__ = ["finish"]
+
+T = TypeVar("T")
+
+
+async def finish(work: asyncio.Future[T] | Coroutine[Any, Any, T]) -> T:
+    """Await ``work`` to its end, through any number of cancellations.
+
+    ``work`` runs as a task of its own. If the awaiting task is cancelled
+    (once, or again and again, as an anyio cancel scope does), it goes on
+    waiting; once the work has ended, the cancellation is raised (its error,
+    if it failed, is chained to it). Awaiting the same future from several
+    callers is fine: each waits for the one piece of work.
+    """
+    task = asyncio.ensure_future(work)
+    cancelled: asyncio.CancelledError | None = None
+    while not task.done():
+        try:
+            await asyncio.wait((task,))
+        except asyncio.CancelledError as error:
+            cancelled = error
+    if cancelled is not None:
+        if not task.cancelled() and task.exception() is not None:
+            raise cancelled from task.exception()
+        raise cancelled
+    return task.result()
