@@ -99,7 +99,7 @@ async def run_storm(
     _io.add_observer(storm)
     try:
         running = [start() for _ in range(tasks)]
-        when_to_close = close_after if close_after is not None else rng.randint(50, 3000)
+        when_to_close = rng.randint(50, 3000) if close_after is None else close_after
         for step in range(cancellations + 1):
             await storm.turns(when_to_close // (cancellations + 1) + 1)
             if step == cancellations:
