@@ -374,7 +374,15 @@ class EntryWriter:
         self._done = True
         archive = self._archive
         if archive.closed:
-            return  # closed under the append: descriptor and locks are gone
+            # Closed under the append: the descriptor and its locks are gone,
+            # and what was written of the entry is a torn tail that the next
+            # writer cuts off. No entry exists, and a clean exit must say so.
+            if clean:
+                raise ClosedError(
+                    f"{archive!r} was closed before the entry {self._new.name!r} "
+                    "was complete: it was not added"
+                )
+            return
         failure: BaseException | None = None
         if clean and self._broken is not None:
             clean = False

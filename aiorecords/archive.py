@@ -136,6 +136,9 @@ class Archive:
         # True once the listing covers every byte and nothing but this object
         # can add any (an archive in memory, or one open rdwr_exclusive).
         self._settled = False
+        # Appends this object has made: a listing read while one completed
+        # may lack it, and must not be taken as settled.
+        self._appends = 0
         self._end = FILE_HEADER_SIZE  # where a rdwr_exclusive append writes
         self._listing_lock = asyncio.Lock()
         self._entry_lock = asyncio.Lock()
@@ -341,13 +344,10 @@ class Archive:
 
     async def _offload(self, function: Callable[..., T], /, *args: Any) -> T:
         """Run a blocking step in a worker thread; close() waits for it."""
-        self._busy += 1
-        try:
-            return await _io.offload(function, *args)
-        finally:
-            self._busy -= 1
-            if not self._busy and self._idle is not None:
-                self._idle.set()
+        outcome, cancelled = await self._run(function, *args)
+        if cancelled is not None:
+            raise cancelled
+        return outcome.unwrap()
 
     def _checked(self, function: Callable[..., T]) -> Callable[..., T]:
         """``function``, its format errors naming this archive's file."""
@@ -388,11 +388,12 @@ class Archive:
         if self._settled:
             return self._listing
         async with self._listing_lock:
+            appends = self._appends
             listing = await self._offload(
                 self._checked(files.extend), storage, self._listing
             )
             self._listing = listing
-            self._settled = (
+            self._settled = appends == self._appends and (
                 isinstance(storage, files.MemoryArchive)
                 or self.mode == "rdwr_exclusive"
             )
@@ -601,9 +602,15 @@ class Archive:
             return self._end, None
         backoff = _Backoff()
         while True:
-            where = await self._offload(
+            outcome, cancelled = await self._run(
                 self._checked(files.begin_append), io, self._listing.end, True
             )
+            where = outcome.unwrap() if cancelled is None else outcome.value
+            if cancelled is not None:
+                if isinstance(where, int):  # the locks were taken: give them back
+                    await self._run(files.end_append, io, True)
+                raise cancelled
+            assert where is not None
             if isinstance(where, int):
                 return where, True
             # Another rdwr append is brief: wait for it. A rdwr_exclusive
@@ -616,11 +623,15 @@ class Archive:
         """Note an element this object has just appended."""
         if self.mode == "rdwr_exclusive":
             self._end = entry.end
+        self._appends += 1
         listing = self._listing
         # If the listing was current up to where the element went, it still
         # is with the element noted; unless a worker thread is reading it.
+        # Otherwise the next listing reads the file from where it stopped.
         if listing.end == entry.offset and not self._listing_lock.locked():
             listing.add(entry)
+        else:
+            self._settled = False
 
     def _poison(self, error: BaseException) -> None:
         """Refuse further appends: the file's state after ``error`` is unknown."""
@@ -632,7 +643,11 @@ class Archive:
     async def _run(
         self, function: Callable[..., T], /, *args: Any
     ) -> tuple[_io.Outcome[T], asyncio.CancelledError | None]:
-        """Run a write step in a worker thread to its end; close() waits."""
+        """Run a step in a worker thread to its end; close() waits for it.
+
+        Refused once close() has begun: the step would reach the descriptor
+        while, or after, it is closed (and its number may be reused)."""
+        self._live("use the file")
         self._busy += 1
         try:
             return await _io.run_to_completion(function, *args)

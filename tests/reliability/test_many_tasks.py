@@ -10,11 +10,14 @@ was written that no task wrote.
 from __future__ import annotations
 
 import asyncio
+import itertools
+import os
 import random
+from collections.abc import Iterator
 
 import pytest
 
-from aiorecords import RecordsReader, RecordsWriter
+from aiorecords import Archive, RecordsReader, RecordsWriter
 from aiorecords.errors import ClosedError
 
 from .conftest import count, scale
@@ -142,3 +145,130 @@ async def test_sync_after_close_is_refused(tmp_path) -> None:
     await writer.close()
     with pytest.raises(ClosedError):
         await sync
+
+
+# ----------------------------------------------------------------------
+# Archives
+
+
+class ArchiveLedger:
+    def __init__(self) -> None:
+        self.tried: dict[str, bytes] = {}  # every append begun
+        self.acknowledged: dict[str, bytes] = {}  # its block exited cleanly
+
+
+def archive_worker(archive: Archive, ledger: ArchiveLedger):
+    async def work(storm: Storm, worker_id: int, seqs: Iterator[int]) -> None:
+        rng = random.Random(storm.rng.random())
+        for seq in seqs:
+            action = rng.random()
+            if action < 0.55:
+                name = f"w{worker_id}/{seq}"
+                data = f"{name} ".encode() * rng.choice((1, 100, 5_000, 120_000))
+                ledger.tried[name] = data
+                compression = rng.choice((None, "gzip", "zstd"))
+                async with archive.append(name, compression=compression) as out:
+                    step = rng.choice((len(data), 4096, 1 << 20))
+                    for at in range(0, len(data), step):
+                        await out.write(data[at : at + step])
+                    if rng.random() < 0.05:
+                        raise _GaveUp
+                ledger.acknowledged[name] = data
+            elif action < 0.7:
+                before = set(ledger.acknowledged)
+                entries = await archive.contents()
+                names = {entry.name for entry in entries}
+                assert before - names == set(), "the listing lost an entry"
+            elif action < 0.9 and ledger.acknowledged:
+                name = rng.choice(list(ledger.acknowledged))
+                assert await archive.read_bytes(name) == ledger.acknowledged[name]
+            elif archive.mode != "rdonly":
+                await archive.sync()
+
+    async def guarded(storm: Storm, worker_id: int) -> None:
+        seqs = itertools.count()  # names stay unique after a restart
+        while True:
+            try:
+                await work(storm, worker_id, seqs)
+            except _GaveUp:
+                storm.note("append given up in its block")
+
+    return guarded
+
+
+class _GaveUp(Exception):
+    """Raised inside an append block on purpose: no entry may appear."""
+
+
+@pytest.mark.parametrize("seed", range(STORMS))
+async def test_archive_storm(seed: int, tmp_path) -> None:
+    path = str(tmp_path / "storm.gar")
+    rng = random.Random(seed)
+    mode = rng.choice(("rdwr", "rdwr_exclusive"))
+    archive = await Archive.open(path, mode=mode, durable=rng.random() < 0.3)
+    ledger = ArchiveLedger()
+    storm = Storm(rng, path)
+    await run_storm(storm, archive_worker(archive, ledger), archive.close)
+    async with Archive.open(path) as reader:
+        entries = await reader.contents()  # no damage: raises otherwise
+        names = [entry.name for entry in entries]
+        assert len(names) == len(set(names)), "an entry appears twice"
+        assert set(names) <= set(ledger.tried), "an entry no task appended"
+        missing = set(ledger.acknowledged) - set(names)
+        assert not missing, f"acknowledged entries lost: {sorted(missing)[:5]}"
+        for entry in entries:
+            assert await reader.read_bytes(entry) == ledger.tried[entry.name]
+    count("many-task storms, archive: storms", 1)
+    count("many-task storms, archive: acknowledged entries", len(ledger.acknowledged))
+
+
+async def test_append_waiting_for_the_lock_stops_at_close(tmp_path) -> None:
+    """Issue 13, item 2: an append polling for the append lock went on with
+    the number of the descriptor close() had closed, took locks on the file
+    that got that number next and truncated it."""
+    path = str(tmp_path / "a.gar")
+    holder = await Archive.open(path, mode="rdwr")
+    waiter = await Archive.open(path, mode="rdwr")
+    async with holder.append("held") as out:
+        await out.write(b"x")
+        task = asyncio.ensure_future(_append(waiter, "late", b"y" * 100))
+        for _ in range(20):
+            await asyncio.sleep(0)  # the append is polling by now
+        assert not task.done()
+        await waiter.close()
+        other = tmp_path / "unrelated"
+        other.write_bytes(b"u" * 14_000)
+        fd = os.open(other, os.O_RDWR)  # most likely the number just freed
+        try:
+            for _ in range(5):  # the poll comes round again
+                await asyncio.sleep(0.06)  # one back-off interval, not a sync
+        finally:
+            os.close(fd)
+    with pytest.raises(ClosedError):
+        await task
+    assert other.read_bytes() == b"u" * 14_000
+    await holder.close()
+    async with Archive.open(path) as reader:
+        assert [e.name for e in await reader.contents()] == ["held"]
+
+
+async def test_closing_under_an_open_append_raises(tmp_path) -> None:
+    """Issue 13, item 3: closing the archive while an append block was open
+    made the block exit as if it had succeeded, with no entry."""
+    path = str(tmp_path / "a.gar")
+    archive = await Archive.open(path, mode="rdwr")
+
+    async def append_and_close() -> None:
+        async with archive.append("e") as out:
+            await out.write(b"data")
+            await archive.close()
+
+    with pytest.raises(ClosedError, match="not added"):
+        await append_and_close()
+    async with Archive.open(path) as reader:
+        assert await reader.contents() == []
+
+
+async def _append(archive: Archive, name: str, data: bytes) -> None:
+    async with archive.append(name) as out:
+        await out.write(data)
