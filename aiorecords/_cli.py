@@ -444,8 +444,13 @@ def convert(
     """Copy the records of SOURCE into a new DESTINATION of another format.
 
     Archive entries become records (oldest first); records become entries
-    named by number. Memory stays bounded: records stream through.
+    named by number. Memory stays bounded: records stream through. A capture
+    file's metadata goes with it into a capture file; a log or an archive has
+    nowhere to keep it (a note says so). DESTINATION appears whole, or not
+    at all: it is written under a temporary name, then renamed.
     """
+    if _io.same_file(source, destination):
+        fail(f"{destination}: is {source} itself; convert into another file")
     if _io.is_file(destination) and not force:
         fail(f"{destination}: exists (use --force to replace it)")
     count = run(_convert(source, format_of(source, fmt), destination, to, compression))  # type: ignore[arg-type]
@@ -455,12 +460,54 @@ def convert(
 async def _convert(
     source: str, fmt: Format, destination: str, to: Format, compression: str
 ) -> int:
+    metadata = await _metadata_of(source, fmt)
+    if metadata is not None and to != "capture":
+        stderr.print(
+            f"note: the metadata of {source} is not carried over "
+            f"(a {'log' if to == 'records' else 'archive'} has no metadata)"
+        )
+    temp = _io.temp_name_beside(destination)
+    try:
+        count = await _convert_into(
+            source, fmt, temp, to, compression, metadata, destination
+        )
+        _io.replace(temp, destination)
+        _io.sync_directory(destination)
+    except (AiorecordsError, OSError) as error:
+        # The user named the destination, not the temporary file.
+        if temp not in str(error):
+            raise
+        fail(str(error).replace(temp, destination))
+    finally:
+        _io.unlink_quietly(temp)
+    return count
+
+
+async def _metadata_of(path: str, fmt: Format) -> bytes | None:
+    if fmt != "capture":
+        return None
+    cf = await CaptureFile(path, encoding=None)
+    try:
+        return await cf.get_metadata()  # type: ignore[return-value]
+    finally:
+        await cf.close()
+
+
+async def _convert_into(
+    source: str,
+    fmt: Format,
+    destination: str,
+    to: Format,
+    compression: str,
+    metadata: bytes | None,
+    shown_as: str,
+) -> int:
     size = _io.file_size(source)
     show = size >= PROGRESS_FROM and sys.stderr.isatty()
     records = records_of(source, fmt)
     count = 0
     with Progress(console=stderr, disable=not show, transient=True) as progress:
-        task = progress.add_task("converting", total=None)
+        task = progress.add_task(f"converting into {shown_as}", total=None)
         if to == "capture":
             cf = CaptureFile(
                 destination,
@@ -477,6 +524,8 @@ async def _convert(
                     if count % 10_000 == 0:
                         await cf.commit()
                         progress.update(task, completed=count)
+                if metadata is not None:
+                    await cf.set_metadata(metadata)
                 await cf.commit()
             finally:
                 await cf.close()

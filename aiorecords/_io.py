@@ -44,6 +44,8 @@ __all__ = [
     "create_temp_beside",
     "datasync_descriptor",
     "file_size",
+    "same_file",
+    "temp_name_beside",
     "is_file",
     "offload",
     "open_file",
@@ -460,8 +462,7 @@ def create_temp_beside(path: str) -> FileIO:
     It is meant to be built, synced and then moved over ``path`` with
     :func:`replace`, so that ``path`` is never seen half made.
     """
-    directory, name = os.path.split(os.path.abspath(path))
-    temp = os.path.join(directory, f".{name}.{secrets.token_hex(6)}.tmp")
+    temp = temp_name_beside(path)
     with _system_call("create", temp):
         fd = os.open(temp, os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o666)
         if _recorders:
@@ -533,6 +534,22 @@ def datasync_descriptor(fd: int, name: str) -> None:
     """``fdatasync`` a descriptor this layer did not open (a caller's file)."""
     with _system_call("fdatasync", name):
         os.fdatasync(fd)
+
+
+def same_file(first: str, second: str) -> bool:
+    """True if both paths name one existing file (through links too)."""
+    with _system_call("stat", second):
+        try:
+            return os.path.samefile(first, second)
+        except FileNotFoundError:
+            return False
+
+
+def temp_name_beside(path: str) -> str:
+    """A fresh hidden name in the directory of ``path``, for a file that is
+    built whole and then moved over ``path`` with :func:`replace`."""
+    directory, name = os.path.split(os.path.abspath(path))
+    return os.path.join(directory, f".{name}.{secrets.token_hex(6)}.tmp")
 
 
 def file_size(path: str) -> int:

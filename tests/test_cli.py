@@ -343,3 +343,100 @@ def test_tail_follow_in_a_terminal(tmp_path: Path) -> None:
             process.kill()
             process.wait()
         os.close(controller)
+
+
+@pytest.mark.parametrize("name", ["c.capture", "r.log", "a.gar"])
+@pytest.mark.parametrize("how", ["same name", "symbolic link", "hard link"])
+def test_convert_into_its_own_source_is_refused(
+    files: Path, name: str, how: str
+) -> None:
+    """Issue 13, item 5: ``convert F F --force`` emptied F and exited 0."""
+    before = (files / name).read_bytes()
+    destination = name
+    if how == "symbolic link":
+        destination = "link"
+        os.symlink(name, files / destination)
+    elif how == "hard link":
+        destination = "hard"
+        os.link(files / name, files / destination)
+    done = aiorecords(
+        "convert",
+        name,
+        destination,
+        "--to",
+        "records",
+        "--force",
+        cwd=files,
+        check_status=2,
+    )
+    assert b"itself" in done.stderr
+    assert (files / name).read_bytes() == before
+
+
+def test_convert_with_force_replaces_the_destination_whole(files: Path) -> None:
+    """--force replaces: an archive destination is not appended to, and a
+    failed conversion leaves the old destination as it was."""
+    aiorecords("convert", "r.log", "out.gar", "--to", "archive", cwd=files)
+    aiorecords(
+        "convert", "c.capture", "out.gar", "--to", "archive", "--force", cwd=files
+    )
+    listing = json.loads(aiorecords("ls", "out.gar", "--json", cwd=files).stdout)
+    assert len(listing) == 25
+    before = (files / "out.gar").read_bytes()
+    (files / "broken.capture").write_bytes(b"MioCapture\0" + bytes(100))
+    aiorecords(
+        "convert",
+        "broken.capture",
+        "out.gar",
+        "--to",
+        "archive",
+        "--force",
+        "--format",
+        "capture",
+        cwd=files,
+        check_status=2,
+    )
+    assert (files / "out.gar").read_bytes() == before
+    assert [p.name for p in files.iterdir() if p.name.endswith(".tmp")] == []
+
+
+@pytest.mark.parametrize("source", ["c.capture", "v2.capture", "peer.capture"])
+@pytest.mark.parametrize("compression", ["zstd", "zlib"])
+def test_convert_carries_capture_metadata(
+    files: Path, source: str, compression: str
+) -> None:
+    """Issue 13, item 7: capture to capture kept the records, not the
+    metadata (CaptureFile 1.2.0 files included, both ways)."""
+    from CaptureFile import CaptureFile as PeerCaptureFile
+
+    if source == "peer.capture":
+        peer = PeerCaptureFile(str(files / source), to_write=True)
+        peer.add_record("from the peer")
+        peer.set_metadata(b"peer metadata")
+        peer.commit()
+        peer.close()
+    aiorecords(
+        "convert",
+        source,
+        "out.capture",
+        "--to",
+        "capture",
+        "--compression",
+        compression,
+        cwd=files,
+    )
+    facts = json.loads(aiorecords("info", "out.capture", "--json", cwd=files).stdout)
+    expected = "peer metadata" if source == "peer.capture" else "the metadata"
+    assert facts["metadata"] == expected
+    if compression == "zlib":
+        peer = PeerCaptureFile(str(files / "out.capture"))
+        try:
+            assert peer.get_metadata() == expected.encode()
+        finally:
+            peer.close()
+
+
+def test_convert_says_when_metadata_has_nowhere_to_go(files: Path) -> None:
+    done = aiorecords("convert", "c.capture", "out.log", "--to", "records", cwd=files)
+    assert b"metadata" in done.stderr
+    assert b"not carried over" in done.stderr
