@@ -488,7 +488,7 @@ async def _metadata_of(path: str, fmt: Format) -> bytes | None:
         return None
     cf = await CaptureFile(path, encoding=None)
     try:
-        return await cf.get_metadata()  # type: ignore[return-value]
+        return await cf.get_metadata()
     finally:
         await cf.close()
 
