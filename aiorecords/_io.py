@@ -45,6 +45,7 @@ __all__ = [
     "datasync_descriptor",
     "file_size",
     "same_file",
+    "still_named",
     "temp_name_beside",
     "is_file",
     "offload",
@@ -534,6 +535,19 @@ def datasync_descriptor(fd: int, name: str) -> None:
     """``fdatasync`` a descriptor this layer did not open (a caller's file)."""
     with _system_call("fdatasync", name):
         os.fdatasync(fd)
+
+
+def still_named(io: FileIO, path: str) -> bool:
+    """True if ``path`` still names the file ``io`` has open (not another
+    file moved there, nor nothing)."""
+    with io._call("fstat"):
+        mine = os.fstat(io.fd)
+    with _system_call("stat", path):
+        try:
+            now = os.stat(path)
+        except FileNotFoundError:
+            return False
+    return (now.st_dev, now.st_ino) == (mine.st_dev, mine.st_ino)
 
 
 def same_file(first: str, second: str) -> bool:

@@ -17,6 +17,7 @@ already says the right thing they derive from it as well, so existing
     │   ├── CaptureFileNotOpenForWrite
     │   └── CaptureFileAlreadyOpen
     ├── ClosedError                         a reader or writer used after close()
+    ├── FileChangedError                    a followed file was replaced or cut short
     ├── ArchiveLocked                       another writer holds the archive
     ├── RecordsLocked                       another writer holds the log
     ├── ArchiveReadOnly                     an archive opened read-only was written
@@ -45,6 +46,7 @@ __all__ = [
     "ArchiveReadOnly",
     "ConflictError",
     "ClosedError",
+    "FileChangedError",
     "CorruptArchiveError",
     "CorruptRecordError",
     "WriterFailedError",
@@ -132,6 +134,25 @@ class CaptureFileAlreadyOpen(CaptureFileError):
 
 class ClosedError(AiorecordsError):
     """The reader or writer was used after it was closed."""
+
+
+class FileChangedError(AiorecordsError):
+    """The file a follower follows is no longer the one it was following:
+    another file took its name (a writer that replaced it, ``mv``, log
+    rotation), or it was cut shorter than what the follower has already
+    given out. What was given out stays valid; follow the name again to
+    read the new file from its start.
+    """
+
+    path: str
+    """The file followed."""
+    change: str
+    """``"replaced"`` or ``"truncated"``."""
+
+    def __init__(self, message: str, *, path: str, change: str) -> None:
+        super().__init__(f"{path}: {message}")
+        self.path = path
+        self.change = change
 
 
 class ArchiveLocked(AiorecordsError):

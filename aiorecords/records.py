@@ -30,6 +30,7 @@ from ._scheduling import RECORDS_PER_TURN, let_others_run
 from .errors import (
     ClosedError,
     CorruptRecordError,
+    FileChangedError,
     RecordsLocked,
     StorageError,
     WriterFailedError,
@@ -612,6 +613,12 @@ class RecordsReader:
             data = await self._source.read(self.read_size)  # type: ignore[union-attr]
             self._source_position = wanted + len(data)
             at_end = len(data) < self.read_size
+        if follow and data and not await self._still_in_progress(decoder):
+            # The record being assembled was cut off and written over (a
+            # writer restarting after a crash): read again from the end of
+            # the last record given out, never joining old and new bytes.
+            self._new_decoder(self._position)
+            return True
         if data:
             decoder.feed(data)
         if at_end and not follow:
@@ -619,6 +626,44 @@ class RecordsReader:
         self._pending = decoder.read_many(_DECODE_SLICE)
         self._unyielded_records += len(self._pending)
         return bool(self._pending) or not decoder.finished
+
+    async def _still_in_progress(self, decoder: LogDecoder) -> bool:
+        """False if the FIRST fragment of the record being assembled is no
+        longer in the file as it was read. Checked after reading the bytes
+        that would continue it: if it still holds then, they were written
+        after it by the same writer."""
+        progress = decoder.record_in_progress
+        if progress is None or self._io is None:
+            return True
+        start, header = progress
+        cached = self._io.read_cached(start, len(header))
+        if cached is not None and len(cached) == len(header):
+            return cached == header
+        return await _io.offload(self._io.pread, start, len(header)) == header
+
+    async def _check_followed_file(self) -> None:
+        """Before a follower waits: raise FileChangedError if its path now
+        names another file or the file was cut short of what was given out;
+        re-read from the last record given out if it was cut short of what
+        was read (a torn tail cut off by a restarting writer)."""
+        if self._io is None or self._path is None or self._decoder is None:
+            return
+        io, path = self._io, self._path
+        named, size = await _io.offload(lambda: (_io.still_named(io, path), io.size()))
+        if not named:
+            raise FileChangedError(
+                "another file took its name while it was followed",
+                path=path,
+                change="replaced",
+            )
+        if size < self._position:
+            raise FileChangedError(
+                f"cut to {size} bytes while followed past offset {self._position}",
+                path=path,
+                change="truncated",
+            )
+        if size < self._decoder.position:
+            self._new_decoder(self._position)
 
     def _report(self, region: SkippedRegion) -> None:
         logger.warning(
@@ -729,6 +774,8 @@ class RecordsReader:
                 async with self._lock:
                     record = await self._next(follow=True)
                     finished = self._decoder is not None and self._decoder.finished
+                    if record is None and not finished:
+                        await self._check_followed_file()
                 if record is not None:
                     wait = _FOLLOW_FIRST_WAIT
                     yield record

@@ -220,6 +220,22 @@ class LogDecoder:
         """True when no more records can come (end of file, or ``stop``)."""
         return self._stopped
 
+    @property
+    def record_in_progress(self) -> tuple[int, bytes] | None:
+        """``(offset, header)`` of the fragmented record being assembled: the
+        file offset of its FIRST fragment and the 7 header bytes that
+        fragment has in the file; None between records.
+
+        A follower checks that those bytes are still there before it joins
+        later fragments to the record: a writer restarting after a crash
+        cuts a torn record back to its FIRST fragment and writes others in
+        its place (see :class:`AppendPoint`).
+        """
+        if not self._in_record:
+            return None
+        first = self._fragments[0]
+        return self._record_start, _header(FIRST, first)
+
     def feed(self, data: bytes | bytearray | memoryview) -> None:
         """Give the next bytes of the file, from :attr:`wanted` on."""
         if self._at_eof:
@@ -542,6 +558,14 @@ class AppendPoint:
                 return
             _, end, kind = fragments[-1]
             if kind in (FULL, LAST) or kind not in (FIRST, MIDDLE):
+                if len(block) == BLOCK_SIZE and not any(block[tail:]):
+                    # A whole block ending in zeros after a whole record:
+                    # padding (the App Engine writer's close) or a trailer.
+                    # The next writer starts at the next block, as padding
+                    # means; cutting it would shrink the log under a reader
+                    # that has already gone past it.
+                    self.end = start + BLOCK_SIZE
+                    return
                 self.end = start + max(end, tail)
                 return
             self._open = True

@@ -364,4 +364,15 @@ def test_append_point_keeps_a_whole_record_after_zero_fill() -> None:
     log.reopen_for_append()
     log.write(b"after")
     assert append_point(bytes(log.data)) == len(log.data)
-    assert append_point(bytes(log.data[:BLOCK_SIZE])) == len(physical(FULL, b"before"))
+    # A whole block ending in zeros after a whole record is padding: the
+    # next writer starts after it (issue 13, item 8: cutting it shrank the
+    # log under followers that had gone past it).
+    assert append_point(bytes(log.data[:BLOCK_SIZE])) == BLOCK_SIZE
+
+
+def test_append_point_cuts_zeros_of_a_partial_block() -> None:
+    log = Log()
+    log.write(b"before")
+    kept = len(log.data)
+    log.data += bytes(100)
+    assert append_point(bytes(log.data)) == kept
