@@ -74,6 +74,7 @@ async def run_storm(
     tasks: int = 8,
     cancellations: int = 40,
     close_after: int | None = None,
+    expected: tuple[type[BaseException], ...] = EXPECTED,
 ) -> None:
     """Run ``tasks`` workers until the object is closed; see the module."""
     rng = storm.rng
@@ -86,7 +87,7 @@ async def run_storm(
         except asyncio.CancelledError:
             storm.note("worker cancelled")
             raise
-        except EXPECTED:
+        except expected:
             storm.note("worker saw the object closed")
         except BaseException as error:
             storm.unexpected.append(error)

@@ -17,8 +17,8 @@ from collections.abc import Iterator
 
 import pytest
 
-from aiorecords import Archive, RecordsReader, RecordsWriter
-from aiorecords.errors import ClosedError
+from aiorecords import Archive, CaptureFile, RecordsReader, RecordsWriter
+from aiorecords.errors import CaptureFileNotOpen, ClosedError
 
 from .conftest import count, scale
 from .storm import Storm, run_storm
@@ -272,3 +272,91 @@ async def test_closing_under_an_open_append_raises(tmp_path) -> None:
 async def _append(archive: Archive, name: str, data: bytes) -> None:
     async with archive.append(name) as out:
         await out.write(data)
+
+
+# ----------------------------------------------------------------------
+# Capture files
+
+
+class CaptureLedger:
+    def __init__(self) -> None:
+        self.tried: set[bytes] = set()  # every record handed to the file
+        self.numbered: dict[int, bytes] = {}  # add_record returned its number
+        self.acknowledged: dict[int, bytes] = {}  # committed, as far as told
+        self.added_order: list[int] = []  # numbers, as add_record returned
+
+
+def capture_worker(cf: CaptureFile, ledger: CaptureLedger):
+    async def work(storm: Storm, worker_id: int) -> None:
+        rng = random.Random(storm.rng.random())
+        for seq in itertools.count():
+            action = rng.random()
+            record = f"{worker_id}.{seq}.".encode() * rng.choice((1, 20, 2000))
+            if action < 0.45:
+                ledger.tried.add(record)
+                number = await cf.add_record(record)
+                ledger.numbered[number] = record
+                ledger.added_order.append(number)
+            elif action < 0.6:
+                upto = len(ledger.added_order)
+                await cf.commit()
+                for number in ledger.added_order[:upto]:
+                    ledger.acknowledged[number] = ledger.numbered[number]
+            elif action < 0.75:
+                ledger.tried.add(record)
+                number = await cf.append(record)
+                ledger.numbered[number] = record
+                ledger.acknowledged[number] = record
+            elif action < 0.82:
+                batch = [record + b"%d" % n for n in range(rng.randint(1, 5))]
+                ledger.tried.update(batch)
+                last = await cf.append_batch(batch)
+                for n, data in enumerate(batch):
+                    ledger.numbered[last - len(batch) + 1 + n] = data
+                    ledger.acknowledged[last - len(batch) + 1 + n] = data
+            elif action < 0.95 and ledger.acknowledged:
+                number = rng.choice(list(ledger.acknowledged))
+                assert await cf.record_at(number) == ledger.acknowledged[number]
+            else:
+                await cf.set_metadata(b"%d" % seq)
+
+    return work
+
+
+@pytest.mark.parametrize("seed", range(STORMS))
+async def test_capture_storm(seed: int, tmp_path) -> None:
+    path = str(tmp_path / "storm.capture")
+    rng = random.Random(seed)
+    cf = CaptureFile(
+        path,
+        to_write=True,
+        force_new_empty_file=True,
+        encoding=None,
+        compression=rng.choice(("zstd", "zlib")),
+        durable=rng.random() < 0.5,
+    )
+    await cf.open(to_write=True)
+    ledger = CaptureLedger()
+    storm = Storm(rng, path)
+    await run_storm(
+        storm,
+        capture_worker(cf, ledger),
+        cf.close,
+        expected=(CaptureFileNotOpen, ClosedError),
+    )
+    reader = await CaptureFile(path, encoding=None)
+    try:
+        count_now = reader.record_count()
+        assert max(ledger.acknowledged, default=0) <= count_now
+        for number in range(1, count_now + 1):
+            data = await reader.record_at(number)
+            assert data in ledger.tried, f"record {number}: no task wrote it"
+            if number in ledger.numbered:
+                assert data == ledger.numbered[number], number
+        records = [r async for r in reader.record_generator()]
+        assert len(records) == count_now
+        assert len(set(records)) == len(records), "a record is there twice"
+    finally:
+        await reader.close()
+    count("many-task storms, capture: storms", 1)
+    count("many-task storms, capture: acknowledged records", len(ledger.acknowledged))
