@@ -8,6 +8,7 @@ the sans-IO core, and touches nothing the event loop changes.
 from __future__ import annotations
 
 import codecs
+import struct
 from typing import Any, Final
 
 from . import _io
@@ -21,6 +22,7 @@ from ._core.capture_layout import (
     MasterNode,
     MasterNodesInconsistent,
     choose_master,
+    commit_damage,
     decode_block,
     decode_header,
     encode_header,
@@ -188,6 +190,7 @@ class Stream:
     """
 
     __slots__ = (
+        "_block_position",
         "_encoding",
         "_offsets",
         "_positions",
@@ -209,10 +212,31 @@ class Stream:
         self._utf8 = encoding is not None and codecs.lookup(encoding).name == "utf-8"
         self._text = ""
         self._text_position = -1
+        self._block_position = 0  # of the block being read, for errors
 
     def take(self, count: int) -> list[Any]:
         """Up to ``count`` records: fewer at the end, or once the blocks read
-        pass :data:`MAX_BATCH_BYTES` (so huge records come a few at a time)."""
+        pass :data:`MAX_BATCH_BYTES` (so huge records come a few at a time).
+
+        A record that lies outside its block, or is not text in the file's
+        encoding, raises :class:`~aiorecords.errors.InvalidCaptureFile`."""
+        try:
+            return self._take(count)
+        except struct.error:
+            # An offset past the end of its block: the index (or a master
+            # node forged with a valid checksum) points outside the data.
+            raise InvalidCaptureFile(
+                "a record's coordinate points past the end of its block",
+                offset=self._block_position,
+            ) from None
+        except UnicodeDecodeError as error:
+            raise InvalidCaptureFile(
+                f"a record is not {self._encoding} text ({error.reason}); "
+                "open the file with encoding=None to read its bytes",
+                offset=self._block_position,
+            ) from None
+
+    def _take(self, count: int) -> list[Any]:
         reader = self._reader
         encoding = self._encoding
         unpack = U32.unpack_from
@@ -232,7 +256,7 @@ class Stream:
                 offsets, rest_offsets = offsets[:room], offsets[room:]
             else:
                 rest_positions = rest_offsets = ()
-            first = positions[0]
+            first = self._block_position = positions[0]
             if first == positions[-1]:
                 # The usual case: the whole run lies in one block (positions
                 # never decrease along the records).
@@ -277,6 +301,7 @@ class Stream:
                 block = b""
                 for position, offset in zip(positions, offsets, strict=True):
                     if position != last:
+                        self._block_position = position
                         block = reader(position)
                         budget -= len(block)
                         last = position
@@ -299,8 +324,10 @@ def _overrun(position: int, length: int) -> InvalidCaptureFile:
 
 def read_state(
     io: _io.FileIO, layout: Layout | None, lock_master: bool, shared: bool
-) -> tuple[Layout, MasterNode, int]:
-    """The file's layout (read unless given), current master node, and size."""
+) -> tuple[Layout, MasterNode, int, str | None]:
+    """The file's layout (read unless given), current master node, size, and
+    what is known of a newer commit that could not be used (see
+    :func:`~aiorecords._core.capture_layout.commit_damage`)."""
     if layout is None:
         layout = decode_header(io.pread(0, HEADER_SIZE))
     size = 2 * layout.master_size
@@ -334,7 +361,33 @@ def read_state(
             f"file is {file_size} bytes but its last commit needs {written}",
             offset=file_size,
         )
-    return layout, node, file_size
+    damage = commit_damage(
+        layout,
+        both[: layout.master_size],
+        both[layout.master_size :],
+        node,
+        file_size=file_size,
+    )
+    if damage is not None:
+        unreachable = _data_end(io, node.data_end, file_size) - node.data_end
+        damage += (
+            f"; the file opens at commit {node.serial}, and {unreachable} bytes "
+            "of data written after it are unreachable"
+        )
+    return layout, node, file_size, damage
+
+
+def _data_end(io: _io.FileIO, start: int, end: int) -> int:
+    """The end of the last non-zero byte in ``[start, end)`` of the file
+    (``start`` if none): what lies after it is space grown ahead of need."""
+    step = 1 << 20
+    while end > start:
+        at = max(start, end - step)
+        chunk = io.pread(at, end - at).rstrip(b"\0")
+        if chunk:
+            return at + len(chunk)
+        end = at
+    return start
 
 
 def open_existing(path: str, to_write: bool, require_lock: bool) -> _io.FileIO:

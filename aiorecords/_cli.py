@@ -363,6 +363,7 @@ def verify(file: str, fmt: str | None) -> None:
 async def _verify(path: str, fmt: Format) -> bool:
     size = _io.file_size(path)
     regions: list[SkippedRegion] = []
+    problems: list[str] = []  # damage that is not a region of bytes
     show = size >= PROGRESS_FROM and sys.stderr.isatty()
     with Progress(console=stderr, disable=not show, transient=True) as progress:
         task = progress.add_task("verifying", total=size)
@@ -393,6 +394,8 @@ async def _verify(path: str, fmt: Format) -> bool:
         else:
             cf = await CaptureFile(path, encoding=None)
             try:
+                if cf.damaged_commit is not None:
+                    problems.append(cf.damaged_commit)
                 count = 0
                 try:
                     async for _ in cf:
@@ -409,14 +412,16 @@ async def _verify(path: str, fmt: Format) -> bool:
                 what = f"{count} of {cf.record_count()} records read"
             finally:
                 await cf.close()
+    for problem in problems:
+        click.echo(f"{path}: damaged: {problem}")
     for region in regions:
         click.echo(
             f"{path}: damaged: offset {region.start}, {region.length} bytes: "
             f"{region.reason}"
         )
-    status = "damaged" if regions else "ok"
+    status = "damaged" if regions or problems else "ok"
     click.echo(f"{path}: {status}: {what}, {len(regions)} damaged regions")
-    return bool(regions)
+    return bool(regions or problems)
 
 
 @cli.command()

@@ -143,6 +143,14 @@ class CaptureFile:
     * ``max_pending_appends``: back-pressure for :meth:`append` and
       :meth:`append_batch`: once this many of their records wait for a
       commit, further calls wait until commits make room.
+    * ``discard_damaged_commit``: open for writing a file whose newest
+      commit cannot be read (its master node fails its checksum: torn by a
+      crash while it was written, or damaged since), which the writer's
+      next commit overwrites. Without it such a file opens for reading only
+      (at the commit before, see :attr:`damaged_commit`), and opening it for
+      writing raises :class:`~aiorecords.errors.InvalidCaptureFile`: a
+      commit that was acknowledged and later damaged is never destroyed
+      unasked.
     """
 
     file_name: str
@@ -162,6 +170,9 @@ class CaptureFile:
     max_pending_appends: int
     """How many records :meth:`append` and :meth:`append_batch` may have
     waiting for their commit before further calls wait."""
+    discard_damaged_commit: bool
+    """Whether a writer may open a file whose newest commit is unreadable
+    (and overwrite it)."""
 
     def __init__(
         self,
@@ -177,6 +188,7 @@ class CaptureFile:
         durable: bool = True,
         max_record_size: int = DEFAULT_MAX_RECORD_SIZE,
         max_pending_appends: int = DEFAULT_MAX_PENDING_APPENDS,
+        discard_damaged_commit: bool = False,
     ) -> None:
         if compression not in ("zstd", "zlib"):
             raise ValueError(
@@ -194,6 +206,8 @@ class CaptureFile:
         self.durable = durable
         self.max_record_size = max_record_size
         self.max_pending_appends = max_pending_appends
+        self.discard_damaged_commit = discard_damaged_commit
+        self._damage: str | None = None
         self._new_layout = Layout(
             compression == "zstd", block_size=compression_block_size
         )
@@ -303,13 +317,16 @@ class CaptureFile:
                     to_write,
                     self.max_record_size,
                 )
+                damage = None
                 self._create_on_open = False
             else:
                 io = await _offload_owning(
                     open_existing, path, to_write, self.use_os_file_locking
                 )
                 try:
-                    layout, master, size = await self._load(io, None, to_write)
+                    layout, master, size, damage = await self._load(
+                        io, None, to_write
+                    )
                 except BaseException:
                     await _io.run_to_completion(io.close)
                     raise
@@ -321,6 +338,7 @@ class CaptureFile:
             self._opening = False
         self.to_write = to_write
         self._path_key = path
+        self._damage = damage
         self._io = io
         self._layout = layout
         self._master = master
@@ -427,6 +445,15 @@ class CaptureFile:
         """The same error, naming this file."""
         return type(error)(error.reason, path=self.file_name, offset=error.offset)
 
+    @property
+    def damaged_commit(self) -> str | None:
+        """What is known of a commit newer than the one this file was opened
+        (or last refreshed) at that could not be read: its master node fails
+        its checksum (torn by a crash while written, or damaged since), or
+        the file was cut short of its data. None when the newest commit is
+        the one in use. ``aiorecords verify`` reports it."""
+        return self._damage
+
     def record_count(self) -> int:
         """Records available: as of the last open or refresh for a reader;
         including uncommitted ones for a writer."""
@@ -439,8 +466,10 @@ class CaptureFile:
 
     async def _load(
         self, io: _io.FileIO, layout: Layout | None, for_write: bool
-    ) -> tuple[Layout, MasterNode, int]:
+    ) -> tuple[Layout, MasterNode, int, str | None]:
         """Read the first page (unless known) and the current master node.
+        A writer refuses a file whose newest commit is unreadable unless
+        ``discard_damaged_commit`` (its first commit would overwrite it).
 
         Both master nodes can look inconsistent to a reader while a writer
         commits, so that is read again (after a pause) before it is believed;
@@ -452,15 +481,26 @@ class CaptureFile:
             if delay:
                 await asyncio.sleep(delay)
             try:
-                return await _io.offload(
+                state = await _io.offload(
                     read_state, io, layout, self.use_os_file_locking, not for_write
                 )
             except MasterNodesInconsistent as error:
                 if last is not None and error.observed == last.observed:
                     break
                 last = error
+                continue
             except CorruptionError as error:
                 raise self._corrupt(error) from None
+            damage = state[3]
+            if for_write and damage is not None and not self.discard_damaged_commit:
+                raise InvalidCaptureFile(
+                    f"the newest commit cannot be read ({damage}); opening for "
+                    "write would overwrite it. Read it at the commit before, or "
+                    "pass discard_damaged_commit=True to write on from there",
+                    path=self.file_name,
+                    offset=state[1].file_limit,
+                )
+            return state
         assert last is not None
         raise self._corrupt(last)
 
@@ -476,8 +516,9 @@ class CaptureFile:
         if self._writer is not None:
             return
         with self._in_flight():
-            _, master, _ = await self._load(io, self._layout, False)
+            _, master, _, damage = await self._load(io, self._layout, False)
         if self._io is io:
+            self._damage = damage
             self._master = master
             self._view = ReadView.of(master, self._layout.fan_out)
 
@@ -604,7 +645,17 @@ class CaptureFile:
                 self._keep_nodes(found)
         except CorruptionError as error:
             raise self._corrupt(error) from None
-        return data.decode(self.encoding) if self.encoding else data
+        if not self.encoding:
+            return data
+        try:
+            return data.decode(self.encoding)
+        except UnicodeDecodeError as error:
+            raise InvalidCaptureFile(
+                f"record {record_number} is not {self.encoding} text "
+                f"({error.reason}); open the file with encoding=None to read "
+                "its bytes",
+                path=self.file_name,
+            ) from None
 
     def record_generator(
         self, starting_record_number: int = 1

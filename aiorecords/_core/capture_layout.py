@@ -35,6 +35,7 @@ __all__ = [
     "Layout",
     "MasterNode",
     "U32",
+    "commit_damage",
     "compress_block",
     "decode_block",
     "decode_header",
@@ -457,6 +458,46 @@ def choose_master(
         f"master nodes hold serial numbers {a.serial} and {b.serial}, "
         "which do not follow each other",
         offset=layout.slots[0],
+    )
+
+
+def commit_damage(
+    layout: Layout,
+    first: bytes,
+    second: bytes,
+    chosen: MasterNode,
+    *,
+    file_size: int | None = None,
+) -> str | None:
+    """What is known of a commit newer than ``chosen`` (the node
+    :func:`choose_master` gave for these slots) that could not be used, or
+    None if ``chosen`` is the newest commit the file holds.
+
+    The slot ``chosen`` is not in holds either the commit before it (a
+    harmless older one, None here) or a newer one: torn by a crash while it
+    was written, or damaged after it was committed. The two cannot be told
+    apart from the bytes, so a writer must not overwrite it unasked.
+    """
+    slots = (first, second)
+    other = slots[(chosen.serial + 1) % 2]
+    node = decode_master(layout, other)
+    if node is not None:
+        if node.serial == (chosen.serial + 1) & 0xFFFFFFFF:
+            # Whole, but its data is not: the file was cut short.
+            size = "?" if file_size is None else file_size
+            return (
+                f"commit {node.serial} (the newest) needs {node.data_end} bytes "
+                f"of data but the file holds {size}"
+            )
+        return None
+    if len(other) >= 8 and (chosen.serial - 1) & 0xFFFFFFFF == U32.unpack_from(
+        other, 4
+    )[0]:
+        return None  # the previous commit's slot is damaged: nothing is lost
+    slot = layout.slots[(chosen.serial + 1) % 2]
+    return (
+        f"the master node at offset {slot} fails its checksum: it held commit "
+        f"{(chosen.serial + 1) & 0xFFFFFFFF} (torn by a crash, or damaged since)"
     )
 
 

@@ -52,7 +52,11 @@ def ready() -> None:
 
 
 async def capture_writer(path: str, rng: random.Random, hint: list[str]) -> None:
-    cf = await CaptureFile(path, to_write=True, encoding=None)
+    # A writer restarting after its predecessor was killed: a commit torn
+    # by the kill was never acknowledged, so it may be written over.
+    cf = await CaptureFile(
+        path, to_write=True, encoding=None, discard_damaged_commit=True
+    )
     metadata = await cf.get_metadata()
     commit = 0 if metadata is None else int(metadata)
     ready()

@@ -32,7 +32,7 @@ from aiorecords import (
     StorageError,
     _io,
 )
-from aiorecords.errors import WriterFailedError
+from aiorecords.errors import InvalidCaptureFile, WriterFailedError
 
 from .conftest import count
 
@@ -153,6 +153,7 @@ async def capture_check(directory: str, outcome: Outcome) -> None:
         assert outcome.acked == 0
         return
     cf = await CaptureFile(path, encoding=None)
+    damage = cf.damaged_commit  # a commit torn by the fault, never acknowledged
     try:
         metadata = await cf.get_metadata()
         commit = 0 if metadata is None else int(metadata.split()[1])
@@ -163,8 +164,14 @@ async def capture_check(directory: str, outcome: Outcome) -> None:
         assert [r async for r in cf] == expected
     finally:
         await cf.close()
-    # And the next writer continues the file.
-    cf = await CaptureFile(path, to_write=True, encoding=None)
+    # And the next writer continues the file; over a torn commit, only when
+    # told it may overwrite it.
+    if damage is not None:
+        with pytest.raises(InvalidCaptureFile, match="discard_damaged_commit"):
+            await CaptureFile(path, to_write=True, encoding=None)
+    cf = await CaptureFile(
+        path, to_write=True, encoding=None, discard_damaged_commit=True
+    )
     await cf.add_record(b"next")
     await cf.commit()
     await cf.close()
