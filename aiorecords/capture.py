@@ -324,9 +324,7 @@ class CaptureFile:
                     open_existing, path, to_write, self.use_os_file_locking
                 )
                 try:
-                    layout, master, size, damage = await self._load(
-                        io, None, to_write
-                    )
+                    layout, master, size, damage = await self._load(io, None, to_write)
                 except BaseException:
                     await _io.run_to_completion(io.close)
                     raise

@@ -490,9 +490,10 @@ def commit_damage(
                 f"of data but the file holds {size}"
             )
         return None
-    if len(other) >= 8 and (chosen.serial - 1) & 0xFFFFFFFF == U32.unpack_from(
-        other, 4
-    )[0]:
+    if (
+        len(other) >= 8
+        and (chosen.serial - 1) & 0xFFFFFFFF == U32.unpack_from(other, 4)[0]
+    ):
         return None  # the previous commit's slot is damaged: nothing is lost
     slot = layout.slots[(chosen.serial + 1) % 2]
     return (
