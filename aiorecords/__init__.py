@@ -33,6 +33,7 @@ from .errors import (
     FileChangedError,
     InvalidCaptureFile,
     RecordIndexError,
+    RecordNotText,
     RecordsLocked,
     StorageError,
     WriterFailedError,
@@ -70,6 +71,7 @@ __all__ = [
     "FileChangedError",
     "InvalidCaptureFile",
     "RecordIndexError",
+    "RecordNotText",
     "StorageError",
     "WriterFailedError",
 ]

@@ -30,7 +30,12 @@ from ._core.capture_layout import (
 )
 from ._core.capture_writer import CaptureWriter, FlushJob, FlushResult, ReadView
 from ._core.codecs import DecodeError, LimitExceeded
-from .errors import CaptureFileAlreadyOpen, InvalidCaptureFile, StorageError
+from .errors import (
+    CaptureFileAlreadyOpen,
+    InvalidCaptureFile,
+    RecordNotText,
+    StorageError,
+)
 
 __all__ = [
     "BlockReader",
@@ -230,9 +235,10 @@ class Stream:
                 offset=self._block_position,
             ) from None
         except UnicodeDecodeError as error:
-            raise InvalidCaptureFile(
+            raise RecordNotText(
                 f"a record is not {self._encoding} text ({error.reason}); "
                 "open the file with encoding=None to read its bytes",
+                error,
                 offset=self._block_position,
             ) from None
 

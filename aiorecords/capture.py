@@ -48,8 +48,10 @@ from .errors import (
     CaptureFileNotOpenForWrite,
     ConflictError,
     CorruptionError,
+    FileChangedError,
     InvalidCaptureFile,
     RecordIndexError,
+    RecordNotText,
     WriterFailedError,
 )
 
@@ -441,6 +443,10 @@ class CaptureFile:
 
     def _corrupt(self, error: CorruptionError) -> CorruptionError:
         """The same error, naming this file."""
+        if isinstance(error, RecordNotText):
+            return RecordNotText(
+                error.reason, error, path=self.file_name, offset=error.offset
+            )
         return type(error)(error.reason, path=self.file_name, offset=error.offset)
 
     @property
@@ -648,10 +654,11 @@ class CaptureFile:
         try:
             return data.decode(self.encoding)
         except UnicodeDecodeError as error:
-            raise InvalidCaptureFile(
+            raise RecordNotText(
                 f"record {record_number} is not {self.encoding} text "
                 f"({error.reason}); open the file with encoding=None to read "
                 "its bytes",
+                error,
                 path=self.file_name,
             ) from None
 
@@ -1109,8 +1116,11 @@ class CaptureFile:
         end it waits: commits in this process wake it at once, and the file
         is looked at for other processes' commits at intervals doubling from
         1 ms to 100 ms while nothing comes. Raises
-        :class:`~aiorecords.errors.CaptureFileNotOpen` if closed, and
-        :class:`IndexError` if ``start`` is below 1.
+        :class:`~aiorecords.errors.CaptureFileNotOpen` if closed,
+        :class:`IndexError` if ``start`` is below 1, and (for a reader)
+        :class:`~aiorecords.errors.FileChangedError` once another file takes
+        the name (a writer that used ``force_new_empty_file``, a move) or the
+        file is cut short of its commits.
 
         Cancellation: cancelling the iterating task ends the iteration
         cleanly; a batch read already in a worker thread finishes first.
@@ -1142,9 +1152,40 @@ class CaptureFile:
                     continue
                 woken = await watch.wait(wait)
                 if self._writer is None:
+                    if not woken:
+                        await self._check_followed_file()
                     await self.refresh()
+                    if self.committed_count() < position:
+                        raise FileChangedError(
+                            f"holds {self.committed_count()} records, fewer than "
+                            f"the {position} already followed",
+                            path=self.file_name,
+                            change="truncated",
+                        )
                 if not woken and self.committed_count() <= position:
                     wait = min(wait * 2, _FOLLOW_LAST_WAIT)
+
+    async def _check_followed_file(self) -> None:
+        """Raise FileChangedError if the followed path now names another
+        file, or the file no longer holds the data of the commit in use."""
+        io = self._open_io("follow the records of")
+        path = self.file_name
+        with self._in_flight():
+            named, size = await _io.offload(
+                lambda: (_io.still_named(io, path), io.size())
+            )
+        if not named:
+            raise FileChangedError(
+                "another file took its name while it was followed",
+                path=path,
+                change="replaced",
+            )
+        if self._master is not None and size < self._master.data_end:
+            raise FileChangedError(
+                f"cut to {size} bytes while followed",
+                path=path,
+                change="truncated",
+            )
 
     async def _flush(self, writer: CaptureWriter, *, commit: bool) -> None:
         """Place waiting blocks (and, for a commit, write the master node) in

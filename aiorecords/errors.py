@@ -10,6 +10,7 @@ already says the right thing they derive from it as well, so existing
     ├── StorageError (also OSError)         the OS failed a read, write or sync
     ├── CorruptionError                     the bytes are not what the format allows
     │   ├── InvalidCaptureFile              not a capture file, or a damaged one
+    │   │   └── RecordNotText               a record is not text (also UnicodeDecodeError)
     │   ├── CorruptRecordError              a damaged LevelDB log record (strict mode)
     │   └── CorruptArchiveError             a damaged archive element
     ├── CaptureFileError                    a capture file used in the wrong state
@@ -32,11 +33,14 @@ CaptureFile API that aiorecords mirrors.
 
 from __future__ import annotations
 
+from typing import Any
+
 __all__ = [
     "AiorecordsError",
     "StorageError",
     "CorruptionError",
     "InvalidCaptureFile",
+    "RecordNotText",
     "CaptureFileError",
     "CaptureFileNotOpen",
     "CaptureFileNotOpenForWrite",
@@ -92,19 +96,70 @@ class CorruptionError(AiorecordsError):
     def __init__(
         self, message: str, *, path: str | None = None, offset: int | None = None
     ) -> None:
-        where = []
-        if path is not None:
-            where.append(repr(path))
-        if offset is not None:
-            where.append(f"offset {offset}")
-        super().__init__(f"{', '.join(where)}: {message}" if where else message)
+        super().__init__(_located(message, path, offset))
         self.path = path
         self.offset = offset
         self.reason = message
 
 
+def _located(message: str, path: str | None, offset: int | None) -> str:
+    where = []
+    if path is not None:
+        where.append(repr(path))
+    if offset is not None:
+        where.append(f"offset {offset}")
+    return f"{', '.join(where)}: {message}" if where else message
+
+
 class InvalidCaptureFile(CorruptionError):
     """The file is not a capture file, has an unsupported version, or is damaged."""
+
+
+class RecordNotText(InvalidCaptureFile, UnicodeDecodeError):
+    """A record is not text in the file's encoding: it was stored as bytes,
+    or a damaged or forged index points into other bytes. Open the file with
+    ``encoding=None`` to read records as bytes. Also a
+    :class:`UnicodeDecodeError`, which is what decoding raised."""
+
+    def __init__(
+        self,
+        message: str,
+        error: UnicodeDecodeError,
+        *,
+        path: str | None = None,
+        offset: int | None = None,
+    ) -> None:
+        # UnicodeDecodeError's own fields, then CorruptionError's (whose
+        # __init__ would reach UnicodeDecodeError's through the MRO).
+        UnicodeDecodeError.__init__(
+            self, error.encoding, error.object, error.start, error.end, error.reason
+        )
+        self.path = path
+        self.offset = offset
+        self.message = message
+        self.located = _located(message, path, offset)
+
+    @property
+    def reason(self) -> str:  # CorruptionError's meaning, not the codec's
+        """The message without the file and offset."""
+        return self.message
+
+    @reason.setter
+    def reason(self, value: str) -> None:
+        pass  # UnicodeDecodeError.__init__ sets the codec's reason
+
+    def __str__(self) -> str:
+        return self.located
+
+    def __reduce__(self) -> Any:
+        error = UnicodeDecodeError(
+            self.encoding, self.object, self.start, self.end, "not text"
+        )
+        return (
+            type(self),
+            (self.message, error),
+            {"path": self.path, "offset": self.offset, "located": self.located},
+        )
 
 
 class CorruptRecordError(CorruptionError):

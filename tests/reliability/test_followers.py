@@ -22,7 +22,7 @@ from pathlib import Path
 
 import pytest
 
-from aiorecords import RecordsReader, RecordsWriter
+from aiorecords import CaptureFile, RecordsReader, RecordsWriter
 from aiorecords._core.records import LogEncoder
 from aiorecords.errors import FileChangedError
 
@@ -192,3 +192,109 @@ async def test_follower_notices_its_file_changed(tmp_path, how: str) -> None:
     assert follower.error.change == ("truncated" if how == "truncated" else "replaced")
     assert follower.error.path == path
     await follower.reader.close()
+
+
+# ----------------------------------------------------------------------
+# Capture files
+
+CAPTURE_WRITER = """
+import asyncio, sys
+from aiorecords import CaptureFile
+
+async def main(path, tag):
+    cf = await CaptureFile(path, to_write=True, discard_damaged_commit=True)
+    n = 0
+    while True:
+        for _ in range(1 + n % 7):
+            await cf.add_record(f"{tag}.{n} " + "y" * (n % 300))
+            n += 1
+        await cf.commit()
+
+asyncio.run(main(sys.argv[1], sys.argv[2]))
+"""
+
+
+class CaptureFollower:
+    def __init__(self, cf: CaptureFile) -> None:
+        self.cf = cf
+        self.seen: list[str | bytes] = []
+        self.error: BaseException | None = None
+        self.task = asyncio.ensure_future(self._run())
+
+    async def _run(self) -> None:
+        try:
+            async for record in self.cf.follow():
+                self.seen.append(record)
+        except FileChangedError as error:
+            self.error = error
+
+    async def caught_up(self, n: int) -> None:
+        deadline = time.monotonic() + 30
+        while len(self.seen) < n and not self.task.done():
+            assert time.monotonic() < deadline, f"saw {len(self.seen)} of {n}"
+            await asyncio.sleep(0.001)  # polling what the follower gathered
+
+
+async def test_capture_follower_across_killed_and_restarted_writers(tmp_path) -> None:
+    path = str(tmp_path / "f.capture")
+    async with CaptureFile(path, to_write=True, force_new_empty_file=True) as cf:
+        await cf.add_record("first")
+        await cf.commit()
+    reader = await CaptureFile(path)
+    follower = CaptureFollower(reader)
+    await follower.caught_up(1)
+    rng = random.Random(3)
+    for restart in range(scale(6, 30)):
+        if restart % 3 == 2:  # a clean writer in this process
+            async with CaptureFile(path, to_write=True) as cf:
+                for n in range(rng.randint(1, 50)):
+                    await cf.add_record(f"clean {restart}.{n}")
+                await cf.commit()
+            continue
+        process = subprocess.Popen(
+            [sys.executable, "-c", CAPTURE_WRITER, path, str(restart)]
+        )
+        # Killed once the follower has seen it commit a few records.
+        await follower.caught_up(len(follower.seen) + rng.randint(1, 200))
+        process.send_signal(signal.SIGKILL)
+        process.wait()
+        count("followers across restarts: capture writer processes SIGKILLed")
+    async with CaptureFile(path, to_write=True, discard_damaged_commit=True) as cf:
+        await cf.add_record("last")
+        await cf.commit()
+    fresh = await CaptureFile(path)
+    try:
+        expected = [record async for record in fresh]
+    finally:
+        await fresh.close()
+    await follower.caught_up(len(expected))
+    follower.task.cancel()
+    await asyncio.gather(follower.task, return_exceptions=True)
+    await reader.close()
+    assert follower.error is None
+    assert follower.seen == expected
+
+
+@pytest.mark.parametrize("how", ["replaced", "truncated", "removed"])
+async def test_capture_follower_notices_its_file_changed(tmp_path, how: str) -> None:
+    """Issue 13, item 10: a capture follower kept following the old file."""
+    path = str(tmp_path / "c.capture")
+    async with CaptureFile(path, to_write=True, force_new_empty_file=True) as cf:
+        for n in range(3000):
+            await cf.add_record(f"record {n} " * 10)
+        await cf.commit()
+    reader = await CaptureFile(path)
+    follower = CaptureFollower(reader)
+    await follower.caught_up(3000)
+    if how == "replaced":
+        async with CaptureFile(path, to_write=True, force_new_empty_file=True) as cf:
+            await cf.add_record("a new file")
+            await cf.commit()
+    elif how == "truncated":
+        os.truncate(path, 100_000)
+    else:
+        os.unlink(path)
+    await asyncio.wait_for(follower.task, 10)
+    assert isinstance(follower.error, FileChangedError), follower.error
+    assert follower.error.change == ("truncated" if how == "truncated" else "replaced")
+    await reader.close()

@@ -25,7 +25,7 @@ from pathlib import Path
 
 import pytest
 
-from aiorecords import CaptureFile, InvalidCaptureFile
+from aiorecords import CaptureFile, InvalidCaptureFile, RecordNotText
 from aiorecords._core.capture_layout import (
     COORD,
     decode_header,
@@ -173,6 +173,14 @@ async def test_records_that_are_not_text_give_a_typed_error(tmp_path: Path) -> N
     await cf.close()
     reasons = await every_read_path(path)
     assert any("encoding=None" in reason for reason in reasons)
+    cf = await CaptureFile(path)
+    try:
+        with pytest.raises(RecordNotText) as caught:
+            await cf.record_at(2)
+        assert isinstance(caught.value, UnicodeDecodeError)
+        assert caught.value.path == path
+    finally:
+        await cf.close()
     assert await every_read_path(path, encoding=None) == []
 
 
