@@ -10,7 +10,7 @@ already says the right thing they derive from it as well, so existing
     ├── StorageError (also OSError)         the OS failed a read, write or sync
     ├── CorruptionError                     the bytes are not what the format allows
     │   ├── InvalidCaptureFile              not a capture file, or a damaged one
-    │   │   └── RecordNotText               a record is not text (also UnicodeDecodeError)
+    │   │   └── RecordNotText               not text (also UnicodeDecodeError)
     │   ├── CorruptRecordError              a damaged LevelDB log record (strict mode)
     │   └── CorruptArchiveError             a damaged archive element
     ├── CaptureFileError                    a capture file used in the wrong state
