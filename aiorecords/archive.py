@@ -37,6 +37,7 @@ from ._core.archive import (
 )
 from ._core.archive_walk import Listing, find_back
 from ._core.skipped import SkippedRegion
+from ._lifetime import finish
 from .errors import (
     ArchiveLocked,
     ArchiveReadOnly,
@@ -136,6 +137,7 @@ class Archive:
         # True once the listing covers every byte and nothing but this object
         # can add any (an archive in memory, or one open rdwr_exclusive).
         self._settled = False
+        self._closing: asyncio.Future[None] | None = None
         # Appends this object has made: a listing read while one completed
         # may lack it, and must not be taken as settled.
         self._appends = 0
@@ -285,32 +287,33 @@ class Archive:
         """Close the archive, releasing its lock. Closing twice does nothing.
 
         An append still in progress (in another task) is left torn: it fails
-        on its next write, and the next writer overwrites it. Work already in
-        a worker thread is waited for first.
+        on its next write, its block raises
+        :class:`~aiorecords.errors.ClosedError` on exit (the entry was not
+        added), and the next writer overwrites it. Work already in a worker
+        thread is waited for first; from the moment the close begins, no
+        call reaches the descriptor (later ones raise ClosedError).
 
         Cancellation: the archive is closed all the same, and the
         cancellation is raised once it is.
         """
-        storage = self._storage
-        if storage is None:
-            return
-        self._storage = None
-        cancelled: asyncio.CancelledError | None = None
+        if self._closing is None:
+            storage = self._storage
+            if storage is None:
+                return
+            self._storage = None  # from now on no call reaches the file
+            self._closing = asyncio.ensure_future(self._close_now(storage))
+            await finish(self._closing)
+        elif not self._closing.done():
+            await finish(self._closing)  # the first close() under way
+
+    async def _close_now(self, storage: files.Storage) -> None:
+        # A task of its own, awaited through cancellations by close().
         while self._busy:
-            if self._idle is None:
-                self._idle = asyncio.Event()
-            try:
-                await self._idle.wait()
-            except asyncio.CancelledError as error:
-                cancelled = error
+            self._idle = asyncio.Event()
+            await self._idle.wait()
             self._idle = None
         if isinstance(storage, _io.FileIO):
-            outcome, again = await _io.run_to_completion(storage.close)
-            cancelled = cancelled or again
-            if cancelled is None:
-                outcome.unwrap()
-        if cancelled is not None:
-            raise cancelled
+            (await _io.run_to_completion(storage.close))[0].unwrap()
 
     async def _close_quietly(self) -> None:
         with contextlib.suppress(Exception):

@@ -41,6 +41,7 @@ from ._capture_threads import (
 from ._core.capture_index import node_from_block, read_item, record_coordinate
 from ._core.capture_layout import Layout, MasterNode, MasterNodesInconsistent
 from ._core.capture_writer import PLACEHOLDER, CaptureWriter, ReadView
+from ._lifetime import finish
 from ._scheduling import RECORDS_PER_TURN, let_others_run
 from .errors import (
     CaptureFileAlreadyOpen,
@@ -233,6 +234,7 @@ class CaptureFile:
         self._metadata_cache: tuple[tuple[int, int], bytes] | None = None
         self._upper_nodes: dict[tuple[int, int], bytes] = {}
         self._opening = False
+        self._closing: asyncio.Future[None] | None = None
         self._busy = 0
         self._idle: asyncio.Event | None = None
         self._append_lock = asyncio.Lock()
@@ -295,6 +297,8 @@ class CaptureFile:
         (a new file that was already renamed into place stays: it is a valid,
         empty capture file).
         """
+        if self._closing is not None and not self._closing.done():
+            await finish(self._closing)  # a close under way ends first
         if self._io is not None or self._opening:
             raise CaptureFileAlreadyOpen(
                 f"capture file {self.file_name!r} is already open"
@@ -364,33 +368,34 @@ class CaptureFile:
         commit, a flush, a read) is waited for before the descriptor is
         closed, so no thread touches the file after this returns.
 
+        A second ``close()`` while the first runs waits for it.
+
         Cancellation: the file is closed all the same, and the cancellation
         is raised once it is.
         """
         io = self._io
-        if io is None:
-            return
-        self._io = None
-        self._writer = self._fast = None
-        self._held = []
-        self._held_bytes = 0
-        cancelled: asyncio.CancelledError | None = None
+        if io is not None:
+            # From now on no call reaches the descriptor.
+            self._io = None
+            self._writer = self._fast = None
+            self._held = []
+            self._held_bytes = 0
+            self._closing = asyncio.ensure_future(self._close_now(io))
+            await finish(self._closing)
+        elif self._closing is not None and not self._closing.done():
+            await finish(self._closing)
+
+    async def _close_now(self, io: _io.FileIO) -> None:
+        # A task of its own, awaited through cancellations by close().
         while self._busy:
-            if self._idle is None:
-                self._idle = asyncio.Event()
-            try:
-                await self._idle.wait()
-            except asyncio.CancelledError as error:
-                cancelled = error
+            self._idle = asyncio.Event()
+            await self._idle.wait()
             self._idle = None
         block_cache.drop(self._namespace)
-        outcome, again = await _io.run_to_completion(io.close)
+        outcome, _ = await _io.run_to_completion(io.close)
         path = _io.canonical_path(self.file_name)
         if _writers.get(path) is self:
             del _writers[path]
-        cancelled = cancelled or again
-        if cancelled is not None:
-            raise cancelled
         outcome.unwrap()
 
     def __del__(self) -> None:

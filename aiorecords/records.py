@@ -364,7 +364,9 @@ class RecordsWriter:
             # those already framed, by this or any other task, are written.
             self._closed = True
             self._closing = asyncio.ensure_future(self._close_now())
-        await finish(self._closing)
+            await finish(self._closing)
+        elif not self._closing.done():
+            await finish(self._closing)  # the first close() under way
 
     async def _close_now(self) -> None:
         async with self._lock:
@@ -796,7 +798,9 @@ class RecordsReader:
         if self._closing is None:
             self._closed = True
             self._closing = asyncio.ensure_future(self._close_now())
-        await finish(self._closing)
+            await finish(self._closing)
+        elif not self._closing.done():
+            await finish(self._closing)  # the first close() under way
 
     async def _close_now(self) -> None:
         async with self._lock:

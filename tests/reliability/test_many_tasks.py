@@ -17,7 +17,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from aiorecords import Archive, CaptureFile, RecordsReader, RecordsWriter
+from aiorecords import Archive, CaptureFile, RecordsReader, RecordsWriter, _io
 from aiorecords.errors import CaptureFileNotOpen, ClosedError
 
 from .conftest import count, scale
@@ -360,3 +360,47 @@ async def test_capture_storm(seed: int, tmp_path) -> None:
         await reader.close()
     count("many-task storms, capture: storms", 1)
     count("many-task storms, capture: acknowledged records", len(ledger.acknowledged))
+
+
+class CloseWatch:
+    """Notes when the I/O layer closes ``path``."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+        self.closed = False
+
+    def __call__(self, operation: str, path: str, offset: int, length: int) -> None:
+        if operation == "close" and path == self.path:
+            self.closed = True
+
+
+@pytest.mark.parametrize("fmt", ["records", "archive", "capture"])
+async def test_a_second_close_waits_for_the_first(fmt: str, tmp_path) -> None:
+    """Two tasks close one object while a write is out: neither returns
+    before the descriptor is closed."""
+    path = str(tmp_path / f"x.{fmt}")
+    if fmt == "records":
+        obj = RecordsWriter(path)
+        await obj.write(b"x" * 2_000_000)  # a flush goes to a thread
+        work = asyncio.ensure_future(obj.sync())
+    elif fmt == "archive":
+        obj = await Archive.open(path, mode="rdwr", durable=True)
+        work = asyncio.ensure_future(_append(obj, "e", b"y" * 3_000_000))
+    else:
+        obj = CaptureFile(path, to_write=True, force_new_empty_file=True)
+        await obj.open(to_write=True)
+        for _ in range(2000):
+            await obj.add_record(b"z" * 1000)
+        work = asyncio.ensure_future(obj.commit())
+    await asyncio.sleep(0)
+    watch = CloseWatch(path)
+    _io.add_observer(watch)
+    try:
+        first = asyncio.ensure_future(obj.close())
+        await asyncio.sleep(0)
+        await obj.close()
+        assert watch.closed, "the second close() returned before the file closed"
+        await first
+    finally:
+        _io.remove_observer(watch)
+    await asyncio.gather(work, return_exceptions=True)
