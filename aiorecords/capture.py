@@ -1146,9 +1146,11 @@ class CaptureFile:
     async def _follow(self, position: int) -> AsyncIterator[Record]:
         self._open_io("follow the records of")
         wait = _FOLLOW_FIRST_WAIT
+        known = 0  # the most records a commit of this file has been seen to hold
         with _watch.watching(self._path_key) as watch:
             while True:
                 committed = self.committed_count()
+                known = max(known, committed)
                 if position < committed:
                     async for record in self._generate(position, committed):
                         position += 1
@@ -1160,10 +1162,10 @@ class CaptureFile:
                     if not woken:
                         await self._check_followed_file()
                     await self.refresh()
-                    if self.committed_count() < position:
+                    if self.committed_count() < known:
                         raise FileChangedError(
                             f"holds {self.committed_count()} records, fewer than "
-                            f"the {position} already followed",
+                            f"the {known} it held before",
                             path=self.file_name,
                             change="truncated",
                         )
