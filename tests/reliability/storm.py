@@ -27,6 +27,7 @@ import asyncio
 import contextlib
 import os
 import random
+import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
@@ -75,8 +76,13 @@ async def run_storm(
     cancellations: int = 40,
     close_after: int | None = None,
     expected: tuple[type[BaseException], ...] = EXPECTED,
+    acknowledged: Callable[[], int] | None = None,
 ) -> None:
-    """Run ``tasks`` workers until the object is closed; see the module."""
+    """Run ``tasks`` workers until the object is closed; see the module.
+
+    Given ``acknowledged`` (how many acknowledgements the ledger holds), the
+    close also waits until a random number of them, 0 to 40, have come (or
+    10 s have passed), so that storms do real work before it."""
     rng = storm.rng
     canaries: list[tuple[str, int, bytes]] = []
     next_id = 0
@@ -101,10 +107,20 @@ async def run_storm(
     try:
         running = [start() for _ in range(tasks)]
         when_to_close = rng.randint(50, 3000) if close_after is None else close_after
-        for step in range(cancellations + 1):
+        target = rng.randint(0, 40) if acknowledged is not None else 0
+        deadline = time.monotonic() + 10
+        step = 0
+        while step < cancellations or (
+            acknowledged is not None
+            and acknowledged() < target
+            and time.monotonic() < deadline
+        ):
             await storm.turns(when_to_close // (cancellations + 1) + 1)
-            if step == cancellations:
-                break
+            if acknowledged is not None and step >= cancellations:
+                await asyncio.sleep(0.001)  # worker threads take real time
+            step += 1
+            if step > cancellations and rng.random() < 0.9:
+                continue  # past the planned cancellations: mostly let them work
             victim = rng.randrange(len(running))
             running[victim].cancel()
             running[victim] = start()

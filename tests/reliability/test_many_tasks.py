@@ -23,7 +23,7 @@ from aiorecords.errors import CaptureFileNotOpen, ClosedError
 from .conftest import count, scale
 from .storm import Storm, run_storm
 
-STORMS = scale(25, 400)
+STORMS = scale(100, 1000)
 
 
 # ----------------------------------------------------------------------
@@ -83,7 +83,12 @@ async def test_records_writer_storm(seed: int, tmp_path) -> None:
         await writer.close()
 
     storm = Storm(rng, path)
-    await run_storm(storm, records_worker(writer, ledger), close)
+    await run_storm(
+        storm,
+        records_worker(writer, ledger),
+        close,
+        acknowledged=lambda: ledger.synced,
+    )
     async with RecordsReader(path, strict=True) as reader:
         found = [record async for record in reader]
     assert len(found) == len(set(found)), "a record is in the log twice"
@@ -208,7 +213,12 @@ async def test_archive_storm(seed: int, tmp_path) -> None:
     archive = await Archive.open(path, mode=mode, durable=rng.random() < 0.3)
     ledger = ArchiveLedger()
     storm = Storm(rng, path)
-    await run_storm(storm, archive_worker(archive, ledger), archive.close)
+    await run_storm(
+        storm,
+        archive_worker(archive, ledger),
+        archive.close,
+        acknowledged=lambda: len(ledger.acknowledged),
+    )
     async with Archive.open(path) as reader:
         entries = await reader.contents()  # no damage: raises otherwise
         names = [entry.name for entry in entries]
@@ -343,6 +353,7 @@ async def test_capture_storm(seed: int, tmp_path) -> None:
         capture_worker(cf, ledger),
         cf.close,
         expected=(CaptureFileNotOpen, ClosedError),
+        acknowledged=lambda: len(ledger.acknowledged),
     )
     reader = await CaptureFile(path, encoding=None)
     try:
