@@ -415,3 +415,47 @@ async def test_a_second_close_waits_for_the_first(fmt: str, tmp_path) -> None:
     finally:
         _io.remove_observer(watch)
     await asyncio.gather(work, return_exceptions=True)
+
+
+def reader_worker(reader: RecordsReader, records: list[bytes]):
+    known = set(records)
+
+    async def work(storm: Storm, worker_id: int) -> None:
+        rng = random.Random(storm.rng.random())
+        while True:
+            action = rng.random()
+            if action < 0.4:
+                try:
+                    record = await reader.read()
+                except EOFError:
+                    await reader.seek(0)
+                    continue
+                assert record in known, "a record that was never written"
+                storm.note("read")
+            elif action < 0.6:
+                async for record in reader:
+                    assert record in known, "a record that was never written"
+                    if rng.random() < 0.1:
+                        break
+            elif action < 0.8:
+                await reader.seek(rng.randrange(0, 200_000))
+            else:
+                await reader.tell()
+
+    return work
+
+
+@pytest.mark.parametrize("seed", range(STORMS // 4))
+async def test_records_reader_storm(seed: int, tmp_path) -> None:
+    """Many tasks reading, seeking and iterating one reader, cancelled at
+    random, closed at a random moment: only records that were written, and
+    no call on the file once the close has begun."""
+    path = str(tmp_path / "r.log")
+    rng = random.Random(seed)
+    records = [b"%d." % n * rng.choice((1, 300, 9000)) for n in range(300)]
+    async with RecordsWriter(path) as writer:
+        await writer.write_many(records)
+    reader = RecordsReader(path, read_size=32768 * rng.choice((1, 4)))
+    storm = Storm(rng, path)
+    await run_storm(storm, reader_worker(reader, records), reader.close)
+    count("many-task storms, records reader: storms", 1)
