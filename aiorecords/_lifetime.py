@@ -13,7 +13,7 @@ import asyncio
 from collections.abc import Coroutine
 from typing import Any, TypeVar
 
-__all__ = ["finish"]
+__all__ = ["CloseOnce", "finish"]
 
 T = TypeVar("T")
 
@@ -39,3 +39,34 @@ async def finish(work: asyncio.Future[T] | Coroutine[Any, Any, T]) -> T:
             raise cancelled from task.exception()
         raise cancelled
     return task.result()
+
+
+class CloseOnce:
+    """The close of one object: begun once, run as a task of its own that no
+    cancellation interrupts, and waited for by every ``close()`` call made
+    while it runs (a second caller must not return before the descriptor is
+    closed)."""
+
+    __slots__ = ("_task",)
+
+    def __init__(self) -> None:
+        self._task: asyncio.Future[None] | None = None
+
+    @property
+    def begun(self) -> bool:
+        """True once :meth:`begin` has been called (until :meth:`reset`)."""
+        return self._task is not None
+
+    async def begin(self, work: Coroutine[Any, Any, None]) -> None:
+        """Start the close and wait for it (see :func:`finish`)."""
+        self._task = asyncio.ensure_future(work)
+        await finish(self._task)
+
+    async def wait(self) -> None:
+        """Wait for a close under way; nothing if none is, or it has ended."""
+        if self._task is not None and not self._task.done():
+            await finish(self._task)
+
+    def reset(self) -> None:
+        """Forget an ended close, for an object that can be opened again."""
+        self._task = None

@@ -37,7 +37,7 @@ from ._core.archive import (
 )
 from ._core.archive_walk import Listing, find_back
 from ._core.skipped import SkippedRegion
-from ._lifetime import finish
+from ._lifetime import CloseOnce
 from .errors import (
     ArchiveLocked,
     ArchiveReadOnly,
@@ -137,7 +137,7 @@ class Archive:
         # True once the listing covers every byte and nothing but this object
         # can add any (an archive in memory, or one open rdwr_exclusive).
         self._settled = False
-        self._closing: asyncio.Future[None] | None = None
+        self._close = CloseOnce()
         # Appends this object has made: a listing read while one completed
         # may lack it, and must not be taken as settled.
         self._appends = 0
@@ -296,15 +296,12 @@ class Archive:
         Cancellation: the archive is closed all the same, and the
         cancellation is raised once it is.
         """
-        if self._closing is None:
-            storage = self._storage
-            if storage is None:
-                return
-            self._storage = None  # from now on no call reaches the file
-            self._closing = asyncio.ensure_future(self._close_now(storage))
-            await finish(self._closing)
-        elif not self._closing.done():
-            await finish(self._closing)  # the first close() under way
+        storage = self._storage
+        if storage is None:
+            await self._close.wait()
+            return
+        self._storage = None  # from now on no call reaches the file
+        await self._close.begin(self._close_now(storage))
 
     async def _close_now(self, storage: files.Storage) -> None:
         # A task of its own, awaited through cancellations by close().

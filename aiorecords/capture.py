@@ -41,7 +41,7 @@ from ._capture_threads import (
 from ._core.capture_index import node_from_block, read_item, record_coordinate
 from ._core.capture_layout import Layout, MasterNode, MasterNodesInconsistent
 from ._core.capture_writer import PLACEHOLDER, CaptureWriter, ReadView
-from ._lifetime import finish
+from ._lifetime import CloseOnce
 from ._scheduling import RECORDS_PER_TURN, let_others_run
 from .errors import (
     CaptureFileAlreadyOpen,
@@ -234,7 +234,7 @@ class CaptureFile:
         self._metadata_cache: tuple[tuple[int, int], bytes] | None = None
         self._upper_nodes: dict[tuple[int, int], bytes] = {}
         self._opening = False
-        self._closing: asyncio.Future[None] | None = None
+        self._close = CloseOnce()
         self._busy = 0
         self._idle: asyncio.Event | None = None
         self._append_lock = asyncio.Lock()
@@ -297,8 +297,8 @@ class CaptureFile:
         (a new file that was already renamed into place stays: it is a valid,
         empty capture file).
         """
-        if self._closing is not None and not self._closing.done():
-            await finish(self._closing)  # a close under way ends first
+        await self._close.wait()  # a close under way ends first
+        self._close.reset()
         if self._io is not None or self._opening:
             raise CaptureFileAlreadyOpen(
                 f"capture file {self.file_name!r} is already open"
@@ -374,16 +374,15 @@ class CaptureFile:
         is raised once it is.
         """
         io = self._io
-        if io is not None:
-            # From now on no call reaches the descriptor.
-            self._io = None
-            self._writer = self._fast = None
-            self._held = []
-            self._held_bytes = 0
-            self._closing = asyncio.ensure_future(self._close_now(io))
-            await finish(self._closing)
-        elif self._closing is not None and not self._closing.done():
-            await finish(self._closing)
+        if io is None:
+            await self._close.wait()
+            return
+        # From now on no call reaches the descriptor.
+        self._io = None
+        self._writer = self._fast = None
+        self._held = []
+        self._held_bytes = 0
+        await self._close.begin(self._close_now(io))
 
     async def _close_now(self, io: _io.FileIO) -> None:
         # A task of its own, awaited through cancellations by close().

@@ -25,7 +25,7 @@ from typing import Any, Final, Protocol
 from . import _io, _watch
 from ._core.records import BLOCK_SIZE, AppendPoint, LogDecoder, LogEncoder, Record
 from ._core.skipped import SkippedRegion
-from ._lifetime import finish
+from ._lifetime import CloseOnce
 from ._scheduling import RECORDS_PER_TURN, let_others_run
 from .errors import (
     ClosedError,
@@ -140,7 +140,7 @@ class RecordsWriter:
         self._offset = 0  # file offset of the first buffered byte
         self._lock = asyncio.Lock()
         self._closed = False
-        self._closing: asyncio.Future[None] | None = None
+        self._close = CloseOnce()
         self._failed: BaseException | None = None
         self._watch_key = ""  # the canonical path, once opened
 
@@ -359,14 +359,13 @@ class RecordsWriter:
         is left open, none closed under a running write); the cancellation
         is raised afterwards.
         """
-        if self._closing is None:
-            # From now on no record is taken (write() raises ClosedError);
-            # those already framed, by this or any other task, are written.
-            self._closed = True
-            self._closing = asyncio.ensure_future(self._close_now())
-            await finish(self._closing)
-        elif not self._closing.done():
-            await finish(self._closing)  # the first close() under way
+        if self._close.begun:
+            await self._close.wait()
+            return
+        # From now on no record is taken (write() raises ClosedError); those
+        # already framed, by this or any other task, are written.
+        self._closed = True
+        await self._close.begin(self._close_now())
 
     async def _close_now(self) -> None:
         async with self._lock:
@@ -521,7 +520,7 @@ class RecordsReader:
         self._source_position = -1  # where a file object stands, if known
         self._lock = asyncio.Lock()
         self._closed = False
-        self._closing: asyncio.Future[None] | None = None
+        self._close = CloseOnce()
         # Work done on the loop since the reader last let other tasks run.
         self._unyielded_bytes = 0
         self._unyielded_records = 0
@@ -795,12 +794,11 @@ class RecordsReader:
         Cancellation: the close runs to its end all the same; the
         cancellation is raised afterwards.
         """
-        if self._closing is None:
-            self._closed = True
-            self._closing = asyncio.ensure_future(self._close_now())
-            await finish(self._closing)
-        elif not self._closing.done():
-            await finish(self._closing)  # the first close() under way
+        if self._close.begun:
+            await self._close.wait()
+            return
+        self._closed = True
+        await self._close.begin(self._close_now())
 
     async def _close_now(self) -> None:
         async with self._lock:
