@@ -15,13 +15,7 @@ from typing import TYPE_CHECKING, Any, Final
 
 from . import _io
 from ._archive_files import MemoryArchive, end_append
-from ._core.archive import (
-    TRAILER_SIZE,
-    ArchiveEntry,
-    Codec,
-    encode_header,
-    encode_trailer,
-)
+from ._core.archive import ArchiveEntry, Codec
 from ._core.archive_stream import CHUNK, EntryDecoder, EntryEncoder
 from ._core.codecs import DecodeError
 from .errors import ClosedError, CorruptArchiveError, StorageError, WriterFailedError
@@ -60,6 +54,7 @@ class EntryReader:
             _CODECS[entry.compression],
             entry.size,
             entry.payload_crc,
+            archive._listing.layout.stuffed,
         )
         self._closed = False
 
@@ -203,10 +198,11 @@ class EntryWriter:
         self._start = start
         self._new = new
         self._share_owner = share_owner  # the append locks held (None: none)
-        self._header, self._header_crc = encode_header(
+        self._layout = layout = archive._listing.layout
+        self._header, self._header_crc = layout.encode_header(
             start, new.name, new.timestamp, new.comment, new.codec
         )
-        self._encoder = EntryEncoder(new.codec, new.data_gzip)
+        self._encoder = EntryEncoder(new.codec, new.data_gzip, layout.stuffed)
         self._position = start  # where the next stored byte goes
         self._buffer = bytearray()
         self._done = False
@@ -304,17 +300,18 @@ class EntryWriter:
             # for it is written.
             write_pending()
             io.datasync()
+        trailer_size = self._layout.trailer_size
         pending.append(
-            encode_trailer(
+            self._layout.encode_trailer(
                 self._start,
-                position + pending_size + TRAILER_SIZE - self._start,
+                position + pending_size + trailer_size - self._start,
                 encoder.stored_size,
                 encoder.data_size,
                 encoder.crc,
                 self._header_crc,
             )
         )
-        pending_size += TRAILER_SIZE
+        pending_size += trailer_size
         write_pending()
         if self._new.durable:
             io.datasync()
@@ -366,6 +363,10 @@ class EntryWriter:
             stored_size=encoder.stored_size,
             size=encoder.data_size,
             payload_crc=encoder.crc,
+            end=self._start
+            + len(self._header)
+            + encoder.stored_size
+            + self._layout.trailer_size,
         )
         return self.entry
 

@@ -14,6 +14,7 @@ from ._core.archive import (
     FILE_HEADER,
     FILE_HEADER_SIZE,
     ArchiveEntry,
+    ElementLayout,
     check_file_header,
 )
 from ._core.archive_walk import Listing, extend_listing, find_back, valid_end
@@ -44,9 +45,10 @@ _APPEND_BYTE: Final = (1 << 63) - 15
 class MemoryArchive:
     """An archive held in memory: the same bytes a file would hold."""
 
-    __slots__ = ("data",)
+    __slots__ = ("data", "layout")
 
     def __init__(self, data: bytes) -> None:
+        self.layout = check_file_header(data)
         self.data = data
 
     def pread(self, offset: int, size: int) -> bytes:
@@ -93,13 +95,13 @@ def take_owner_lock(io: _io.FileIO) -> bool:
     return io.lock(_OWNER_BYTE, 1, exclusive=True, wait=False)
 
 
-def check_header(io: _io.FileIO) -> bool:
-    """Check the file header; False if the file is empty (not yet an archive)."""
+def check_header(io: _io.FileIO) -> ElementLayout | None:
+    """Check the file header and say which layout the archive has; None if
+    the file is empty (not yet an archive)."""
     head = io.pread(0, FILE_HEADER_SIZE)
     if not head:
-        return False
-    check_file_header(head)
-    return True
+        return None
+    return check_file_header(head)
 
 
 def initialize(io: _io.FileIO) -> bool:
@@ -116,7 +118,9 @@ def initialize(io: _io.FileIO) -> bool:
         io.unlock(_APPEND_BYTE, 1)
 
 
-def begin_append(io: _io.FileIO, floor: int, share_owner: bool) -> int | str:
+def begin_append(
+    io: _io.FileIO, floor: int, share_owner: bool, layout: ElementLayout
+) -> int | str:
     """Take the append locks and find where the new element goes, cutting off
     a torn tail; or say which lock is busy (``"owner"`` or ``"append"``).
 
@@ -131,7 +135,9 @@ def begin_append(io: _io.FileIO, floor: int, share_owner: bool) -> int | str:
         return "append"
     try:
         size = io.size()
-        end = valid_end(io.pread, size, floor if size >= floor else FILE_HEADER_SIZE)
+        end = valid_end(
+            io.pread, size, floor if size >= floor else FILE_HEADER_SIZE, layout
+        )
         if size > end:
             io.truncate(end)
     except BaseException:

@@ -449,10 +449,13 @@ def convert(
     """Copy the records of SOURCE into a new DESTINATION of another format.
 
     Archive entries become records (oldest first); records become entries
-    named by number. Memory stays bounded: records stream through. A capture
-    file's metadata goes with it into a capture file; a log or an archive has
-    nowhere to keep it (a note says so). DESTINATION appears whole, or not
-    at all: it is written under a temporary name, then renamed.
+    named by number. An archive converted to an archive keeps its entries'
+    names, timestamps, comments and compression (this rewrites an archive
+    of format version 1 in version 2). Memory stays bounded: records stream
+    through. A capture file's metadata goes with it into a capture file; a
+    log or an archive has nowhere to keep it (a note says so). DESTINATION
+    appears whole, or not at all: it is written under a temporary name, then
+    renamed.
     """
     if _io.same_file(source, destination):
         fail(f"{destination}: is {source} itself; convert into another file")
@@ -485,6 +488,32 @@ async def _convert(
         fail(str(error).replace(temp, destination))
     finally:
         _io.unlink_quietly(temp)
+    return count
+
+
+async def _copy_archive(source: str, destination: str) -> int:
+    """Append every entry of the archive ``source`` to ``destination``,
+    oldest first, with its name, timestamp, comment and compression; the
+    count. (This rewrites an archive in the current format version.)"""
+    count = 0
+    async with (
+        Archive.open(source) as old,
+        Archive.open(destination, mode="rdwr_exclusive", durable=False) as new,
+    ):
+        for entry in reversed(await old.contents()):
+            async with (
+                old.read(entry) as stream,
+                new.append(
+                    entry.name,
+                    timestamp=entry.timestamp,
+                    comment=entry.comment,
+                    compression=entry.compression,  # type: ignore[arg-type]
+                ) as out,
+            ):
+                async for chunk in stream:
+                    await out.write(chunk)
+            count += 1
+        await new.sync()
     return count
 
 
@@ -542,6 +571,8 @@ async def _convert_into(
                     if count % 10_000 == 0:
                         progress.update(task, completed=count)
                 await writer.sync()
+        elif fmt == "archive":
+            count = await _copy_archive(source, destination)
         else:
             async with Archive.open(
                 destination, mode="rdwr_exclusive", durable=False

@@ -29,11 +29,11 @@ from . import _archive_files as files
 from . import _io
 from ._archive_entries import Appending, EntryReader, EntryWriter, NewEntry, Reading
 from ._core.archive import (
+    CURRENT,
     FILE_HEADER_SIZE,
     ArchiveEntry,
     Codec,
-    check_file_header,
-    encode_header,
+    ElementLayout,
 )
 from ._core.archive_walk import Listing, find_back
 from ._core.skipped import SkippedRegion
@@ -133,7 +133,10 @@ class Archive:
         self.wait = wait
         """Whether appends wait for a ``rdwr_exclusive`` writer to go away."""
         self._storage: files.Storage | None = storage
-        self._listing = Listing()
+        # A file's layout is known once its header is read (_prepare).
+        self._listing = Listing(
+            storage.layout if isinstance(storage, files.MemoryArchive) else CURRENT
+        )
         # True once the listing covers every byte and nothing but this object
         # can add any (an archive in memory, or one open rdwr_exclusive).
         self._settled = False
@@ -201,10 +204,8 @@ class Archive:
         :class:`~aiorecords.errors.CorruptArchiveError` if they do not start
         like an archive.
         """
-        blob = bytes(data)
-        check_file_header(blob)
         return cls(
-            files.MemoryArchive(blob),
+            files.MemoryArchive(bytes(data)),
             path=None,
             mode="rdonly",
             durable=False,
@@ -242,14 +243,21 @@ class Archive:
                 if not self.wait:
                     raise ArchiveLocked(f"{self._name} is open in another writer")
                 await backoff.wait()
-        while not await self._offload(self._checked(self._header_present), storage):
+        while (
+            layout := await self._offload(self._checked(self._layout_of), storage)
+        ) is None:
             await backoff.wait()  # another writer is giving it its header
+        self._listing = Listing(layout)
         if self.mode == "rdwr_exclusive":
             # No one else appends while this object is open: find the end
             # now (cutting off a torn tail) and keep it.
             while True:
                 end = await self._offload(
-                    self._checked(files.begin_append), storage, FILE_HEADER_SIZE, False
+                    self._checked(files.begin_append),
+                    storage,
+                    FILE_HEADER_SIZE,
+                    False,
+                    layout,
                 )
                 if isinstance(end, int):
                     break
@@ -257,13 +265,15 @@ class Archive:
             await self._offload(files.end_append, storage, False)
             self._end = end
 
-    def _header_present(self, io: _io.FileIO) -> bool:
+    def _layout_of(self, io: _io.FileIO) -> ElementLayout | None:
         # In a worker thread: a file someone left empty gets its header.
-        if files.check_header(io):
-            return True
+        # None: another writer is giving it one.
+        layout = files.check_header(io)
+        if layout is not None:
+            return layout
         if self.mode == "rdonly":
             raise CorruptArchiveError("the file is empty", offset=0)
-        return files.initialize(io) and files.check_header(io)
+        return files.check_header(io) if files.initialize(io) else None
 
     async def __aenter__(self) -> Archive:
         """The archive itself, for an ``async with`` block that closes it."""
@@ -584,7 +594,7 @@ class Archive:
         if timestamp is None:
             timestamp = int(time.time())
         # Checks the name, comment and timestamp now, before anything waits.
-        encode_header(0, name, timestamp, comment, codec)
+        self._listing.layout.encode_header(0, name, timestamp, comment, codec)
         new = NewEntry(
             name,
             timestamp,
@@ -603,7 +613,11 @@ class Archive:
         backoff = _Backoff()
         while True:
             outcome, cancelled = await self._run(
-                self._checked(files.begin_append), io, self._listing.end, True
+                self._checked(files.begin_append),
+                io,
+                self._listing.end,
+                True,
+                self._listing.layout,
             )
             where = outcome.unwrap() if cancelled is None else outcome.value
             if cancelled is not None:

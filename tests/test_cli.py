@@ -97,7 +97,7 @@ def test_info_detects_the_format(
     assert facts["size_on_disk"] == (files / name).stat().st_size
     assert facts["version"] == {
         "capture": 2 if name == "v2.capture" else 1,
-        "archive": 1,
+        "archive": 2,
     }.get(fmt)
     if fmt == "capture":
         assert facts["metadata"] == "the metadata"
@@ -214,6 +214,32 @@ def test_convert_between_every_pair(files: Path, source: str, to: str) -> None:
         "convert", source, destination, "--to", to, cwd=files, check_status=2
     )
     assert b"--force" in again.stderr
+
+
+def test_convert_rewrites_a_version_1_archive_in_version_2(tmp_path: Path) -> None:
+    from aiorecords._core.archive import V1, V2, check_file_header
+    from tests.archive.build import Element, archive_bytes
+
+    elements = [
+        Element("a", b"first", comment="one", timestamp=-5),
+        Element("b", b"\xe5\x01Gt" * 100, compression="gzip", timestamp=7),
+        Element("a", b"second", compression="zstd", comment="two"),
+    ]
+    (tmp_path / "old.gar").write_bytes(archive_bytes(*elements, layout=V1))
+    aiorecords("convert", "old.gar", "new.gar", "--to", "archive", cwd=tmp_path)
+    assert check_file_header((tmp_path / "new.gar").read_bytes()) is V2
+    old, new = (
+        json.loads(aiorecords("ls", "--all", "--json", name, cwd=tmp_path).stdout)
+        for name in ("old.gar", "new.gar")
+    )
+    keep = ("name", "timestamp", "size", "compression", "comment")
+    assert [{k: e[k] for k in keep} for e in new] == [
+        {k: e[k] for k in keep} for e in old
+    ]
+    assert len(new) == 3
+    aiorecords("extract", "new.gar", "-C", "out", cwd=tmp_path)
+    assert (tmp_path / "out" / "a").read_bytes() == b"second"
+    assert (tmp_path / "out" / "b").read_bytes() == b"\xe5\x01Gt" * 100
 
 
 def test_convert_to_a_capturefile_1_2_0_file(files: Path) -> None:

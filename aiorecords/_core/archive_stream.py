@@ -18,7 +18,7 @@ from typing import Final
 import zstandard
 from crc32c import crc32c
 
-from .archive import Codec
+from .archive import Codec, stuff, unstuff
 from .codecs import ZSTD_LEVEL, DecodeError
 
 __all__ = ["CHUNK", "EntryDecoder", "EntryEncoder", "GzipInflater"]
@@ -85,7 +85,9 @@ class EntryEncoder:
     ``codec`` says how to store (:class:`Codec`); ``data_gzip`` that the bytes
     written are themselves gzip: stored as they are if the codec is gzip
     (they are still inflated, to check them and count the data), inflated
-    and stored otherwise.
+    and stored otherwise; ``stuffed`` that the stored bytes are stuffed
+    (version 2), after compression. The checksum and the stored size are of
+    the bytes as the file holds them.
     """
 
     __slots__ = (
@@ -96,11 +98,13 @@ class EntryEncoder:
         "data_gzip",
         "data_size",
         "stored_size",
+        "stuffed",
     )
 
-    def __init__(self, codec: int, data_gzip: bool) -> None:
+    def __init__(self, codec: int, data_gzip: bool, stuffed: bool) -> None:
         self.codec = codec
         self.data_gzip = data_gzip
+        self.stuffed = stuffed
         self.crc = 0
         self.stored_size = 0
         self.data_size = 0
@@ -116,6 +120,8 @@ class EntryEncoder:
 
     def _stored(self, data: bytes) -> bytes:
         if data:
+            if self.stuffed:
+                data = stuff(data)
             self.crc = crc32c(data, self.crc)
             self.stored_size += len(data)
         return data
@@ -154,16 +160,18 @@ class EntryEncoder:
 
 
 class _PayloadSource:
-    """The stored bytes of one entry, read in order, their checksum kept."""
+    """The stored bytes of one entry, read in order, their checksum kept;
+    unstuffed as they are read if the archive stuffs payloads."""
 
-    __slots__ = ("_end", "_position", "_pread", "crc")
+    __slots__ = ("_end", "_position", "_pread", "crc", "stuffed")
 
     def __init__(
-        self, pread: Callable[[int, int], bytes], offset: int, size: int
+        self, pread: Callable[[int, int], bytes], offset: int, size: int, stuffed: bool
     ) -> None:
         self._pread = pread
         self._position = offset
         self._end = offset + size
+        self.stuffed = stuffed
         self.crc = 0
 
     @property
@@ -177,9 +185,19 @@ class _PayloadSource:
         data = self._pread(self._position, size)
         if len(data) != size:
             raise DecodeError("the archive ends inside an entry")
+        if self.stuffed and data.endswith(b"\xe5") and size < self.left:
+            # Every E5 is followed by its 00: read that too, so that the
+            # pair is undone whole.
+            data += self._pread(self._position + size, 1)
+            size = len(data)
         self._position += size
         self.crc = crc32c(data, self.crc)
-        return data
+        if not self.stuffed:
+            return data
+        plain = unstuff(data)
+        if plain is None:
+            raise DecodeError("stuffed payload holds an E5 byte without its 00")
+        return plain
 
 
 class EntryDecoder:
@@ -205,8 +223,9 @@ class EntryDecoder:
         codec: int,
         data_size: int,
         crc: int,
+        stuffed: bool,
     ) -> None:
-        self._source = _PayloadSource(pread, offset, stored_size)
+        self._source = _PayloadSource(pread, offset, stored_size, stuffed)
         self.crc = crc
         self.size = data_size
         self.data_size = 0

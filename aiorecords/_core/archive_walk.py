@@ -18,17 +18,7 @@ from dataclasses import dataclass
 from typing import Final
 
 from ..errors import CorruptArchiveError
-from .archive import (
-    FILE_HEADER_SIZE,
-    HEADER_SIZE,
-    TRAILER_SIZE,
-    ArchiveEntry,
-    Codec,
-    decode_header,
-    decode_trailer,
-    header_lengths,
-    trailer_candidates,
-)
+from .archive import FILE_HEADER_SIZE, ArchiveEntry, Codec, ElementLayout
 from .skipped import SkippedRegion
 
 __all__ = [
@@ -82,29 +72,36 @@ class BackwardReader:
         return self._data[at : at + size]
 
 
-def element_at(reader: BackwardReader, end: int, floor: int) -> ArchiveEntry:
+def element_at(
+    reader: BackwardReader, end: int, floor: int, layout: ElementLayout
+) -> ArchiveEntry:
     """The element that ends at ``end`` and starts at or after ``floor``.
 
     Raises :class:`CorruptArchiveError` (at the offset where the bytes stop
     making sense) if there is no such element.
     """
-    if end - floor < HEADER_SIZE + TRAILER_SIZE:
+    trailer_size = layout.trailer_size
+    if end - floor < layout.header_size + trailer_size:
         raise CorruptArchiveError(
-            "no room for an element here", offset=max(end - TRAILER_SIZE, floor)
+            "no room for an element here", offset=max(end - trailer_size, floor)
         )
-    trailer = decode_trailer(reader.read(end - TRAILER_SIZE, TRAILER_SIZE, floor), end)
+    trailer = layout.decode_trailer(
+        reader.read(end - trailer_size, trailer_size, floor), end
+    )
     if trailer.start < floor:
         raise CorruptArchiveError(
             "element would start before the previous one ends",
-            offset=end - TRAILER_SIZE,
+            offset=end - trailer_size,
         )
-    fixed = reader.read(trailer.start, HEADER_SIZE, floor)
-    size = header_lengths(fixed, trailer.start)
-    if trailer.start + size + trailer.stored + TRAILER_SIZE != end:
+    fixed = reader.read(trailer.start, layout.header_size, floor)
+    size = layout.header_lengths(fixed, trailer.start)
+    if trailer.start + size + trailer.stored + trailer_size != end:
         raise CorruptArchiveError(
-            "element lengths do not add up", offset=end - TRAILER_SIZE
+            "element lengths do not add up", offset=end - trailer_size
         )
-    header = decode_header(reader.read(trailer.start, size, floor), trailer.start)
+    header = layout.decode_header(
+        reader.read(trailer.start, size, floor), trailer.start
+    )
     if header.crc != trailer.header_crc:
         raise CorruptArchiveError(
             "element header and trailer do not belong together",
@@ -120,53 +117,60 @@ def element_at(reader: BackwardReader, end: int, floor: int) -> ArchiveEntry:
         stored_size=trailer.stored,
         size=trailer.data,
         payload_crc=trailer.payload_crc,
+        end=end,
     )
 
 
-def scan_back(pread: Pread, end: int, floor: int) -> ArchiveEntry | None:
+def scan_back(
+    pread: Pread, end: int, floor: int, layout: ElementLayout
+) -> ArchiveEntry | None:
     """The last whole element ending before ``end`` (or at it) and starting
     at or after ``floor``, found by looking for trailers; None if none.
 
     This steps over a torn tail or damage. A candidate is believed only if
     its trailer, its header and the offsets each records all agree, so bytes
     that merely look like an element (an archive stored as another's entry,
-    say) are not taken for one.
+    say) are not taken for one. In a version-2 archive the trailer's magic
+    occurs nowhere else, so no payload can imitate an element.
     """
     reader = BackwardReader(pread)
     chunk_end = end
-    while chunk_end - floor >= HEADER_SIZE + TRAILER_SIZE:
+    while chunk_end - floor >= layout.header_size + layout.trailer_size:
         chunk_start = max(floor, chunk_end - WINDOW)
         chunk = pread(chunk_start, chunk_end - chunk_start)
-        for candidate in trailer_candidates(chunk, chunk_start):
+        for candidate in layout.trailer_candidates(chunk, chunk_start):
             try:
-                return element_at(reader, candidate, floor)
+                return element_at(reader, candidate, floor, layout)
             except CorruptArchiveError:
                 continue
         if chunk_start == floor:
             break
         # Overlap the chunks by a trailer, so that one across them is seen.
-        chunk_end = chunk_start + TRAILER_SIZE
+        chunk_end = chunk_start + layout.trailer_size
     return None
 
 
-def valid_end(pread: Pread, size: int, floor: int) -> int:
+def valid_end(pread: Pread, size: int, floor: int, layout: ElementLayout) -> int:
     """Where the last whole element at or after ``floor`` ends (``floor`` if
     there is none): the offset an append writes at."""
     if size <= floor:
         return floor
     try:
-        return element_at(BackwardReader(pread), size, floor).end
+        return element_at(BackwardReader(pread), size, floor, layout).end
     except CorruptArchiveError:
-        last = scan_back(pread, size, floor)
+        last = scan_back(pread, size, floor, layout)
         return floor if last is None else last.end
 
 
-def _ends_with_trailer(reader: BackwardReader, end: int, floor: int) -> bool:
+def _ends_with_trailer(
+    reader: BackwardReader, end: int, floor: int, layout: ElementLayout
+) -> bool:
     """Whether a whole, checksummed trailer ends at ``end``."""
-    if end - floor < TRAILER_SIZE:
+    size = layout.trailer_size
+    if end - floor < size:
         return False
     try:
-        decode_trailer(reader.read(end - TRAILER_SIZE, TRAILER_SIZE, floor), end)
+        layout.decode_trailer(reader.read(end - size, size, floor), end)
     except CorruptArchiveError:
         return False
     return True
@@ -191,9 +195,11 @@ class Listing:
     under it.
     """
 
-    __slots__ = ("_oldest_first", "damage", "end", "latest", "size")
+    __slots__ = ("_oldest_first", "damage", "end", "latest", "layout", "size")
 
-    def __init__(self) -> None:
+    def __init__(self, layout: ElementLayout) -> None:
+        self.layout = layout
+        """The layout of the archive's elements (its format version)."""
         self._oldest_first: list[ArchiveEntry] = []
         self.latest: dict[str, ArchiveEntry] = {}
         """The newest element of each name."""
@@ -233,7 +239,7 @@ class Listing:
     ) -> Listing:
         """A new listing: this one, then what a walk of the bytes after it
         found (``end`` is where the newest of those ends)."""
-        listing = Listing()
+        listing = Listing(self.layout)
         listing._oldest_first = self._oldest_first + newest_first[::-1]
         listing.latest = dict(self.latest)
         for entry in reversed(newest_first):
@@ -248,6 +254,7 @@ def walk_back(
     pread: Pread,
     size: int,
     floor: int,
+    layout: ElementLayout,
     stop: Callable[[ArchiveEntry], bool] | None = None,
 ) -> tuple[list[ArchiveEntry], int, list[Damage], bool]:
     """Walk from ``size`` back to ``floor``.
@@ -262,15 +269,17 @@ def walk_back(
         return entries, floor, damage, False
     reader = BackwardReader(pread)
     try:
-        entry: ArchiveEntry | None = element_at(reader, size, floor)
+        entry: ArchiveEntry | None = element_at(reader, size, floor, layout)
     except CorruptArchiveError as error:
         # The element before the end is found by looking for its trailer.
-        entry = scan_back(pread, size, floor)
-        if _ends_with_trailer(reader, size, floor):
+        entry = scan_back(pread, size, floor, layout)
+        if _ends_with_trailer(reader, size, floor, layout):
             # A whole trailer ends the archive, so its append finished: the
             # element is damaged, not torn.
             start = floor if entry is None else entry.end
-            offset = size - TRAILER_SIZE if error.offset is None else error.offset
+            offset = (
+                size - layout.trailer_size if error.offset is None else error.offset
+            )
             damage.append(Damage(SkippedRegion(start, size, error.reason), offset))
         # Otherwise no trailer ends the archive: a torn tail, not damage.
     if entry is None:
@@ -284,9 +293,9 @@ def walk_back(
         if end <= floor:
             break
         try:
-            entry = element_at(reader, end, floor)
+            entry = element_at(reader, end, floor, layout)
         except CorruptArchiveError as error:
-            entry = scan_back(pread, end, floor)
+            entry = scan_back(pread, end, floor, layout)
             start = floor if entry is None else entry.end
             region = SkippedRegion(start, end, error.reason)
             offset = start if error.offset is None else error.offset
@@ -305,8 +314,8 @@ def extend_listing(pread: Pread, size: int, known: Listing) -> Listing:
     if size == known.size:
         return known
     if size < known.end:
-        known = Listing()
-    entries, end, damage, _ = walk_back(pread, size, known.end)
+        known = Listing(known.layout)
+    entries, end, damage, _ = walk_back(pread, size, known.end, known.layout)
     return known.extended(entries, end, size, damage)
 
 
@@ -328,9 +337,9 @@ def find_back(
         found, damage = None, ()
     else:
         if size < known.end:
-            known = Listing()
+            known = Listing(known.layout)
         entries, end, new_damage, stopped = walk_back(
-            pread, size, known.end, lambda entry: entry.name == name
+            pread, size, known.end, known.layout, lambda entry: entry.name == name
         )
         damage = tuple(new_damage)
         found = entries[-1] if stopped else None

@@ -5,12 +5,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from aiorecords._core.archive import (
-    FILE_HEADER,
-    TRAILER_SIZE,
+    CURRENT,
     ArchiveEntry,
     Codec,
-    encode_header,
-    encode_trailer,
+    ElementLayout,
+    check_file_header,
 )
 from aiorecords._core.archive_stream import EntryDecoder, EntryEncoder
 from aiorecords._core.archive_walk import Listing, extend_listing
@@ -30,16 +29,18 @@ class Element:
     comment: str = ""
 
 
-def element_bytes(start: int, element: Element) -> bytes:
+def element_bytes(
+    start: int, element: Element, layout: ElementLayout = CURRENT
+) -> bytes:
     """The bytes of ``element`` placed at offset ``start``."""
     codec = CODECS[element.compression]
-    header, header_crc = encode_header(
+    header, header_crc = layout.encode_header(
         start, element.name, element.timestamp, element.comment, codec
     )
-    encoder = EntryEncoder(codec, element.data_gzip)
+    encoder = EntryEncoder(codec, element.data_gzip, layout.stuffed)
     stored = b"".join(encoder.feed(element.data)) + encoder.finish()
-    length = len(header) + len(stored) + TRAILER_SIZE
-    trailer = encode_trailer(
+    length = len(header) + len(stored) + layout.trailer_size
+    trailer = layout.encode_trailer(
         start,
         length,
         encoder.stored_size,
@@ -50,11 +51,11 @@ def element_bytes(start: int, element: Element) -> bytes:
     return header + stored + trailer
 
 
-def archive_bytes(*elements: Element) -> bytes:
+def archive_bytes(*elements: Element, layout: ElementLayout = CURRENT) -> bytes:
     """A whole archive holding ``elements``, oldest first."""
-    out = bytearray(FILE_HEADER)
+    out = bytearray(layout.file_header)
     for element in elements:
-        out += element_bytes(len(out), element)
+        out += element_bytes(len(out), element, layout)
     return bytes(out)
 
 
@@ -71,8 +72,10 @@ def reader(data: bytes):
 
 
 def listing(data: bytes) -> Listing:
-    """The listing of the archive ``data``, walked from scratch."""
-    return extend_listing(reader(data), len(data), Listing())
+    """The listing of the archive ``data``, walked from scratch (in the
+    layout its file header names)."""
+    layout = check_file_header(data)
+    return extend_listing(reader(data), len(data), Listing(layout))
 
 
 def payload(data: bytes, entry: ArchiveEntry, limit: int = 1 << 20) -> bytes:
@@ -84,6 +87,7 @@ def payload(data: bytes, entry: ArchiveEntry, limit: int = 1 << 20) -> bytes:
         CODECS[entry.compression],
         entry.size,
         entry.payload_crc,
+        check_file_header(data).stuffed,
     )
     parts = []
     while chunk := decoder.read(limit):

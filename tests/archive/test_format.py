@@ -8,34 +8,51 @@ import pytest
 from crc32c import crc32c
 
 from aiorecords._core.archive import (
+    CURRENT,
     FILE_HEADER,
     FILE_HEADER_SIZE,
-    HEADER_SIZE,
+    LAYOUTS,
     MAX_COMMENT,
     MAX_NAME,
-    TRAILER_MAGIC,
-    TRAILER_SIZE,
+    V1,
+    V2,
     Codec,
+    ElementLayout,
     check_file_header,
-    decode_header,
-    decode_trailer,
-    encode_header,
-    encode_trailer,
-    header_lengths,
-    trailer_candidates,
 )
 from aiorecords.errors import CorruptArchiveError
 
 from .build import Element, archive_bytes, listing
 
+# Version 1 is the layout of this page's binary tests; what holds for both
+# layouts is tested on both.
+HEADER_SIZE = V1.header_size
+TRAILER_SIZE = V1.trailer_size
+TRAILER_MAGIC = V1.trailer_magic
+encode_header = V1.encode_header
+decode_header = V1.decode_header
+header_lengths = V1.header_lengths
+encode_trailer = V1.encode_trailer
+decode_trailer = V1.decode_trailer
+trailer_candidates = V1.trailer_candidates
 
-def test_file_header_is_signature_version_and_checksum() -> None:
-    assert len(FILE_HEADER) == FILE_HEADER_SIZE == 16
-    assert FILE_HEADER[:8] == b"\x89GAR\r\n\x1a\n"
-    assert struct.unpack_from("<L", FILE_HEADER, 8) == (1,)
-    assert struct.unpack_from("<L", FILE_HEADER, 12) == (crc32c(FILE_HEADER[:12]),)
-    check_file_header(FILE_HEADER)
-    check_file_header(FILE_HEADER + b"anything after it")
+both_layouts = pytest.mark.parametrize("layout", [V1, V2], ids=["v1", "v2"])
+
+
+@pytest.mark.parametrize("version", [1, 2])
+def test_file_header_is_signature_version_and_checksum(version: int) -> None:
+    head = LAYOUTS[version].file_header
+    assert len(head) == FILE_HEADER_SIZE == 16
+    assert head[:8] == b"\x89GAR\r\n\x1a\n"
+    assert struct.unpack_from("<L", head, 8) == (version,)
+    assert struct.unpack_from("<L", head, 12) == (crc32c(head[:12]),)
+    assert check_file_header(head) is LAYOUTS[version]
+    assert check_file_header(head + b"anything after it") is LAYOUTS[version]
+
+
+def test_new_archives_are_version_2() -> None:
+    assert CURRENT is V2
+    assert V2.file_header == FILE_HEADER
 
 
 @pytest.mark.parametrize(
@@ -53,21 +70,26 @@ def test_a_bad_file_header_is_refused(data: bytes, message: str) -> None:
     assert caught.value.offset == 0
 
 
-def test_a_newer_version_is_refused_by_name() -> None:
-    head = FILE_HEADER[:8] + struct.pack("<L", 2)
-    with pytest.raises(CorruptArchiveError, match="version 2 is newer"):
+@pytest.mark.parametrize("version", [0, 3, 0xFFFFFFFF])
+def test_an_unknown_version_is_refused_by_name(version: int) -> None:
+    head = FILE_HEADER[:8] + struct.pack("<L", version)
+    with pytest.raises(CorruptArchiveError, match=f"version {version} is not"):
         check_file_header(head + struct.pack("<L", crc32c(head)))
 
 
-def test_header_round_trip() -> None:
-    header, crc = encode_header(1000, "näme/ü.html", -5, "a comment ✓", Codec.GZIP)
-    assert len(header) == HEADER_SIZE + len("näme/ü.html".encode()) + 13
-    assert header_lengths(header[:HEADER_SIZE], 1000) == len(header)
-    decoded = decode_header(header, 1000)
+@both_layouts
+@pytest.mark.parametrize("timestamp", [-5, 0, (1 << 63) - 1, -(1 << 63)])
+def test_header_round_trip(layout: ElementLayout, timestamp: int) -> None:
+    header, crc = layout.encode_header(
+        1000, "näme/ü.html", timestamp, "a comment ✓", Codec.GZIP
+    )
+    assert len(header) == layout.header_size + len("näme/ü.html".encode()) + 13
+    assert layout.header_lengths(header[: layout.header_size], 1000) == len(header)
+    decoded = layout.decode_header(header, 1000)
     assert (decoded.name, decoded.comment, decoded.timestamp) == (
         "näme/ü.html",
         "a comment ✓",
-        -5,
+        timestamp,
     )
     assert (decoded.codec, decoded.start, decoded.size, decoded.crc) == (
         Codec.GZIP,
@@ -88,16 +110,20 @@ def test_header_round_trip() -> None:
         ("n", "", -(1 << 63) - 1),
     ],
 )
-def test_header_limits_are_enforced(name: str, comment: str, timestamp: int) -> None:
+@both_layouts
+def test_header_limits_are_enforced(
+    layout: ElementLayout, name: str, comment: str, timestamp: int
+) -> None:
     with pytest.raises(ValueError, match=r"empty|at most|64-bit"):
-        encode_header(16, name, timestamp, comment, Codec.NONE)
+        layout.encode_header(16, name, timestamp, comment, Codec.NONE)
 
 
-def test_the_largest_names_and_comments_fit() -> None:
-    header, _ = encode_header(
+@both_layouts
+def test_the_largest_names_and_comments_fit(layout: ElementLayout) -> None:
+    header, _ = layout.encode_header(
         16, "n" * MAX_NAME, (1 << 63) - 1, "c" * MAX_COMMENT, Codec.ZSTD
     )
-    decoded = decode_header(header, 16)
+    decoded = layout.decode_header(header, 16)
     assert len(decoded.name) == MAX_NAME
     assert len(decoded.comment) == MAX_COMMENT
 
@@ -146,17 +172,19 @@ def test_an_impossible_header_is_refused_before_its_strings_are_read(
     assert caught.value.offset == 16
 
 
-def test_a_header_is_checked_whole() -> None:
-    header, _ = encode_header(16, "name", 1, "comment", Codec.NONE)
+@both_layouts
+def test_a_header_is_checked_whole(layout: ElementLayout) -> None:
+    header, _ = layout.encode_header(16, "name", 1, "comment", Codec.NONE)
     for at in range(len(header)):
-        damaged = bytearray(header)
-        damaged[at] ^= 0x01
-        with pytest.raises(CorruptArchiveError):
-            decode_header(bytes(damaged), 16)
+        for flip in (0x01, 0x80):
+            damaged = bytearray(header)
+            damaged[at] ^= flip
+            with pytest.raises(CorruptArchiveError):
+                layout.decode_header(bytes(damaged), 16)
     with pytest.raises(CorruptArchiveError, match="starts at 16"):
-        decode_header(header, 17)
+        layout.decode_header(header, 17)
     with pytest.raises(CorruptArchiveError, match="cut short"):
-        decode_header(header[:-1], 16)
+        layout.decode_header(header[:-1], 16)
 
 
 def test_a_name_that_is_not_utf8_is_refused() -> None:
@@ -167,14 +195,16 @@ def test_a_name_that_is_not_utf8_is_refused() -> None:
         decode_header(header, 16)
 
 
-def test_trailer_round_trip() -> None:
-    trailer = encode_trailer(16, 100, 10, 20, 0xDEADBEEF, 0x1234)
-    assert len(trailer) == TRAILER_SIZE
-    assert trailer[40:44] == TRAILER_MAGIC
-    decoded = decode_trailer(trailer, 116)
+@both_layouts
+def test_trailer_round_trip(layout: ElementLayout) -> None:
+    trailer = layout.encode_trailer(16, 200, 10, 20, 0xDEADBEEF, 0x1234)
+    assert len(trailer) == layout.trailer_size
+    magic_at = trailer.index(layout.trailer_magic)
+    assert magic_at == layout.trailer_size - 4 - (4 if layout is V1 else 5)
+    decoded = layout.decode_trailer(trailer, 216)
     assert (decoded.start, decoded.length, decoded.stored, decoded.data) == (
         16,
-        100,
+        200,
         10,
         20,
     )
@@ -211,10 +241,12 @@ def test_trailer_candidates_are_every_magic_last_first() -> None:
     assert trailer_candidates(b"GARtGARtGARt", 0) == [12, 8]
 
 
-def test_entry_end_is_just_past_the_trailer() -> None:
-    data = archive_bytes(Element("a", b"x" * 10), Element("b", b"y" * 3))
+@both_layouts
+def test_entry_end_is_just_past_the_trailer(layout: ElementLayout) -> None:
+    data = archive_bytes(Element("a", b"x" * 10), Element("b", b"y" * 3), layout=layout)
     newest, oldest = listing(data).entries
     assert oldest.offset == FILE_HEADER_SIZE
     assert oldest.end == newest.offset
     assert newest.end == len(data)
-    assert newest.payload_offset == newest.offset + HEADER_SIZE + 1
+    assert newest.payload_offset == newest.offset + layout.header_size + 1
+    assert newest.end == newest.payload_offset + 3 + layout.trailer_size

@@ -9,7 +9,7 @@ import pytest
 import zstandard
 from crc32c import crc32c
 
-from aiorecords._core.archive import Codec
+from aiorecords._core.archive import Codec, unstuff
 from aiorecords._core.archive_stream import (
     CHUNK,
     EntryDecoder,
@@ -23,9 +23,9 @@ CODECS = [Codec.NONE, Codec.GZIP, Codec.ZSTD]
 
 
 def encode(
-    codec: int, data_gzip: bool, pieces: list[bytes]
+    codec: int, data_gzip: bool, pieces: list[bytes], stuffed: bool = True
 ) -> tuple[bytes, EntryEncoder]:
-    encoder = EntryEncoder(codec, data_gzip)
+    encoder = EntryEncoder(codec, data_gzip, stuffed)
     stored = b"".join(b"".join(encoder.feed(piece)) for piece in pieces)
     stored += encoder.finish()
     return stored, encoder
@@ -41,6 +41,7 @@ def decode(
         codec,
         encoder.data_size,
         encoder.crc,
+        encoder.stuffed,
     )
     parts = []
     while chunk := decoder.read(limit):
@@ -49,10 +50,11 @@ def decode(
     return b"".join(parts)
 
 
+@pytest.mark.parametrize("stuffed", [True, False], ids=["v2", "v1"])
 @pytest.mark.parametrize("codec", CODECS)
 @pytest.mark.parametrize("data", DATA, ids=len)
-def test_round_trip_fed_whole(codec: int, data: bytes) -> None:
-    stored, encoder = encode(codec, False, [data])
+def test_round_trip_fed_whole(codec: int, data: bytes, stuffed: bool) -> None:
+    stored, encoder = encode(codec, False, [data], stuffed)
     assert encoder.data_size == len(data)
     assert encoder.stored_size == len(stored)
     assert decode(codec, stored, encoder) == data
@@ -86,7 +88,7 @@ def test_gzip_input_stored_as_gzip_is_kept_byte_for_byte() -> None:
     data = os.urandom(1000) + b"text " * 10_000
     written = gzip.compress(data, compresslevel=9, mtime=12345)
     stored, encoder = encode(Codec.GZIP, True, [written[:100], written[100:]])
-    assert stored == written
+    assert unstuff(stored) == written  # stored stuffed, otherwise as written
     assert encoder.data_size == len(data)
     assert decode(Codec.GZIP, stored, encoder) == data
 
@@ -146,6 +148,7 @@ def test_a_zstd_bomb_decodes_a_bounded_piece_at_a_time() -> None:
         Codec.ZSTD,
         size,
         crc32c(stored),
+        False,
     )
     total = 0
     while chunk := decoder.read(CHUNK):
@@ -177,6 +180,7 @@ def test_sizes_that_disagree_with_the_trailer_are_refused(codec: int) -> None:
             codec,
             claimed,
             encoder.crc,
+            True,
         )
         with pytest.raises(DecodeError, match="data than its trailer says"):
             read_to_the_end(decoder)
@@ -196,6 +200,7 @@ def test_stored_bytes_missing_from_the_file_are_refused() -> None:
         Codec.NONE,
         100,
         encoder.crc,
+        True,
     )
     with pytest.raises(DecodeError, match="ends inside an entry"):
         decoder.read()
@@ -212,6 +217,7 @@ def test_reads_of_changing_sizes_get_exactly_what_they_ask(codec: int) -> None:
         codec,
         encoder.data_size,
         encoder.crc,
+        True,
     )
     got = []
     sizes = [10, CHUNK, 1, 77_777, 3]
@@ -235,6 +241,7 @@ def test_the_read_that_reaches_the_end_checks_it() -> None:
         Codec.NONE,
         encoder.data_size,
         encoder.crc ^ 1,
+        True,
     )
     with pytest.raises(DecodeError, match="checksum"):
         decoder.read()

@@ -362,38 +362,88 @@ def refresh_capture_checksums(data: bytearray, layout) -> None:
         U32.pack_into(data, slot, layout.master_crc(bytes(node[4:end])))
 
 
-async def test_forged_archive_lengths(tmp_path) -> None:
+def septets(value: int, width: int) -> bytes:
+    return bytes((value >> (7 * i)) & 0x7F for i in range(width))
+
+
+def from_septets(data: bytes) -> int:
+    return sum((byte & 0x7F) << (7 * i) for i, byte in enumerate(data))
+
+
+# Per format version: the length fields forged, as (offset, bytes, bits of
+# value), in the header and in the trailer; how an integer is written; and
+# where the header's lengths and checksum and the trailer's checksum lie.
+ARCHIVE_FIELDS = {
+    1: {
+        "header": [(16, 8, 64), (24, 4, 32), (28, 4, 32)],
+        "trailer": [(8 * k, 8, 64) for k in range(4)],
+        "encode": lambda value, width: value.to_bytes(width, "little"),
+        "decode": lambda data: int.from_bytes(data, "little"),
+        "lengths": ((24, 4), (28, 4)),
+        "crc": (32, 4),
+        "trailer crc": (44, 4),
+    },
+    2: {
+        "header": [(16, 10, 64), (26, 3, 21), (29, 3, 21)],
+        "trailer": [(10 * k, 10, 64) for k in range(4)],
+        "encode": septets,
+        "decode": from_septets,
+        "lengths": ((26, 3), (29, 3)),
+        "crc": (32, 5),
+        "trailer crc": (54, 5),
+    },
+}
+
+
+def forged_value_bits(bits: int) -> list[int]:
+    """0, 1, max-1, 2**32-1 and 2**64-1: those that fit ``bits`` bits."""
+    top = (1 << bits) - 1
+    candidates = (0, 1, top - 1, (1 << 32) - 1, (1 << 64) - 1)
+    return sorted({value for value in candidates if value <= top})
+
+
+@pytest.mark.parametrize("version", [1, 2])
+async def test_forged_archive_lengths(tmp_path, version: int) -> None:
     rng = random.Random("forge")
-    path = str(tmp_path / "a.gar")
-    async with Archive.open(path, mode="rdwr") as archive:
+    layout = gar.LAYOUTS[version]
+    fields = ARCHIVE_FIELDS[version]
+    encode = fields["encode"]
+    path = tmp_path / "a.gar"
+    path.write_bytes(layout.file_header)
+    async with Archive.open(str(path), mode="rdwr") as archive:
         for n in range(4):
             async with archive.append(
                 f"e{n}", timestamp=n, comment="c" * n, compression=(None, "gzip")[n % 2]
             ) as out:
                 await out.write(rng.randbytes(5000))
-    with open(path, "rb") as f:
-        whole = f.read()
-    async with Archive.open(path) as archive:
+    whole = path.read_bytes()
+    async with Archive.open(str(path)) as archive:
         entries = await archive.contents()
     outcomes: Counter[str] = Counter()
     for entry in entries:
         start = entry.offset
-        end = entry.end
-        trailer = end - gar.TRAILER_SIZE
-        # Header: element start (8 bytes at 16), name and comment lengths
-        # (4 bytes at 24 and 28). Trailer: start, length, stored, data.
-        fields = [(start + 16, 8, "header"), (start + 24, 4, "header")]
-        fields += [(start + 28, 4, "header")]
-        fields += [(trailer + 8 * k, 8, "trailer") for k in range(4)]
-        for offset, width, part in fields:
-            for value in forged_values(width):
+        trailer = entry.end - layout.trailer_size
+        # Header: element start, name and comment lengths. Trailer: start,
+        # length, stored, data.
+        forgeable = [
+            (start + at, width, bits, "header") for at, width, bits in fields["header"]
+        ]
+        forgeable += [
+            (trailer + at, width, bits, "trailer")
+            for at, width, bits in fields["trailer"]
+        ]
+        for offset, width, bits, part in forgeable:
+            for value in forged_value_bits(bits):
                 forged = bytearray(whole)
-                forged[offset : offset + width] = value.to_bytes(width, "little")
+                forged[offset : offset + width] = encode(value, width)
                 if part == "header":
-                    fix_header_crc(forged, start)
+                    fix_header_crc(forged, start, layout, fields)
                 else:
-                    body = bytes(forged[trailer : trailer + gar.TRAILER_SIZE - 4])
-                    struct.pack_into("<L", forged, trailer + 44, crc32c(body))
+                    at, crc_width = fields["trailer crc"]
+                    body = bytes(forged[trailer : trailer + at])
+                    forged[trailer + at : trailer + at + crc_width] = encode(
+                        crc32c(body), crc_width
+                    )
 
                 async def read(blob: bytes = bytes(forged)) -> object:
                     async with Archive.from_bytes(blob) as archive:
@@ -403,20 +453,23 @@ async def test_forged_archive_lengths(tmp_path) -> None:
                 outcome = await survives(read, 4 * MIB, f"{value} at {offset}")
                 outcomes[outcome] += 1
     for outcome, n in outcomes.items():
-        count(f"forged length fields, archive: {outcome}", n)
+        count(f"forged length fields, archive v{version}: {outcome}", n)
 
 
-def fix_header_crc(data: bytearray, start: int) -> None:
+def fix_header_crc(data: bytearray, start: int, layout, fields) -> None:
     """The header checksum covers its fixed part, then the name and comment
     (whose lengths may now be forged: cover what they claim, within reach)."""
-    fixed = bytes(data[start : start + 32])
-    name_len, comment_len = struct.unpack_from("<LL", fixed, 24)
-    strings_at = start + gar.HEADER_SIZE
+    crc_at, crc_width = fields["crc"]
+    fixed = bytes(data[start : start + crc_at])
+    (name_at, name_width), (comment_at, comment_width) = fields["lengths"]
+    name_len = fields["decode"](fixed[name_at : name_at + name_width])
+    comment_len = fields["decode"](fixed[comment_at : comment_at + comment_width])
+    strings_at = start + layout.header_size
     name = bytes(data[strings_at : strings_at + min(name_len, 1 << 20)])
     comment_at = strings_at + len(name)
     comment = bytes(data[comment_at : comment_at + min(comment_len, 1 << 20)])
     crc = crc32c(comment, crc32c(name, crc32c(fixed)))
-    struct.pack_into("<L", data, start + 32, crc)
+    data[start + crc_at : start + crc_at + crc_width] = fields["encode"](crc, crc_width)
 
 
 # ----------------------------------------------------------------------
@@ -549,12 +602,14 @@ async def test_archive_refuses_bombs(bombs) -> None:
             continue
         codec = gar.Codec.GZIP if kind == "gzip" else gar.Codec.ZSTD
         start = gar.FILE_HEADER_SIZE
-        header, header_crc = gar.encode_header(start, "bomb", 0, "", codec)
-        length = len(header) + len(bomb) + gar.TRAILER_SIZE
-        trailer = gar.encode_trailer(
-            start, length, len(bomb), cap, crc32c(bomb), header_crc
+        layout = gar.CURRENT
+        header, header_crc = layout.encode_header(start, "bomb", 0, "", codec)
+        stored = gar.stuff(bomb)
+        length = len(header) + len(stored) + layout.trailer_size
+        trailer = layout.encode_trailer(
+            start, length, len(stored), cap, crc32c(stored), header_crc
         )
-        blob = gar.FILE_HEADER + header + bomb + trailer
+        blob = layout.file_header + header + stored + trailer
         async with Archive.from_bytes(blob) as archive:
             (entry,) = await archive.contents()
             tracemalloc.start()

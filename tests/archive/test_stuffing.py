@@ -1,0 +1,121 @@
+"""Version 2's guarantee: the trailer's magic occurs nowhere but in
+trailers, whatever names, comments, timestamps and payloads are stored.
+
+Payloads are stuffed (E5 becomes E5 00), integers are written seven bits a
+byte, and names and comments are UTF-8, in which E5 is always followed by a
+continuation byte: so the pair E5 01 that starts the magic cannot occur
+anywhere else. These tests check that by building archives of hostile
+content and looking for the pair.
+"""
+
+from __future__ import annotations
+
+import pytest
+from crc32c import crc32c
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from aiorecords._core.archive import V2, Codec, stuff, unstuff
+from aiorecords._core.archive_stream import EntryDecoder
+from aiorecords._core.codecs import DecodeError
+
+from .build import CODECS, Element, archive_bytes, listing, payload, reader
+
+# Bytes rich in the escape byte and in what follows it in structure.
+hostile_bytes = st.lists(
+    st.sampled_from([b"\xe5", b"\x00", b"\x01", b"Gt", b"\xe5\x01Gt", b"GARe", b"x"]),
+    max_size=60,
+).map(b"".join) | st.binary(max_size=300)
+names = st.text(
+    st.characters(codec="utf-8", min_codepoint=1) | st.sampled_from("\x01å嗯Ӆ倀"),
+    min_size=1,
+    max_size=20,
+)
+
+
+@given(st.binary(max_size=2000) | hostile_bytes)
+def test_stuffing_round_trips_and_never_makes_the_magic_pair(data: bytes) -> None:
+    stuffed = stuff(data)
+    assert b"\xe5\x01" not in stuffed
+    assert len(stuffed) == len(data) + data.count(b"\xe5")
+    assert unstuff(stuffed) == data
+
+
+@pytest.mark.parametrize("bad", [b"\xe5", b"a\xe5b", b"\xe5\x01", b"\xe5\xe5\x00"])
+def test_unstuffing_refuses_an_escape_without_its_zero(bad: bytes) -> None:
+    assert unstuff(bad) is None
+
+
+@settings(max_examples=200)
+@given(
+    st.lists(
+        st.tuples(
+            names,
+            hostile_bytes,
+            st.sampled_from(list(CODECS)),
+            st.integers(-(1 << 63), (1 << 63) - 1),
+            st.text(max_size=10) | st.just("嗯\x01"),
+        ),
+        min_size=1,
+        max_size=6,
+    )
+)
+def test_the_magic_pair_occurs_only_where_trailers_put_it(elements) -> None:
+    data = archive_bytes(
+        *(
+            Element(name, body, compression, timestamp=ts, comment=comment)
+            for name, body, compression, ts, comment in elements
+        ),
+        layout=V2,
+    )
+    entries = listing(data).entries
+    magic_at = [entry.end - V2.trailer_size + 50 for entry in entries]
+    found = []
+    at = data.find(b"\xe5\x01")
+    while at >= 0:
+        found.append(at)
+        at = data.find(b"\xe5\x01", at + 1)
+    assert sorted(magic_at) == found
+    for entry, (_, body, *_) in zip(entries, reversed(elements), strict=True):
+        assert payload(data, entry) == body
+
+
+@pytest.mark.parametrize("limit", [1, 2, 3, 5, 64])
+def test_a_stuffed_payload_is_undone_across_every_read_boundary(limit: int) -> None:
+    body = b"\xe5" * 7 + b"a\xe5\x00\xe5\x01b" + b"\xe5" * 9
+    data = archive_bytes(Element("e", body), layout=V2)
+    (entry,) = listing(data).entries
+    assert entry.stored_size == len(body) + body.count(b"\xe5")
+    assert payload(data, entry, limit) == body
+
+
+def test_a_stuffed_payload_with_a_bare_escape_is_damage() -> None:
+    # Checksums made right: only the stuffing itself says it is wrong.
+    body = b"ab\xe5cd"
+    data = bytearray(archive_bytes(Element("e", b"abXcd"), layout=V2))
+    (entry,) = listing(bytes(data)).entries
+    data[entry.payload_offset : entry.payload_offset + entry.stored_size] = body
+    decoder = EntryDecoder(
+        reader(bytes(data)),
+        entry.payload_offset,
+        len(body),
+        Codec.NONE,
+        len(body),
+        crc32c(body),
+        True,
+    )
+    with pytest.raises(DecodeError, match="E5"):
+        decoder.read(100)
+
+
+def test_integers_are_written_seven_bits_a_byte() -> None:
+    header, crc = V2.encode_header(16, "n", -1, "", Codec.ZSTD)
+    fixed = header[: V2.header_size]
+    assert fixed[:6] == b"GARe\x02\x00"
+    assert all(byte < 0x80 for byte in fixed[4:])
+    assert fixed[6:16] == b"\x7f" * 9 + b"\x01"  # -1 as 64 bits of two's complement
+    trailer = V2.encode_trailer(16, 200, 10, 20, 0xFFFFFFFF, crc)
+    body, magic, tail = trailer[:50], trailer[50:54], trailer[54:]
+    assert magic == b"\xe5\x01Gt"
+    assert all(byte < 0x80 for byte in body + tail)
+    assert V2.decode_trailer(trailer, 216).payload_crc == 0xFFFFFFFF
