@@ -18,7 +18,7 @@ from typing import Final
 import zstandard
 from crc32c import crc32c
 
-from .archive import Codec, stuff, unstuff
+from .archive import Codec, Stuffer, unfinished_triple, unstuff
 from .codecs import ZSTD_LEVEL, DecodeError
 
 __all__ = ["CHUNK", "EntryDecoder", "EntryEncoder", "GzipInflater"]
@@ -93,18 +93,18 @@ class EntryEncoder:
     __slots__ = (
         "_compressor",
         "_inflater",
+        "_stuffer",
         "codec",
         "crc",
         "data_gzip",
         "data_size",
         "stored_size",
-        "stuffed",
     )
 
     def __init__(self, codec: int, data_gzip: bool, stuffed: bool) -> None:
         self.codec = codec
         self.data_gzip = data_gzip
-        self.stuffed = stuffed
+        self._stuffer = Stuffer() if stuffed else None
         self.crc = 0
         self.stored_size = 0
         self.data_size = 0
@@ -118,10 +118,15 @@ class EntryEncoder:
                 level=ZSTD_LEVEL, write_checksum=True
             ).compressobj()
 
+    @property
+    def stuffed(self) -> bool:
+        """Whether the stored bytes are stuffed (version 2)."""
+        return self._stuffer is not None
+
     def _stored(self, data: bytes) -> bytes:
+        if self._stuffer is not None:
+            data = self._stuffer.feed(data)
         if data:
-            if self.stuffed:
-                data = stuff(data)
             self.crc = crc32c(data, self.crc)
             self.stored_size += len(data)
         return data
@@ -154,9 +159,14 @@ class EntryEncoder:
         as gzip that were not a whole gzip stream."""
         if self._inflater is not None:
             self._inflater.finish()
+        last = b""
         if self._compressor is not None:
-            return self._stored(self._compressor.flush())
-        return b""
+            last = self._stored(self._compressor.flush())
+        if self._stuffer is not None and (tail := self._stuffer.finish()):
+            self.crc = crc32c(tail, self.crc)
+            self.stored_size += len(tail)
+            last += tail
+        return last
 
 
 class _PayloadSource:
@@ -182,21 +192,23 @@ class _PayloadSource:
         size = self.left if size < 0 else min(size, self.left, CHUNK)
         if size <= 0:
             return b""
+        if self.stuffed:
+            size = min(max(size, 4), self.left)  # more than a held-back end
+        final = size == self.left
         data = self._pread(self._position, size)
         if len(data) != size:
             raise DecodeError("the archive ends inside an entry")
-        if self.stuffed and data.endswith(b"\xe5") and size < self.left:
-            # Every E5 is followed by its 00: read that too, so that the
-            # pair is undone whole.
-            data += self._pread(self._position + size, 1)
-            size = len(data)
-        self._position += size
+        if self.stuffed and not final and (cut := unfinished_triple(data)):
+            # An E5 01 47 and the 00 after it are undone together: read
+            # what may begin one with what follows, next time.
+            data = data[:-cut]
+        self._position += len(data)
         self.crc = crc32c(data, self.crc)
         if not self.stuffed:
             return data
         plain = unstuff(data)
         if plain is None:
-            raise DecodeError("stuffed payload holds an E5 byte without its 00")
+            raise DecodeError("stuffed payload holds E5 01 47 without the 00 after it")
         return plain
 
 
@@ -292,7 +304,10 @@ class EntryDecoder:
                     self._inflater.finish()
                 return b""
             if self._inflater is None:
-                return self._count(data)
+                out = self._count(data)
+                if len(out) > limit:  # a stuffed read may give a few bytes more
+                    out, self._leftover = out[:limit], out[limit:]
+                return out
             self._pending = self._inflater.feed(data)
 
     def _count(self, out: bytes) -> bytes:

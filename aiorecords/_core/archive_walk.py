@@ -94,13 +94,14 @@ def element_at(
             offset=end - trailer_size,
         )
     fixed = reader.read(trailer.start, layout.header_size, floor)
-    size = layout.header_lengths(fixed, trailer.start)
+    fields = layout.header_fields(fixed, trailer.start)
+    size = layout.header_size + fields[5] + fields[6]  # and name and comment
     if trailer.start + size + trailer.stored + trailer_size != end:
         raise CorruptArchiveError(
             "element lengths do not add up", offset=end - trailer_size
         )
     header = layout.decode_header(
-        reader.read(trailer.start, size, floor), trailer.start
+        reader.read(trailer.start, size, floor), trailer.start, fields
     )
     if header.crc != trailer.header_crc:
         raise CorruptArchiveError(

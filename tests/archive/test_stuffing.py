@@ -1,7 +1,8 @@
 """Version 2's guarantee: the trailer's magic occurs nowhere but in
 trailers, whatever names, comments, timestamps and payloads are stored.
 
-Payloads are stuffed (E5 becomes E5 00), integers are written seven bits a
+Payloads are stuffed (a 00 is put after an E5 that 00, 01 or the end
+follows), integers are written seven bits a
 byte, and names and comments are UTF-8, in which E5 is always followed by a
 continuation byte: so the pair E5 01 that starts the magic cannot occur
 anywhere else. These tests check that by building archives of hostile
@@ -15,7 +16,7 @@ from crc32c import crc32c
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from aiorecords._core.archive import V2, Codec, stuff, unstuff
+from aiorecords._core.archive import V2, Codec, Stuffer, stuff, unstuff
 from aiorecords._core.archive_stream import EntryDecoder
 from aiorecords._core.codecs import DecodeError
 
@@ -23,7 +24,9 @@ from .build import CODECS, Element, archive_bytes, listing, payload, reader
 
 # Bytes rich in the escape byte and in what follows it in structure.
 hostile_bytes = st.lists(
-    st.sampled_from([b"\xe5", b"\x00", b"\x01", b"Gt", b"\xe5\x01Gt", b"GARe", b"x"]),
+    st.sampled_from(
+        [b"\xe5", b"\x00", b"\x01", b"G", b"t", b"\xe5\x01G", b"\xe5\x01Gt", b"GARe"]
+    ),
     max_size=60,
 ).map(b"".join) | st.binary(max_size=300)
 names = st.text(
@@ -33,17 +36,55 @@ names = st.text(
 )
 
 
+def model_stuff(data: bytes) -> bytes:
+    """Stuffing as the format page states it, a byte at a time."""
+    out = bytearray()
+    for byte in data:
+        out.append(byte)
+        if out.endswith(b"\xe5\x01G"):
+            out.append(0)
+    return bytes(out)
+
+
 @given(st.binary(max_size=2000) | hostile_bytes)
-def test_stuffing_round_trips_and_never_makes_the_magic_pair(data: bytes) -> None:
+def test_stuffing_round_trips_and_never_makes_the_magic(data: bytes) -> None:
     stuffed = stuff(data)
-    assert b"\xe5\x01" not in stuffed
-    assert len(stuffed) == len(data) + data.count(b"\xe5")
+    assert stuffed == model_stuff(data)
+    assert b"\xe5\x01Gt" not in stuffed
     assert unstuff(stuffed) == data
 
 
-@pytest.mark.parametrize("bad", [b"\xe5", b"a\xe5b", b"\xe5\x01", b"\xe5\xe5\x00"])
-def test_unstuffing_refuses_an_escape_without_its_zero(bad: bytes) -> None:
+@given(st.binary(max_size=300) | hostile_bytes, st.lists(st.integers(0, 300)))
+def test_stuffing_in_pieces_is_stuffing_whole(data: bytes, cuts: list[int]) -> None:
+    stuffer = Stuffer()
+    pieces = []
+    last = 0
+    for cut in sorted(min(cut, len(data)) for cut in cuts):
+        pieces.append(stuffer.feed(data[last:cut]))
+        last = cut
+    pieces.append(stuffer.feed(data[last:]))
+    pieces.append(stuffer.finish())
+    assert b"".join(pieces) == stuff(data)
+
+
+def test_many_escapes_are_stuffed_the_same_way() -> None:
+    data = b"\xe5\x01G" * 1000 + b"x\xe5\x01Gt" * 100
+    assert stuff(data) == model_stuff(data)
+    assert unstuff(stuff(data)) == data
+
+
+@pytest.mark.parametrize(
+    "bad",
+    [b"\xe5\x01Gt", b"a\xe5\x01G", b"\xe5\x01G\x01", (b"\xe5\x01G\x00" * 100)[:-1]],
+)
+def test_unstuffing_refuses_what_stuffing_never_makes(bad: bytes) -> None:
     assert unstuff(bad) is None
+
+
+def test_an_escape_is_put_only_after_the_magic_s_first_three_bytes() -> None:
+    assert stuff(b"\xe5\x00\xe5\x01\xe5\x01A") == b"\xe5\x00\xe5\x01\xe5\x01A"
+    assert stuff(b"\xe5\x01Gt") == b"\xe5\x01G\x00t"
+    assert stuff(b"\xe5\x01G") == b"\xe5\x01G\x00"
 
 
 @settings(max_examples=200)
@@ -69,12 +110,12 @@ def test_the_magic_pair_occurs_only_where_trailers_put_it(elements) -> None:
         layout=V2,
     )
     entries = listing(data).entries
-    magic_at = [entry.end - V2.trailer_size + 50 for entry in entries]
+    magic_at = [entry.end - V2.trailer_size + 51 for entry in entries]
     found = []
-    at = data.find(b"\xe5\x01")
+    at = data.find(b"\xe5\x01Gt")
     while at >= 0:
         found.append(at)
-        at = data.find(b"\xe5\x01", at + 1)
+        at = data.find(b"\xe5\x01Gt", at + 1)
     assert sorted(magic_at) == found
     for entry, (_, body, *_) in zip(entries, reversed(elements), strict=True):
         assert payload(data, entry) == body
@@ -82,17 +123,17 @@ def test_the_magic_pair_occurs_only_where_trailers_put_it(elements) -> None:
 
 @pytest.mark.parametrize("limit", [1, 2, 3, 5, 64])
 def test_a_stuffed_payload_is_undone_across_every_read_boundary(limit: int) -> None:
-    body = b"\xe5" * 7 + b"a\xe5\x00\xe5\x01b" + b"\xe5" * 9
+    body = b"\xe5\x01G" * 7 + b"a\xe5\x01G\x00\xe5\x01Gtb\xe5\x01" + b"\xe5" * 9
     data = archive_bytes(Element("e", body), layout=V2)
     (entry,) = listing(data).entries
-    assert entry.stored_size == len(body) + body.count(b"\xe5")
+    assert entry.stored_size == len(stuff(body))
     assert payload(data, entry, limit) == body
 
 
-def test_a_stuffed_payload_with_a_bare_escape_is_damage() -> None:
+@pytest.mark.parametrize("body", [b"abX\xe5\x01G", b"a\xe5\x01Gtb"])
+def test_stuffing_that_was_never_written_is_damage(body: bytes) -> None:
     # Checksums made right: only the stuffing itself says it is wrong.
-    body = b"ab\xe5cd"
-    data = bytearray(archive_bytes(Element("e", b"abXcd"), layout=V2))
+    data = bytearray(archive_bytes(Element("e", b"-" * len(body)), layout=V2))
     (entry,) = listing(bytes(data)).entries
     data[entry.payload_offset : entry.payload_offset + entry.stored_size] = body
     decoder = EntryDecoder(
@@ -115,7 +156,8 @@ def test_integers_are_written_seven_bits_a_byte() -> None:
     assert all(byte < 0x80 for byte in fixed[4:])
     assert fixed[6:16] == b"\x7f" * 9 + b"\x01"  # -1 as 64 bits of two's complement
     trailer = V2.encode_trailer(16, 200, 10, 20, 0xFFFFFFFF, crc)
-    body, magic, tail = trailer[:50], trailer[50:54], trailer[54:]
+    body, magic, tail = trailer[:51], trailer[51:55], trailer[55:]
+    assert body[0] == 0
     assert magic == b"\xe5\x01Gt"
     assert all(byte < 0x80 for byte in body + tail)
     assert V2.decode_trailer(trailer, 216).payload_crc == 0xFFFFFFFF

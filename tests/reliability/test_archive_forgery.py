@@ -169,7 +169,7 @@ async def test_forgeries_anywhere_in_a_large_payload(
     tmp_path: Path, extra: int, layout: ElementLayout
 ) -> None:
     """The forged structure after ``extra`` bytes of padding (across the
-    1 MiB write and read boundaries), padding rich in the escape byte."""
+    1 MiB write and read boundaries), padding made of the trailer magic."""
     path = tmp_path / "big.gar"
     path.write_bytes(layout.file_header)
     padding = (b"\xe5\x01Gt\xe5" * (extra // 5 + 1))[:extra]

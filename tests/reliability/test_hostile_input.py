@@ -385,12 +385,12 @@ ARCHIVE_FIELDS = {
     },
     2: {
         "header": [(16, 10, 64), (26, 3, 21), (29, 3, 21)],
-        "trailer": [(10 * k, 10, 64) for k in range(4)],
+        "trailer": [(1 + 10 * k, 10, 64) for k in range(4)],
         "encode": septets,
         "decode": from_septets,
         "lengths": ((26, 3), (29, 3)),
         "crc": (32, 5),
-        "trailer crc": (54, 5),
+        "trailer crc": (55, 5),
     },
 }
 
