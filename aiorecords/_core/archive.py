@@ -10,7 +10,7 @@ A reader walks from the end: the trailer says where its element starts, so
 the element before ends there. Headers carry no lengths (an entry is
 streamed, its size unknown until it is finished); the trailer, written last,
 is what makes an element exist. See ``docs/formats/archive.md`` for every
-byte and the reasons. Two versions exist (:class:`ElementLayout`); new
+byte and the reasons. Two versions exist (`ElementLayout`); new
 archives are written in version 2, whose payload bytes can never be taken
 for structure.
 
@@ -47,7 +47,7 @@ __all__ = [
     "check_file_header",
     "file_header",
     "stuff",
-    "unfinished_triple",
+    "unfinished_run",
     "unstuff",
 ]
 
@@ -113,79 +113,86 @@ class Trailer:
 # ----------------------------------------------------------------------
 # Byte stuffing (version 2)
 #
-# The trailer magic is E5 01 47 74. A payload is stored with a 00 put after
-# every E5 01 47 in it, so the magic never occurs in it; undoing that is
-# taking out the 00 after every E5 01 47. The three bytes occur once in
-# 16 MiB of random or compressed data, so stuffing almost never changes
-# anything: both ways cost one search, which CPython does a few times
-# faster than it counts or replaces (under 1 ms a MiB).
+# A version-2 trailer's magic is 16 bytes, E5 01 then "GAR trailer v2". A
+# payload is stored with a 00 put after every run of the magic's first 15
+# bytes, so the magic never occurs in it; undoing that is taking out the
+# 00 after every such run. The run never occurs in random or compressed
+# data in practice, so stuffing almost never changes anything, and both
+# ways cost one search for a 15-byte pattern, which CPython does at several
+# GB/s (a long pattern lets it skip ahead). E5 occurs once in the magic and
+# 00 not at all, so runs never overlap and an inserted 00 never forms one.
 
-_TRIPLE: Final = b"\xe5\x01G"
+_MAGIC_V2: Final = b"\xe5\x01GAR trailer v2"
+_RUN: Final = _MAGIC_V2[:-1]
 _PUT: Final = b"\x00"
+_RUN_AND_PUT: Final = _RUN + _PUT
 # Past this many escapes in one piece, bytes.replace does the work.
 _FEW: Final = 64
 
 
-def _triples(data: bytes) -> list[int] | None:
-    """Where E5 01 47 occurs in ``data``; None if more than _FEW times."""
+def _runs(data: bytes) -> list[int] | None:
+    """Where the magic's first 15 bytes occur in ``data``; None if more
+    than _FEW times."""
     found: list[int] = []
-    at = data.find(_TRIPLE)
+    at = data.find(_RUN)
     while at >= 0:
         if len(found) >= _FEW:
             return None
         found.append(at)
-        at = data.find(_TRIPLE, at + 3)
+        at = data.find(_RUN, at + len(_RUN))
     return found
 
 
 def stuff(data: bytes) -> bytes:
-    """``data`` as a version-2 archive stores it: a 00 after every E5 01 47.
+    """``data`` as a version-2 archive stores it: a 00 after every run of
+    the trailer magic's first 15 bytes.
 
-    ``data`` is a whole payload or a piece of one that does not end in E5
-    or E5 01 (see :class:`Stuffer`)."""
-    found = _triples(data)
+    ``data`` is a whole payload, or a piece of one that does not end inside
+    such a run (see :class:`Stuffer`)."""
+    found = _runs(data)
     if found is None:
-        return data.replace(_TRIPLE, _TRIPLE + _PUT)
+        return data.replace(_RUN, _RUN_AND_PUT)
     if not found:
         return data
-    cuts = [0, *(at + 3 for at in found), len(data)]
+    cuts = [0, *(at + len(_RUN) for at in found), len(data)]
     return _PUT.join(data[a:b] for a, b in itertools.pairwise(cuts))
 
 
 def unstuff(data: bytes) -> bytes | None:
     """The bytes that :func:`stuff` made ``data`` from; None if ``data``
-    could not have been made so (an E5 01 47 not followed by 00).
+    could not have been made so (a run not followed by 00).
 
     ``data`` is a whole stored payload, or a piece of one that does not end
-    inside an E5 01 47 00.
+    inside a run and its 00 (see :func:`unfinished_run`).
     """
-    found = _triples(data)
+    found = _runs(data)
     if found is None:
-        if data.count(_TRIPLE) != data.count(_TRIPLE + _PUT):
+        if data.count(_RUN) != data.count(_RUN_AND_PUT):
             return None
-        return data.replace(_TRIPLE + _PUT, _TRIPLE)
+        return data.replace(_RUN_AND_PUT, _RUN)
     if not found:
         return data
-    if any(data[at + 3 : at + 4] != _PUT for at in found):
+    size = len(_RUN)
+    if any(data[at + size : at + size + 1] != _PUT for at in found):
         return None
-    # Keep each E5 01 47, drop the 00 put after it.
-    starts = [0, *(at + 4 for at in found)]
-    ends = [*(at + 3 for at in found), len(data)]
+    # Keep each run, drop the 00 put after it.
+    starts = [0, *(at + size + 1 for at in found)]
+    ends = [*(at + size for at in found), len(data)]
     return b"".join(data[a:b] for a, b in zip(starts, ends, strict=True))
 
 
-def unfinished_triple(data: bytes) -> int:
-    """How many bytes at the end of ``data`` could begin an E5 01 47 00 that
-    the bytes after it complete (0 to 3)."""
-    for size in (3, 2, 1):
-        if data.endswith(b"\xe5\x01G\x00"[:size]):
-            return size
+def unfinished_run(data: bytes) -> int:
+    """How many bytes at the end of ``data`` begin a run and its 00 that the
+    bytes after it may complete (0 to 15)."""
+    at = data.rfind(b"\xe5", max(0, len(data) - len(_RUN)))
+    if at >= 0 and _RUN_AND_PUT.startswith(data[at:]):
+        return len(data) - at
     return 0
 
 
 class Stuffer:
-    """Stuffs a payload that arrives in pieces: an E5 or E5 01 that ends a
-    piece is held back until the next piece says whether a 47 follows."""
+    """Stuffs a payload that arrives in pieces: the beginning of a run that
+    ends a piece is held back until the next piece says whether it is one."""
 
     __slots__ = ("_held",)
 
@@ -196,13 +203,15 @@ class Stuffer:
         """The stored bytes for the next piece of the payload."""
         if self._held:
             data = self._held + data
-        keep = 2 if data.endswith(b"\xe5\x01") else 1 if data.endswith(b"\xe5") else 0
+        keep = unfinished_run(data)
+        if keep == len(_RUN):
+            keep = 0  # a whole run: stuffed now
         self._held = data[len(data) - keep :]
         return stuff(data[: len(data) - keep])
 
     def finish(self) -> bytes:
-        """The last stored bytes: what was held back, as it is (the trailer
-        that follows starts with 00, which completes no magic)."""
+        """The last stored bytes: what was held back, as it is (no run, and
+        the trailer that follows starts with 00, which completes none)."""
         held, self._held = self._held, b""
         return held
 
@@ -296,7 +305,7 @@ class ElementLayout:
 
     Version 1 writes the fixed fields of headers and trailers as binary
     integers and payloads as they are. Version 2 writes every integer in
-    bytes of seven bits, and stuffs payloads (:func:`stuff`), so that the
+    bytes of seven bits, and stuffs payloads (`stuff()`), so that the
     trailer's magic, which begins E5 01, can occur nowhere else in the
     archive: payload bytes can never be taken for a trailer (see
     ``docs/formats/archive.md``).
@@ -378,8 +387,8 @@ class ElementLayout:
         self, fixed: bytes, offset: int
     ) -> tuple[bytes, int, int, int, int, int, int, int]:
         """The fields of a header's fixed part, checked; raises
-        :class:`CorruptArchiveError` (at ``offset``) for one that cannot
-        start a header."""
+        [`CorruptArchiveError`][aiorecords.errors.CorruptArchiveError] (at ``offset``)
+        for one that cannot start a header."""
         if len(fixed) < self.header_size:
             raise CorruptArchiveError("element header is cut short", offset=offset)
         if fixed[:4] != HEADER_MAGIC:
@@ -404,9 +413,9 @@ class ElementLayout:
     def header_lengths(self, fixed: bytes, offset: int) -> int:
         """How many bytes the whole header takes, from its fixed part.
 
-        Raises :class:`CorruptArchiveError` (at ``offset``) for a fixed part
-        that cannot start a header, before anything is allocated for its
-        strings.
+        Raises [`CorruptArchiveError`][aiorecords.errors.CorruptArchiveError] (at
+        ``offset``) for a fixed part that cannot start a header, before anything is
+        allocated for its strings.
         """
         fields = self.header_fields(fixed, offset)
         return self.header_size + fields[5] + fields[6]
@@ -418,7 +427,7 @@ class ElementLayout:
         fields: tuple[bytes, int, int, int, int, int, int, int] | None = None,
     ) -> Header:
         """Decode a whole header (``header_lengths`` bytes) found at ``offset``
-        (``fields``: its :meth:`header_fields`, if already read)."""
+        (``fields``: its `header_fields()`, if already read)."""
         if fields is None:
             fields = self.header_fields(data, offset)
         _, codec, _, timestamp, start, name_len, comment_len, crc = fields
@@ -462,9 +471,9 @@ class ElementLayout:
     def decode_trailer(self, data: bytes, end: int) -> Trailer:
         """Decode the trailer whose last byte is just before ``end``.
 
-        Raises :class:`CorruptArchiveError` (at the trailer's offset) for
-        bytes that are not a trailer, or whose lengths do not fit where it
-        lies.
+        Raises [`CorruptArchiveError`][aiorecords.errors.CorruptArchiveError] (at the
+        trailer's offset) for bytes that are not a trailer, or whose lengths do not fit
+        where it lies.
         """
         offset = end - self.trailer_size
         if len(data) != self.trailer_size or offset < FILE_HEADER_SIZE:
@@ -582,8 +591,8 @@ class _Version2(ElementLayout):
         self.header_size = 4 + 1 + 1 + _W64 + _W64 + _WLEN + _WLEN + _W32  # 37
         # a zero byte, start, length, stored, data, payload and header
         # checksums, magic, checksum
-        self.trailer_size = 1 + 4 * _W64 + 2 * _W32 + 4 + _W32  # 60
-        self.trailer_magic = b"\xe5\x01Gt"
+        self.trailer_size = 1 + 4 * _W64 + 2 * _W32 + len(_MAGIC_V2) + _W32  # 72
+        self.trailer_magic = _MAGIC_V2
         self.stuffed = True
         self.file_header = file_header(2)
         self._measure()
@@ -638,8 +647,8 @@ class _Version2(ElementLayout):
                 (header_crc, _W32),
             )
         )
-        # A zero byte first: after a payload ending in E5 or E5 01, it
-        # completes no magic.
+        # A zero byte first: after a payload ending in the beginning of a
+        # run, it completes no magic.
         return b"\x00" + septets + self.trailer_magic
 
     _TRAILER_SPANS: Final = (
@@ -649,7 +658,7 @@ class _Version2(ElementLayout):
         (31, _W64),
         (41, _W32),
         (46, _W32),
-        (55, _W32),
+        (67, _W32),
     )
 
     def _unpack_trailer(
@@ -661,7 +670,7 @@ class _Version2(ElementLayout):
         start, length, stored, size, payload_crc, header_crc, crc = values
         if payload_crc >= 1 << 32 or header_crc >= 1 << 32 or crc >= 1 << 32:
             return None
-        return start, length, stored, size, payload_crc, header_crc, data[51:55], crc
+        return start, length, stored, size, payload_crc, header_crc, data[51:67], crc
 
 
 V1: Final[ElementLayout] = _Version1()
@@ -676,7 +685,8 @@ FILE_HEADER: Final = CURRENT.file_header
 
 def check_file_header(data: bytes) -> ElementLayout:
     """The layout of the archive that ``data`` starts; raises
-    :class:`CorruptArchiveError` unless it starts an archive."""
+    [`CorruptArchiveError`][aiorecords.errors.CorruptArchiveError] unless it starts an
+    archive."""
     if len(data) < FILE_HEADER_SIZE:
         raise CorruptArchiveError("too short to be an archive", offset=0)
     magic, version, crc = _FILE_HEADER.unpack_from(data)

@@ -1,8 +1,8 @@
 """Streaming an archive entry's payload in and out, in bounded memory.
 
-:class:`EntryEncoder` turns the bytes written to an entry into the bytes
+`EntryEncoder` turns the bytes written to an entry into the bytes
 stored (compressing them, or inflating bytes that arrive gzip-compressed),
-chunk by chunk. :class:`EntryDecoder` turns stored bytes back into the
+chunk by chunk. `EntryDecoder` turns stored bytes back into the
 entry's data, chunk by chunk, checking the payload's checksum and sizes at
 the end. Neither ever holds more than a chunk's worth of output, whatever
 the input claims; both are pure code (the decoder reads through a ``pread``
@@ -18,7 +18,7 @@ from typing import Final
 import zstandard
 from crc32c import crc32c
 
-from .archive import Codec, Stuffer, unfinished_triple, unstuff
+from .archive import Codec, Stuffer, unfinished_run, unstuff
 from .codecs import ZSTD_LEVEL, DecodeError
 
 __all__ = ["CHUNK", "EntryDecoder", "EntryEncoder", "GzipInflater"]
@@ -74,7 +74,7 @@ class GzipInflater:
             yield out
 
     def finish(self) -> None:
-        """Raise :class:`DecodeError` if the stream stopped inside a member."""
+        """Raise `DecodeError` if the stream stopped inside a member."""
         if self._mid_member:
             raise DecodeError("gzip data ends before its stream does")
 
@@ -82,7 +82,7 @@ class GzipInflater:
 class EntryEncoder:
     """The stored bytes of an entry, from the bytes written to it.
 
-    ``codec`` says how to store (:class:`Codec`); ``data_gzip`` that the bytes
+    ``codec`` says how to store (`Codec`); ``data_gzip`` that the bytes
     written are themselves gzip: stored as they are if the codec is gzip
     (they are still inflated, to check them and count the data), inflated
     and stored otherwise; ``stuffed`` that the stored bytes are stuffed
@@ -155,7 +155,7 @@ class EntryEncoder:
                 yield stored
 
     def finish(self) -> bytes:
-        """The last stored bytes; raises :class:`DecodeError` for bytes written
+        """The last stored bytes; raises `DecodeError` for bytes written
         as gzip that were not a whole gzip stream."""
         if self._inflater is not None:
             self._inflater.finish()
@@ -193,14 +193,14 @@ class _PayloadSource:
         if size <= 0:
             return b""
         if self.stuffed:
-            size = min(max(size, 4), self.left)  # more than a held-back end
+            size = min(max(size, 16), self.left)  # more than a held-back end
         final = size == self.left
         data = self._pread(self._position, size)
         if len(data) != size:
             raise DecodeError("the archive ends inside an entry")
-        if self.stuffed and not final and (cut := unfinished_triple(data)):
-            # An E5 01 47 and the 00 after it are undone together: read
-            # what may begin one with what follows, next time.
+        if self.stuffed and not final and (cut := unfinished_run(data)):
+            # A run and the 00 after it are undone together: read what may
+            # begin one with what follows, next time.
             data = data[:-cut]
         self._position += len(data)
         self.crc = crc32c(data, self.crc)
@@ -208,7 +208,10 @@ class _PayloadSource:
             return data
         plain = unstuff(data)
         if plain is None:
-            raise DecodeError("stuffed payload holds E5 01 47 without the 00 after it")
+            raise DecodeError(
+                "stuffed payload holds a run of the trailer magic without "
+                "the 00 after it"
+            )
         return plain
 
 
@@ -264,9 +267,9 @@ class EntryDecoder:
     def read(self, limit: int = CHUNK) -> bytes:
         """Up to ``limit`` bytes of data (fewer only at the end), or b"" at
         the end. The call that reaches the end also checks the payload's
-        checksum and sizes, so that :attr:`done` is then true.
+        checksum and sizes, so that `done` is then true.
 
-        Raises :class:`DecodeError` if the stored bytes are damaged.
+        Raises `DecodeError` if the stored bytes are damaged.
         """
         if self._done:
             return b""

@@ -200,7 +200,8 @@ def test_trailer_round_trip(layout: ElementLayout) -> None:
     trailer = layout.encode_trailer(16, 200, 10, 20, 0xDEADBEEF, 0x1234)
     assert len(trailer) == layout.trailer_size
     magic_at = trailer.index(layout.trailer_magic)
-    assert magic_at == layout.trailer_size - 4 - (4 if layout is V1 else 5)
+    crc_size = 4 if layout is V1 else 5
+    assert magic_at == layout.trailer_size - len(layout.trailer_magic) - crc_size
     decoded = layout.decode_trailer(trailer, 216)
     assert (decoded.start, decoded.length, decoded.stored, decoded.data) == (
         16,

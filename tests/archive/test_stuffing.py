@@ -22,10 +22,23 @@ from aiorecords._core.codecs import DecodeError
 
 from .build import CODECS, Element, archive_bytes, listing, payload, reader
 
+MAGIC = V2.trailer_magic
+RUN = MAGIC[:-1]
+
 # Bytes rich in the escape byte and in what follows it in structure.
 hostile_bytes = st.lists(
     st.sampled_from(
-        [b"\xe5", b"\x00", b"\x01", b"G", b"t", b"\xe5\x01G", b"\xe5\x01Gt", b"GARe"]
+        [
+            b"\xe5",
+            b"\x00",
+            b"\x01",
+            b"GAR",
+            b" trailer v2",
+            RUN,
+            MAGIC,
+            RUN[:7],
+            b"GARe",
+        ]
     ),
     max_size=60,
 ).map(b"".join) | st.binary(max_size=300)
@@ -41,7 +54,7 @@ def model_stuff(data: bytes) -> bytes:
     out = bytearray()
     for byte in data:
         out.append(byte)
-        if out.endswith(b"\xe5\x01G"):
+        if out.endswith(RUN):
             out.append(0)
     return bytes(out)
 
@@ -50,7 +63,7 @@ def model_stuff(data: bytes) -> bytes:
 def test_stuffing_round_trips_and_never_makes_the_magic(data: bytes) -> None:
     stuffed = stuff(data)
     assert stuffed == model_stuff(data)
-    assert b"\xe5\x01Gt" not in stuffed
+    assert MAGIC not in stuffed
     assert unstuff(stuffed) == data
 
 
@@ -68,23 +81,23 @@ def test_stuffing_in_pieces_is_stuffing_whole(data: bytes, cuts: list[int]) -> N
 
 
 def test_many_escapes_are_stuffed_the_same_way() -> None:
-    data = b"\xe5\x01G" * 1000 + b"x\xe5\x01Gt" * 100
+    data = RUN * 1000 + b"x" + MAGIC * 100
     assert stuff(data) == model_stuff(data)
     assert unstuff(stuff(data)) == data
 
 
 @pytest.mark.parametrize(
-    "bad",
-    [b"\xe5\x01Gt", b"a\xe5\x01G", b"\xe5\x01G\x01", (b"\xe5\x01G\x00" * 100)[:-1]],
+    "bad", [MAGIC, b"a" + RUN, RUN + b"\x01", (RUN + b"\x00") * 100 + RUN]
 )
 def test_unstuffing_refuses_what_stuffing_never_makes(bad: bytes) -> None:
     assert unstuff(bad) is None
 
 
-def test_an_escape_is_put_only_after_the_magic_s_first_three_bytes() -> None:
-    assert stuff(b"\xe5\x00\xe5\x01\xe5\x01A") == b"\xe5\x00\xe5\x01\xe5\x01A"
-    assert stuff(b"\xe5\x01Gt") == b"\xe5\x01G\x00t"
-    assert stuff(b"\xe5\x01G") == b"\xe5\x01G\x00"
+def test_an_escape_is_put_only_after_the_magic_s_first_fifteen_bytes() -> None:
+    almost = RUN[:-1] + b"x"
+    assert stuff(almost + b"\xe5\x01\xe5") == almost + b"\xe5\x01\xe5"
+    assert stuff(MAGIC) == RUN + b"\x00" + MAGIC[-1:]
+    assert stuff(RUN) == RUN + b"\x00"
 
 
 @settings(max_examples=200)
@@ -112,10 +125,10 @@ def test_the_magic_pair_occurs_only_where_trailers_put_it(elements) -> None:
     entries = listing(data).entries
     magic_at = [entry.end - V2.trailer_size + 51 for entry in entries]
     found = []
-    at = data.find(b"\xe5\x01Gt")
+    at = data.find(MAGIC)
     while at >= 0:
         found.append(at)
-        at = data.find(b"\xe5\x01Gt", at + 1)
+        at = data.find(MAGIC, at + 1)
     assert sorted(magic_at) == found
     for entry, (_, body, *_) in zip(entries, reversed(elements), strict=True):
         assert payload(data, entry) == body
@@ -123,14 +136,14 @@ def test_the_magic_pair_occurs_only_where_trailers_put_it(elements) -> None:
 
 @pytest.mark.parametrize("limit", [1, 2, 3, 5, 64])
 def test_a_stuffed_payload_is_undone_across_every_read_boundary(limit: int) -> None:
-    body = b"\xe5\x01G" * 7 + b"a\xe5\x01G\x00\xe5\x01Gtb\xe5\x01" + b"\xe5" * 9
+    body = RUN * 3 + b"a" + RUN + b"\x00" + MAGIC + b"b" + RUN[:9] + MAGIC[:14]
     data = archive_bytes(Element("e", body), layout=V2)
     (entry,) = listing(data).entries
     assert entry.stored_size == len(stuff(body))
     assert payload(data, entry, limit) == body
 
 
-@pytest.mark.parametrize("body", [b"abX\xe5\x01G", b"a\xe5\x01Gtb"])
+@pytest.mark.parametrize("body", [b"abX" + RUN, b"a" + MAGIC + b"b"])
 def test_stuffing_that_was_never_written_is_damage(body: bytes) -> None:
     # Checksums made right: only the stuffing itself says it is wrong.
     data = bytearray(archive_bytes(Element("e", b"-" * len(body)), layout=V2))
@@ -145,7 +158,7 @@ def test_stuffing_that_was_never_written_is_damage(body: bytes) -> None:
         crc32c(body),
         True,
     )
-    with pytest.raises(DecodeError, match="E5"):
+    with pytest.raises(DecodeError, match="run of the trailer magic"):
         decoder.read(100)
 
 
@@ -156,8 +169,8 @@ def test_integers_are_written_seven_bits_a_byte() -> None:
     assert all(byte < 0x80 for byte in fixed[4:])
     assert fixed[6:16] == b"\x7f" * 9 + b"\x01"  # -1 as 64 bits of two's complement
     trailer = V2.encode_trailer(16, 200, 10, 20, 0xFFFFFFFF, crc)
-    body, magic, tail = trailer[:51], trailer[51:55], trailer[55:]
+    body, magic, tail = trailer[:51], trailer[51:67], trailer[67:]
     assert body[0] == 0
-    assert magic == b"\xe5\x01Gt"
+    assert magic == b"\xe5\x01GAR trailer v2"
     assert all(byte < 0x80 for byte in body + tail)
     assert V2.decode_trailer(trailer, 216).payload_crc == 0xFFFFFFFF

@@ -48,11 +48,12 @@ async def test_a_version_1_archive_is_read_and_appended_in_version_1(
 async def test_new_archives_are_version_2(tmp_path: Path) -> None:
     path = tmp_path / "new.gar"
     async with Archive.open(str(path), "rdwr") as ar, ar.append("c") as out:
-        await out.write(b"\xe5\x01Gt")
+        await out.write(V2.trailer_magic)
     data = path.read_bytes()
     assert struct.unpack_from("<L", data, 8) == (2,)
     assert check_file_header(data) is V2
-    assert b"\xe5\x01G\x00t" in data  # stuffed
+    assert V2.trailer_magic[:-1] + b"\x00" + V2.trailer_magic[-1:] in data  # stuffed
+    assert data.count(V2.trailer_magic) == 1  # the trailer's own
 
 
 async def test_in_memory_archives_of_both_versions(tmp_path: Path) -> None:

@@ -115,6 +115,7 @@ def test_every_prefix_lists_exactly_the_whole_elements_in_it() -> None:
         b"\xe5\x01Gt",
         b"\xe5\x01Gt\x00\x00\x00\x00\x00" * 100,
         b"\xe5\x01",
+        b"\xe5\x01GAR trailer v2" * 20,
     ],
 )
 def test_trailing_garbage_is_a_torn_tail(garbage: bytes) -> None:
@@ -321,7 +322,7 @@ def test_hostile_lengths_allocate_nothing_large() -> None:
 
 def test_trailer_magic_near_the_start_is_not_read_before_the_file() -> None:
     for gap in range(0, 60, 4):
-        data = FILE_HEADER + b"\0" * gap + b"\xe5\x01Gt12345" + b"GARe"
+        data = FILE_HEADER + b"\0" * gap + b"\xe5\x01GAR trailer v212345" + b"GARe"
         assert listing(data).entries == ()
         assert valid_end(reader(data), len(data), FILE_HEADER_SIZE, CURRENT) == (
             FILE_HEADER_SIZE

@@ -172,7 +172,8 @@ async def test_forgeries_anywhere_in_a_large_payload(
     1 MiB write and read boundaries), padding made of the trailer magic."""
     path = tmp_path / "big.gar"
     path.write_bytes(layout.file_header)
-    padding = (b"\xe5\x01Gt\xe5" * (extra // 5 + 1))[:extra]
+    magic = layout.trailer_magic
+    padding = (magic * (extra // len(magic) + 1))[:extra]
     async with Archive.open(str(path), "rdwr") as ar:
         async with ar.append("report", timestamp=STAMP) as out:
             await out.write(GENUINE)

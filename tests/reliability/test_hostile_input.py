@@ -390,7 +390,7 @@ ARCHIVE_FIELDS = {
         "decode": from_septets,
         "lengths": ((26, 3), (29, 3)),
         "crc": (32, 5),
-        "trailer crc": (55, 5),
+        "trailer crc": (67, 5),
     },
 }
 
