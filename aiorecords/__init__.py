@@ -4,11 +4,14 @@ Append records, commit them atomically and durably, and read them back by
 number or as async streams, from many tasks and processes at once, without
 stalling the event loop.
 
-* :class:`CaptureFile`: transactional, compressed record logs with random
+* [`CaptureFile`][aiorecords.CaptureFile]: transactional, compressed record logs with
+  random
   access (byte-compatible with CaptureFile 1.2.0 in its zlib mode).
-* :class:`RecordsWriter` and :class:`RecordsReader`: LevelDB log records
+* [`RecordsWriter`][aiorecords.RecordsWriter] and
+  [`RecordsReader`][aiorecords.RecordsReader]: LevelDB log records
   (32 KiB blocks, masked CRC-32C), byte-exact with LevelDB.
-* :class:`Archive`: archives of named entries, appended only, read from the
+* [`Archive`][aiorecords.Archive]: archives of named entries, appended only, read from
+  the
   end, each entry streamed in and out in bounded memory.
 """
 
@@ -30,6 +33,7 @@ from .errors import (
     CorruptArchiveError,
     CorruptionError,
     CorruptRecordError,
+    EventLoopError,
     FileChangedError,
     InvalidCaptureFile,
     RecordIndexError,
@@ -70,6 +74,7 @@ __all__ = [
     "CorruptRecordError",
     "FileChangedError",
     "InvalidCaptureFile",
+    "EventLoopError",
     "RecordIndexError",
     "RecordNotText",
     "StorageError",

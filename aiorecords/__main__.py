@@ -1,5 +1,5 @@
 """``python -m aiorecords``: the command line (see ``aiorecords --help``)."""
 
-from ._cli import main
+from ._command import main
 
 main()

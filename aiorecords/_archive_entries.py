@@ -1,5 +1,5 @@
-"""Streaming one archive entry in (:class:`EntryWriter`) or out
-(:class:`EntryReader`), and the ``async with`` blocks that hand them out.
+"""Streaming one archive entry in (`EntryWriter`) or out
+(`EntryReader`), and the ``async with`` blocks that hand them out.
 
 Bytes go to and from the file a megabyte at a time, each megabyte in one
 worker-thread hop that also compresses or decompresses it; a small entry is
@@ -41,7 +41,7 @@ _CODECS: Final = {None: Codec.NONE, "gzip": Codec.GZIP, "zstd": Codec.ZSTD}
 
 class EntryReader:
     """The data of one entry, streamed: ``async for chunk in stream``, or
-    ``await stream.read(size)``. Made by :meth:`Archive.read`."""
+    ``await stream.read(size)``. Made by [`Archive.read()`][aiorecords.Archive.read]."""
 
     def __init__(self, archive: Archive, entry: ArchiveEntry) -> None:
         self.entry = entry
@@ -127,7 +127,7 @@ class EntryReader:
 
 
 class Reading:
-    """What :meth:`Archive.read` returns: ``async with`` gives the stream."""
+    """What `Archive.read()` returns: ``async with`` gives the stream."""
 
     __slots__ = ("_archive", "_context", "_entry", "_stream")
 
@@ -181,7 +181,8 @@ class NewEntry:
 
 class EntryWriter:
     """Where an entry's data goes: ``await out.write(data)``. Made by
-    :meth:`Archive.append`; the entry exists once its block exits cleanly."""
+    [`Archive.append()`][aiorecords.Archive.append]; the entry exists once its
+    block exits cleanly."""
 
     def __init__(
         self,
@@ -218,7 +219,7 @@ class EntryWriter:
 
         Data is gathered in memory and handed to a worker thread (to be
         compressed and written) a megabyte at a time. Raises
-        :class:`ValueError` if data written with ``data_gzip=True`` is not
+        `ValueError` if data written with ``data_gzip=True`` is not
         gzip; after any error the entry can no longer be completed.
 
         Cancellation: the append is abandoned when the cancellation leaves
@@ -420,7 +421,7 @@ class EntryWriter:
 
 
 class Appending:
-    """What :meth:`Archive.append` returns: ``async with`` gives the writer."""
+    """What `Archive.append()` returns: ``async with`` gives the writer."""
 
     __slots__ = ("_archive", "_context", "_new", "_writer")
 

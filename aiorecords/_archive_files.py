@@ -1,7 +1,7 @@
 """The blocking steps of archives: each runs whole in one worker thread.
 
 Opening and creating archive files, the locks that order writers, and
-finding where an append goes all happen here, on an :class:`~aiorecords._io.FileIO`
+finding where an append goes all happen here, on an `FileIO`
 (or on bytes held in memory, which read the same way).
 """
 
@@ -147,7 +147,7 @@ def begin_append(
 
 
 def end_append(io: _io.FileIO, share_owner: bool) -> None:
-    """Release what :func:`begin_append` took."""
+    """Release what `begin_append()` took."""
     io.unlock(_APPEND_BYTE, 1)
     if share_owner:
         io.unlock(_OWNER_BYTE, 1)
@@ -162,5 +162,5 @@ def find(
     storage: Storage, known: Listing, name: str
 ) -> tuple[ArchiveEntry | None, Listing | None]:
     """The newest entry of ``name``, and the listing if it grew (see
-    :func:`~aiorecords._core.archive_walk.find_back`)."""
+    `find_back()`)."""
     return find_back(storage.pread, storage.size(), known, name)

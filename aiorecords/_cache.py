@@ -11,7 +11,7 @@ opens, so a new writer that overwrites uncommitted space can never be served
 a stale block.
 
 Only the event loop thread changes the cache. Worker threads may call
-:meth:`BlockCache.peek` (a single dictionary read, which the GIL makes
+`BlockCache.peek()` (a single dictionary read, which the GIL makes
 atomic); what they load is handed back to the loop, which inserts it.
 """
 

@@ -1,7 +1,7 @@
 """The capture file work that runs in worker threads.
 
-Each function here is one thread hop of :mod:`aiorecords.capture`: it does
-its I/O through :class:`aiorecords._io.FileIO` and its format work through
+Each function here is one thread hop of `aiorecords.capture`: it does
+its I/O through `aiorecords._io.FileIO` and its format work through
 the sans-IO core, and touches nothing the event loop changes.
 """
 
@@ -60,7 +60,7 @@ READ_AHEAD: Final = 256 * 1024
 class BlockReader:
     """Reads and decompresses the data blocks of one view.
 
-    Blocks it loads are kept in :attr:`loaded`, for the event loop to put in
+    Blocks it loads are kept in `loaded`, for the event loop to put in
     the shared cache. A streaming reader passes ``keep`` to remember only its
     few most recent blocks instead: a long scan must not flush the cache.
     """
@@ -221,10 +221,10 @@ class Stream:
 
     def take(self, count: int) -> list[Any]:
         """Up to ``count`` records: fewer at the end, or once the blocks read
-        pass :data:`MAX_BATCH_BYTES` (so huge records come a few at a time).
+        pass `MAX_BATCH_BYTES` (so huge records come a few at a time).
 
         A record that lies outside its block, or is not text in the file's
-        encoding, raises :class:`~aiorecords.errors.InvalidCaptureFile`."""
+        encoding, raises `InvalidCaptureFile`."""
         try:
             return self._take(count)
         except struct.error:
@@ -333,7 +333,7 @@ def read_state(
 ) -> tuple[Layout, MasterNode, int, str | None]:
     """The file's layout (read unless given), current master node, size, and
     what is known of a newer commit that could not be used (see
-    :func:`~aiorecords._core.capture_layout.commit_damage`)."""
+    `commit_damage()`)."""
     if layout is None:
         layout = decode_header(io.pread(0, HEADER_SIZE))
     size = 2 * layout.master_size

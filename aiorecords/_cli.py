@@ -10,11 +10,12 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import datetime
 import errno
 import json
 import struct
 import sys
-from collections.abc import AsyncIterator, Awaitable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any, BinaryIO, Final, Literal, NoReturn, TypeVar
 
 import click
@@ -60,7 +61,7 @@ def fail(message: str) -> NoReturn:
 
 def run(coroutine: Awaitable[T]) -> T:
     """Run a command's coroutine in a new event loop (Ctrl-C cancels it and
-    surfaces as KeyboardInterrupt, which :func:`main` turns into status 130)."""
+    surfaces as KeyboardInterrupt, which `main()` turns into status 130)."""
 
     async def main() -> T:
         return await coroutine
@@ -153,6 +154,15 @@ def cli(context: click.Context, debug: bool) -> None:
     context.obj = Options(debug)
 
 
+as_option = click.option(
+    "--as",
+    "as_",
+    type=click.Choice(["text", "json", "hex", "raw"]),
+    default="text",
+    help="One per line as text, a JSON string or hex; or raw, each record "
+    "preceded by its length (4 bytes, big-endian).",
+)
+
 format_option = click.option(
     "--format",
     "fmt",
@@ -163,31 +173,38 @@ format_option = click.option(
 
 
 @cli.command()
-@click.argument("file", type=click.Path(dir_okay=False))
+@click.argument("file", metavar="FILE")
 @format_option
 @click.option("--json", "as_json", is_flag=True, help="Print JSON, for scripts.")
 def info(file: str, fmt: str | None, as_json: bool) -> None:
-    """What FILE holds: format, counts, sizes, compression, metadata."""
+    """What FILE holds: format, counts, sizes, compression, metadata.
+
+    A damaged file is described as far as it can be read, with what is
+    damaged; the exit status is then 1.
+    """
     facts = run(_info(file, format_of(file, fmt)))
     if as_json:
         click.echo(json.dumps(facts, indent=2))
-        return
-    table = Table(show_header=False, box=None)
-    for key, value in facts.items():
-        table.add_row(key.replace("_", " "), str(value))
-    Console().print(table)
+    else:
+        table = Table(show_header=False, box=None)
+        for key, value in facts.items():
+            table.add_row(key.replace("_", " "), str(value))
+        Console().print(table)
+    if facts.get("damaged"):
+        sys.exit(1)
 
 
 async def _info(path: str, fmt: Format) -> dict[str, Any]:
     size = _io.file_size(path)
     facts: dict[str, Any] = {"file": path, "format": fmt, "size_on_disk": size}
     head = _io.read_head(path, 16)
+    # The LevelDB log format has no version field: logs get none.
     if fmt == "capture" and len(head) >= 15:
         facts["version"] = struct.unpack_from(">L", head, 11)[0]
     elif fmt == "archive" and len(head) >= 12:
         facts["version"] = struct.unpack_from("<L", head, 8)[0]
-    else:
-        facts["version"] = None  # the LevelDB log format has no version field
+    damage: list[str] = []
+    total: int | None = 0
     if fmt == "capture":
         cf = await CaptureFile(path, encoding=None)
         try:
@@ -197,15 +214,25 @@ async def _info(path: str, fmt: Format) -> dict[str, Any]:
             facts["layout"] = "aiorecords capture" if layout.native else "capture v2"
             facts["compression"] = "zstd" if layout.native else "zlib"
             facts["records"] = cf.record_count()
-            facts["last_commit"] = cf._master.serial
             # The file is preallocated ahead of its data: compare with what
             # the data takes.
             size = facts["size_used"] = cf._master.file_limit
-            total = 0
-            async for record in cf:
-                total += len(record)
-            metadata = await cf.get_metadata()
-            facts["metadata"] = None if metadata is None else _text(metadata)
+            if cf.damaged_commit is not None:
+                damage.append(cf.damaged_commit)
+            try:
+                metadata = await cf.get_metadata()
+                facts["metadata"] = None if metadata is None else _text(metadata)
+            except CorruptionError as error:
+                facts["metadata"] = None
+                damage.append(f"the metadata: {error}")
+            read = 0
+            try:
+                async for record in cf:
+                    read += 1
+                    total += len(record)  # type: ignore[operator]
+            except CorruptionError as error:
+                damage.append(f"record {read + 1} and after: {error}")
+                total = None
         finally:
             await cf.close()
     elif fmt == "records":
@@ -217,20 +244,34 @@ async def _info(path: str, fmt: Format) -> dict[str, Any]:
                 total += len(record)
         facts["records"] = count
         facts["damaged_bytes"] = sum(region.length for region in dropped)
+        damage += [f"offset {r.start}, {r.length} bytes: {r.reason}" for r in dropped]
     else:
+        regions: list[SkippedRegion] = []
         async with Archive.open(path) as archive:
-            entries = await archive.contents()
+            entries = await archive.contents(recover=True, on_corruption=regions.append)
             facts["entries"] = len(entries)
             facts["names"] = len({entry.name for entry in entries})
             facts["stored_bytes"] = sum(entry.stored_size for entry in entries)
             total = sum(entry.size for entry in entries)
             if entries:
-                facts["newest"] = (
-                    f"{entries[0].name} (timestamp {entries[0].timestamp})"
-                )
+                newest = entries[0]
+                facts["newest"] = f"{newest.name} ({_when(newest.timestamp)})"
+        damage += [f"offset {r.start}, {r.length} bytes: {r.reason}" for r in regions]
     facts["uncompressed_bytes"] = total
-    facts["compression_ratio"] = round(total / size, 2) if size else None
+    facts["compression_ratio"] = round(total / size, 2) if size and total else None
+    if damage:
+        facts["damaged"] = "; ".join(damage)
     return facts
+
+
+def _when(timestamp: int) -> str:
+    """An entry's timestamp in ISO 8601 (UTC), or the number if it is not a
+    time (a writer may store any 64-bit value)."""
+    try:
+        moment = datetime.datetime.fromtimestamp(timestamp, datetime.timezone.utc)
+    except (OverflowError, OSError, ValueError):
+        return str(timestamp)
+    return moment.isoformat().replace("+00:00", "Z")
 
 
 def _text(data: bytes) -> str:
@@ -238,7 +279,7 @@ def _text(data: bytes) -> str:
 
 
 @cli.command()
-@click.argument("file", type=click.Path(dir_okay=False))
+@click.argument("file", metavar="FILE")
 @format_option
 @click.option(
     "--from",
@@ -250,14 +291,7 @@ def _text(data: bytes) -> str:
 @click.option(
     "--to", "stop", type=click.IntRange(min=1), default=None, help="Last record."
 )
-@click.option(
-    "--as",
-    "as_",
-    type=click.Choice(["text", "json", "hex", "raw"]),
-    default="text",
-    help="One per line as text, a JSON string or hex; or raw, each record "
-    "preceded by its length (4 bytes, big-endian).",
-)
+@as_option
 def cat(file: str, fmt: str | None, start: int, stop: int | None, as_: str) -> None:
     """Write FILE's records to standard output."""
     run(_cat(file, format_of(file, fmt), start, stop, as_, sys.stdout.buffer))
@@ -284,7 +318,7 @@ def _rendered(record: bytes, as_: str) -> bytes:
 
 
 @cli.command()
-@click.argument("file", type=click.Path(dir_okay=False))
+@click.argument("file", metavar="FILE")
 @format_option
 @click.option(
     "-n",
@@ -297,9 +331,7 @@ def _rendered(record: bytes, as_: str) -> bytes:
 @click.option(
     "-f", "--follow", is_flag=True, help="Then show new records as they are committed."
 )
-@click.option(
-    "--as", "as_", type=click.Choice(["text", "json", "hex", "raw"]), default="text"
-)
+@as_option
 def tail(file: str, fmt: str | None, last: int, follow: bool, as_: str) -> None:
     """The last records of FILE; with -f, then each new one (Ctrl-C ends)."""
     run(_tail(file, format_of(file, fmt), last, follow, as_, sys.stdout.buffer))
@@ -348,7 +380,7 @@ async def _tail(
 
 
 @cli.command()
-@click.argument("file", type=click.Path(dir_okay=False))
+@click.argument("file", metavar="FILE")
 @format_option
 def verify(file: str, fmt: str | None) -> None:
     """Read all of FILE and check every checksum.
@@ -425,8 +457,8 @@ async def _verify(path: str, fmt: Format) -> bool:
 
 
 @cli.command()
-@click.argument("source", type=click.Path(dir_okay=False))
-@click.argument("destination", type=click.Path(dir_okay=False))
+@click.argument("source", metavar="SOURCE")
+@click.argument("destination", metavar="DESTINATION")
 @click.option(
     "--to", "to", type=click.Choice(FORMATS), required=True, help="The format to write."
 )
@@ -434,8 +466,9 @@ async def _verify(path: str, fmt: Format) -> bool:
 @click.option(
     "--compression",
     type=click.Choice(["zstd", "zlib"]),
-    default="zstd",
-    help="For --to capture: zstd (aiorecords' layout) or zlib (CaptureFile 1.2.0's).",
+    default=None,
+    help="For --to capture only: zstd (aiorecords' layout, the default) or "
+    "zlib (CaptureFile 1.2.0's).",
 )
 @click.option("--force", is_flag=True, help="Replace DESTINATION if it exists.")
 def convert(
@@ -443,7 +476,7 @@ def convert(
     destination: str,
     to: str,
     fmt: str | None,
-    compression: str,
+    compression: str | None,
     force: bool,
 ) -> None:
     """Copy the records of SOURCE into a new DESTINATION of another format.
@@ -457,6 +490,12 @@ def convert(
     appears whole, or not at all: it is written under a temporary name, then
     renamed.
     """
+    if compression is not None and to != "capture":
+        fail(
+            f"--compression {compression} applies to --to capture only "
+            f"(a {'log' if to == 'records' else 'archive'} is written as it is)"
+        )
+    compression = compression or "zstd"
     if _io.same_file(source, destination):
         fail(f"{destination}: is {source} itself; convert into another file")
     if _io.is_file(destination) and not force:
@@ -491,7 +530,9 @@ async def _convert(
     return count
 
 
-async def _copy_archive(source: str, destination: str) -> int:
+async def _copy_archive(
+    source: str, destination: str, tick: Callable[[bytes], None]
+) -> int:
     """Append every entry of the archive ``source`` to ``destination``,
     oldest first, with its name, timestamp, comment and compression; the
     count. (This rewrites an archive in the current format version.)"""
@@ -513,6 +554,7 @@ async def _copy_archive(source: str, destination: str) -> int:
                 async for chunk in stream:
                     await out.write(chunk)
             count += 1
+            tick(b"")
         await new.sync()
     return count
 
@@ -540,8 +582,22 @@ async def _convert_into(
     show = size >= PROGRESS_FROM and sys.stderr.isatty()
     records = records_of(source, fmt)
     count = 0
+    # Progress by records where the source says how many it holds (a capture
+    # file, an archive); through a log, by the bytes its records take.
+    known = await _record_total(source, fmt)
+    read = 0
+
+    def tick(record: bytes) -> None:
+        nonlocal count, read
+        count += 1
+        read += len(record) + HEADER_SIZE
+        if count % 1000 == 0:
+            progress.update(task, completed=count if known else min(read, size))
+
     with Progress(console=stderr, disable=not show, transient=True) as progress:
-        task = progress.add_task(f"converting into {shown_as}", total=None)
+        task = progress.add_task(
+            f"converting into {shown_as}", total=known if known else size
+        )
         if to == "capture":
             cf = CaptureFile(
                 destination,
@@ -554,10 +610,9 @@ async def _convert_into(
             try:
                 async for record in records:
                     await cf.add_record(record)
-                    count += 1
+                    tick(record)
                     if count % 10_000 == 0:
                         await cf.commit()
-                        progress.update(task, completed=count)
                 if metadata is not None:
                     await cf.set_metadata(metadata)
                 await cf.commit()
@@ -567,18 +622,18 @@ async def _convert_into(
             async with RecordsWriter(destination) as writer:
                 async for record in records:
                     await writer.write(record)
-                    count += 1
-                    if count % 10_000 == 0:
-                        progress.update(task, completed=count)
+                    tick(record)
                 await writer.sync()
         elif fmt == "archive":
-            count = await _copy_archive(source, destination)
+            # Entries copied whole (names and all); the records stream, not
+            # started, is dropped.
+            count = await _copy_archive(source, destination, tick)
         else:
             async with Archive.open(
                 destination, mode="rdwr_exclusive", durable=False
             ) as archive:
                 async for record in records:
-                    count += 1
+                    tick(record)
                     async with archive.append(
                         f"{count:08d}", compression="zstd"
                     ) as out:
@@ -587,8 +642,23 @@ async def _convert_into(
     return count
 
 
+async def _record_total(path: str, fmt: Format) -> int | None:
+    """How many records a capture file or archive holds (None for a log,
+    which does not say without being read)."""
+    if fmt == "capture":
+        cf = await CaptureFile(path, encoding=None)
+        try:
+            return cf.record_count()
+        finally:
+            await cf.close()
+    if fmt == "archive":
+        async with Archive.open(path) as archive:
+            return len(await archive.contents())
+    return None
+
+
 @cli.command(name="ls")
-@click.argument("archive", type=click.Path(dir_okay=False))
+@click.argument("archive", metavar="ARCHIVE")
 @click.option(
     "--all",
     "every",
@@ -597,22 +667,41 @@ async def _convert_into(
 )
 @click.option("--json", "as_json", is_flag=True, help="Print JSON, for scripts.")
 def ls(archive: str, every: bool, as_json: bool) -> None:
-    """The entries of ARCHIVE, newest first (the newest of each name)."""
+    """The entries of ARCHIVE, newest first (the newest of each name).
+
+    Timestamps are shown in ISO 8601 (UTC); --json gives them as numbers.
+    """
     entries = run(_entries(archive, every))
+    out = sys.stdout
     if as_json:
-        click.echo(json.dumps([_entry_facts(e) for e in entries], indent=2))
+        # Streamed: a list of any length costs no more than its lines.
+        out.write("[")
+        for n, entry in enumerate(entries):
+            out.write(",\n  " if n else "\n  ")
+            out.write(json.dumps(_entry_facts(entry)))
+        out.write("\n]\n" if entries else "]\n")
         return
-    table = Table("name", "timestamp", "size", "stored", "compression", "comment")
-    for entry in entries:
-        table.add_row(
+    header = ("name", "timestamp", "size", "stored", "compression", "comment")
+    rows = [
+        (
             entry.name,
-            str(entry.timestamp),
+            _when(entry.timestamp),
             str(entry.size),
             str(entry.stored_size),
             entry.compression or "",
             entry.comment,
         )
-    Console().print(table)
+        for entry in entries
+    ]
+    # Columns as wide as their widest cell (names capped, so that one long
+    # name does not push the rest off the screen); written a line at a time.
+    widths = [len(title) for title in header]
+    for row in rows:
+        widths = [max(w, len(cell)) for w, cell in zip(widths, row, strict=True)]
+    widths[0] = min(widths[0], 60)
+    for line in (header, *rows):
+        cells = [cell.ljust(w) for cell, w in zip(line[:-1], widths, strict=False)]
+        out.write("  ".join([*cells, line[-1]]).rstrip() + "\n")
 
 
 def _entry_facts(entry: ArchiveEntry) -> dict[str, Any]:
@@ -638,13 +727,13 @@ async def _entries(path: str, every: bool) -> list[ArchiveEntry]:
 
 
 @cli.command()
-@click.argument("archive", type=click.Path(dir_okay=False))
+@click.argument("archive", metavar="ARCHIVE")
 @click.argument("names", nargs=-1)
 @click.option(
     "-C",
     "--directory",
     default=".",
-    type=click.Path(file_okay=False),
+    metavar="DIRECTORY",
     help="Where to write the files.",
 )
 @click.option("--force", is_flag=True, help="Overwrite files that exist.")
@@ -655,12 +744,16 @@ def extract(archive: str, names: tuple[str, ...], directory: str, force: bool) -
     symbolic link) are refused, and files are not overwritten without
     --force.
     """
-    written = run(_extract(archive, names, directory, force))
-    click.echo(f"{archive}: extracted {written} entries to {directory}", err=True)
+    written, damaged = run(_extract(archive, names, directory, force))
+    noun = "entry" if written == 1 else "entries"
+    click.echo(f"{archive}: extracted {written} {noun} to {directory}", err=True)
+    if damaged:
+        click.echo(f"{archive}: {damaged} damaged, not extracted (see above)", err=True)
+        sys.exit(1)
 
 
 def safe_name(name: str) -> str:
-    """``name`` as a relative path, or :class:`Failure` if it could escape
+    """``name`` as a relative path, or `Failure` if it could escape
     (the rules of PEP 706's ``data`` filter that apply to names)."""
     if not name or "\0" in name or "\\" in name:
         fail(f"refusing entry name {name!r}: empty, or holds NUL or backslash")
@@ -674,34 +767,78 @@ def safe_name(name: str) -> str:
 
 async def _extract(
     path: str, names: tuple[str, ...], directory: str, force: bool
-) -> int:
+) -> tuple[int, int]:
+    """Extract; how many entries were written, and how many were damaged."""
     if detect(path) != "archive":
         fail(f"{path}: not an archive")
+    damaged = 0
     async with Archive.open(path) as archive:
-        latest = await archive.latest()
+        regions: list[SkippedRegion] = []
+        latest: dict[str, ArchiveEntry] = {}
+        for entry in await archive.contents(recover=True, on_corruption=regions.append):
+            latest.setdefault(entry.name, entry)  # newest first
+        for region in regions:
+            stderr.print(
+                f"{path}: damaged: offset {region.start}, {region.length} bytes: "
+                f"{region.reason} (entries there, if any, cannot be extracted)",
+                markup=False,
+                highlight=False,
+            )
+            damaged += 1
         wanted = names or tuple(sorted(latest))
         missing = [name for name in wanted if name not in latest]
         if missing:
             fail(f"{path}: no entry named {missing[0]!r}")
         targets = [(name, safe_name(name)) for name in wanted]  # all checked first
+        written = 0
         for name, relative in targets:
-            try:
-                io = _io.create_inside(directory, relative, overwrite=force)
-            except OSError as error:
-                if error.errno == errno.EEXIST:
-                    fail(f"{directory}/{relative}: exists (use --force to overwrite)")
-                if error.errno in (errno.EACCES, errno.ELOOP):
-                    fail(f"refusing entry name {name!r}: it leads outside {directory}")
-                raise
-            try:
-                offset = 0
-                async with archive.read(latest[name]) as stream:
-                    async for chunk in stream:
-                        await _io.offload(io.pwrite, offset, chunk)
-                        offset += len(chunk)
-            finally:
-                await _io.offload(io.close)
-    return len(targets)
+            if await _extract_one(archive, latest[name], directory, relative, force):
+                written += 1
+            else:
+                damaged += 1
+    return written, damaged
+
+
+async def _extract_one(
+    archive: Archive, entry: ArchiveEntry, directory: str, relative: str, force: bool
+) -> bool:
+    """Write one entry under a temporary name, then give it its name; False
+    (and nothing left behind) if the entry is damaged."""
+    shown = f"{directory}/{relative}"
+    try:
+        io, final = _io.create_temp_inside(directory, relative)
+    except _io.PathEscape:
+        fail(f"refusing entry name {entry.name!r}: it leads outside {directory}")
+    except OSError as error:
+        if error.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
+            fail(f"{shown}: cannot write there ({error.strerror})")
+        raise
+    if not force and _io.exists(final):
+        await _io.offload(io.close)
+        _io.unlink_quietly(io.path)
+        fail(f"{shown}: exists (use --force to overwrite)")
+    whole = False
+    try:
+        offset = 0
+        async with archive.read(entry) as stream:
+            async for chunk in stream:
+                await _io.offload(io.pwrite, offset, chunk)
+                offset += len(chunk)
+        whole = True
+    except CorruptionError as error:
+        stderr.print(
+            f"{archive.path}: entry {entry.name!r} is damaged, not extracted: "
+            f"{error.reason}",
+            markup=False,
+            highlight=False,
+        )
+    finally:
+        await _io.offload(io.close)
+        if not whole:
+            _io.unlink_quietly(io.path)
+    if whole and not _io.publish_file(io.path, final, overwrite=force):
+        fail(f"{shown}: exists (use --force to overwrite)")
+    return whole
 
 
 # --------------------------------------------------------------------------
@@ -710,9 +847,14 @@ async def _extract(
 
 def main(argv: list[str] | None = None) -> None:
     """Run the command line (the ``aiorecords`` console script)."""
-    debug = "--debug" in (argv if argv is not None else sys.argv[1:])
+    args = list(argv if argv is not None else sys.argv[1:])
+    # --debug is taken anywhere on the line, before or after the command.
+    debug = "--debug" in args[: args.index("--") if "--" in args else len(args)]
+    if debug:
+        args.remove("--debug")
+        args.insert(0, "--debug")
     try:
-        cli.main(args=argv, prog_name="aiorecords", standalone_mode=False)
+        cli.main(args=args, prog_name="aiorecords", standalone_mode=False)
     except click.exceptions.Exit as done:
         sys.exit(done.exit_code)
     except click.ClickException as error:

@@ -2,17 +2,17 @@
 
 Two halves:
 
-* :class:`FileIO` and the module functions are *blocking* primitives
+* `FileIO` and the module functions are *blocking* primitives
   (positional reads and writes, syncs, truncation, byte-range locks, durable
   creation). They run only inside worker threads.
-* :func:`offload` and :func:`run_to_completion` move a blocking call off the
+* `offload()` and `run_to_completion()` move a blocking call off the
   event loop. A call handed to a thread is never abandoned: if the awaiting
   task is cancelled, it still waits for the thread to finish, because the
   thread may be writing through a descriptor that ``close()`` would otherwise
   release under it (``loop.run_in_executor`` abandons the thread on cancel).
 
 Every primitive reports itself to the registered observers before it runs
-(see :func:`add_observer`), which is how the test suites count fsyncs, record
+(see `add_observer()`), which is how the test suites count fsyncs, record
 crash traces and inject faults.
 """
 
@@ -30,6 +30,7 @@ import struct
 from collections.abc import Callable, Iterator
 from typing import Any, Final, Generic, TypeVar
 
+from ._scheduling import running_loop
 from .errors import ClosedError, StorageError
 
 __all__ = [
@@ -40,7 +41,9 @@ __all__ = [
     "add_recorder",
     "allow_cached_reads",
     "canonical_path",
-    "create_inside",
+    "PathEscape",
+    "create_temp_inside",
+    "publish_file",
     "create_temp_beside",
     "datasync_descriptor",
     "file_size",
@@ -65,7 +68,7 @@ __all__ = [
 T = TypeVar("T")
 
 #: Called as ``observer(operation, path, offset, length)`` before each
-#: primitive runs. An observer may raise :class:`OSError` to simulate a fault.
+#: primitive runs. An observer may raise `OSError` to simulate a fault.
 Observer = Callable[[str, str, int, int], None]
 
 _observers: list[Observer] = []
@@ -90,7 +93,7 @@ class Change:
     data: bytes = b""
 
 
-#: Called with each :class:`Change` once it has succeeded.
+#: Called with each `Change` once it has succeeded.
 Recorder = Callable[[Change], None]
 
 _recorders: list[Recorder] = []
@@ -104,7 +107,7 @@ def add_recorder(recorder: Recorder) -> None:
 
 
 def remove_recorder(recorder: Recorder) -> None:
-    """Undo :func:`add_recorder`."""
+    """Undo `add_recorder()`."""
     _recorders.remove(recorder)
 
 
@@ -124,7 +127,7 @@ def add_observer(observer: Observer) -> None:
 
 
 def remove_observer(observer: Observer) -> None:
-    """Undo :func:`add_observer`."""
+    """Undo `add_observer()`."""
     _observers.remove(observer)
 
 
@@ -176,10 +179,10 @@ async def run_to_completion(
     """Run ``function(*args)`` in a worker thread and wait until it has finished.
 
     Returns its outcome and, if the awaiting task was cancelled meanwhile, the
-    :class:`asyncio.CancelledError` to re-raise once the caller has recorded
+    `asyncio.CancelledError` to re-raise once the caller has recorded
     what the thread did. Cancellation never abandons the thread.
     """
-    loop = asyncio.get_running_loop()
+    loop = running_loop()
     # What the task waits on; replaced if a cancellation cancels it, because
     # the thread goes on and must still be waited for.
     waiting = [loop.create_future()]
@@ -213,7 +216,7 @@ async def offload(function: Callable[..., T], /, *args: Any) -> T:
     """Run ``function(*args)`` in a worker thread; never abandon it on cancel.
 
     On cancellation the task still waits for the thread, then raises
-    :class:`asyncio.CancelledError`; the thread's own result is discarded.
+    `asyncio.CancelledError`; the thread's own result is discarded.
     """
     outcome, cancelled = await run_to_completion(function, *args)
     if cancelled is not None:
@@ -229,7 +232,7 @@ async def offload(function: Callable[..., T], /, *args: Any) -> T:
 def _system_call(
     operation: str, path: str, offset: int = 0, length: int = 0
 ) -> Iterator[None]:
-    """Tell the observers, then turn an :class:`OSError` into a StorageError."""
+    """Tell the observers, then turn an `OSError` into a StorageError."""
     try:
         _note(operation, path, offset, length)
         yield
@@ -257,7 +260,7 @@ _cached_reads_allowed = True
 
 
 def allow_cached_reads(allowed: bool) -> bool:
-    """Let :meth:`FileIO.read_cached` read (the default), or make it always
+    """Let `FileIO.read_cached()` read (the default), or make it always
     answer None, so that every read goes to a worker thread (tests use this
     to exercise that path on files the page cache holds). Returns the
     previous setting."""
@@ -268,11 +271,11 @@ def allow_cached_reads(allowed: bool) -> bool:
 
 class FileIO:
     """An open file: positional I/O on one descriptor, called from threads
-    only (but for :meth:`read_cached`, which never waits for the disk).
+    only (but for `read_cached()`, which never waits for the disk).
 
     Nothing here moves a file offset, so any number of threads may read one
     descriptor at once. Writers serialise themselves above this layer. Every
-    failure is raised as :class:`~aiorecords.errors.StorageError`.
+    failure is raised as `StorageError`.
     """
 
     __slots__ = ("_cached_reads", "_closed", "fd", "path", "writable")
@@ -289,13 +292,13 @@ class FileIO:
 
     @property
     def closed(self) -> bool:
-        """True once :meth:`close` has run."""
+        """True once `close()` has run."""
         return self._closed
 
     def _call(
         self, operation: str, offset: int = 0, length: int = 0
     ) -> contextlib.AbstractContextManager[None]:
-        """:func:`_system_call` for this descriptor, refused once closed: its
+        """`_system_call()` for this descriptor, refused once closed: its
         number may already be another file's."""
         if self._closed:
             raise ClosedError(f"{operation} on {self.path!r} after it was closed")
@@ -322,7 +325,7 @@ class FileIO:
         """Read up to ``size`` bytes at ``offset`` if the page cache holds
         them, without ever waiting for the disk; safe to call from the event
         loop's thread. None when the bytes are not (all) cached, or where
-        the system cannot read this way: use :meth:`pread` in a worker
+        the system cannot read this way: use `pread()` in a worker
         thread then. Fewer bytes than asked for (even none) means that only
         those were cached, or that the file ends there (none: it ends at
         ``offset``).
@@ -404,7 +407,7 @@ class FileIO:
         return True
 
     def unlock(self, start: int, length: int) -> None:
-        """Release a range taken with :meth:`lock`."""
+        """Release a range taken with `lock()`."""
         with self._call("unlock", start, length):
             _set_lock(self.fd, fcntl.F_UNLCK, start, length, True)
 
@@ -449,8 +452,8 @@ def _set_lock(fd: int, lock_type: int, start: int, length: int, wait: bool) -> N
 def open_file(path: str, *, writable: bool) -> FileIO:
     """Open an existing file for reading, or for reading and writing.
 
-    A missing file raises :class:`FileNotFoundError` and a forbidden one
-    :class:`PermissionError`, as ``open()`` does.
+    A missing file raises `FileNotFoundError` and a forbidden one
+    `PermissionError`, as ``open()`` does.
     """
     _note("open", path)
     flags = (os.O_RDWR if writable else os.O_RDONLY) | os.O_CLOEXEC
@@ -461,7 +464,7 @@ def create_temp_beside(path: str) -> FileIO:
     """Create a new, empty, private file in the directory of ``path``.
 
     It is meant to be built, synced and then moved over ``path`` with
-    :func:`replace`, so that ``path`` is never seen half made.
+    `replace()`, so that ``path`` is never seen half made.
     """
     temp = temp_name_beside(path)
     with _system_call("create", temp):
@@ -483,7 +486,7 @@ def publish_new(source: str, destination: str) -> bool:
     """Give the file ``source`` the name ``destination`` unless that name is
     taken; return False (leaving both alone) if it is.
 
-    Unlike :func:`replace` this never clobbers a file another process created
+    Unlike `replace()` this never clobbers a file another process created
     meanwhile: two processes creating one archive at once end up sharing the
     first one's file.
     """
@@ -561,7 +564,7 @@ def same_file(first: str, second: str) -> bool:
 
 def temp_name_beside(path: str) -> str:
     """A fresh hidden name in the directory of ``path``, for a file that is
-    built whole and then moved over ``path`` with :func:`replace`."""
+    built whole and then moved over ``path`` with `replace()`."""
     directory, name = os.path.split(os.path.abspath(path))
     return os.path.join(directory, f".{name}.{secrets.token_hex(6)}.tmp")
 
@@ -593,20 +596,30 @@ def is_file(path: str) -> bool:
     return os.path.isfile(path)
 
 
+def exists(path: str) -> bool:
+    """True if anything has the name ``path`` (a dangling link too)."""
+    return os.path.lexists(path)
+
+
 def read_head(path: str, size: int) -> bytes:
     """The first ``size`` bytes of a file (fewer if it is shorter)."""
     with _system_call("read", path, 0, size), open(path, "rb") as f:
         return f.read(size)
 
 
-def create_inside(directory: str, relative: str, *, overwrite: bool) -> FileIO:
-    """Create ``relative`` (a ``/``-separated path checked by the caller)
-    under ``directory`` for writing, with the directories it needs.
+class PathEscape(Exception):
+    """A path that would lead outside the directory it must stay in."""
+
+
+def create_temp_inside(directory: str, relative: str) -> tuple[FileIO, str]:
+    """A new file under a temporary name, beside where ``relative`` (a
+    ``/``-separated path checked by the caller) lies under ``directory``,
+    open for writing, with the directories it needs; and that final path.
 
     Never writes outside ``directory``: the parent, once made, must resolve
-    inside it (a symbolic link on the way that leads out is refused), and
-    the file itself is never a symbolic link followed. An existing file is
-    refused with :class:`FileExistsError` unless ``overwrite``.
+    inside it, or `PathEscape` is raised (a symbolic link on the way that
+    leads out). The temporary file is created anew, never through a link;
+    `publish_file()` gives it its name once it is whole.
     """
     root = os.path.realpath(directory)
     target = os.path.join(root, *relative.split("/"))
@@ -615,11 +628,26 @@ def create_inside(directory: str, relative: str, *, overwrite: bool) -> FileIO:
         os.makedirs(parent, exist_ok=True)
         real_parent = os.path.realpath(parent)
         if os.path.commonpath([root, real_parent]) != root:
-            raise PermissionError(errno.EACCES, "path leads outside the directory")
-        flags = os.O_WRONLY | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC
-        flags |= os.O_TRUNC if overwrite else os.O_EXCL
-        fd = os.open(os.path.join(real_parent, os.path.basename(target)), flags, 0o644)
-    return FileIO(fd, target, writable=True)
+            raise PathEscape(target)
+        final = os.path.join(real_parent, os.path.basename(target))
+        temp = temp_name_beside(final)
+        flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
+        fd = os.open(temp, flags, 0o644)
+    return FileIO(fd, temp, writable=True), final
+
+
+def publish_file(temp: str, final: str, *, overwrite: bool) -> bool:
+    """Give the whole file ``temp`` the name ``final``: replacing what is
+    there if ``overwrite`` (a link there is replaced, not followed), else
+    only if the name is free (False if it is not; ``temp`` is removed
+    either way)."""
+    if overwrite:
+        replace(temp, final)
+        return True
+    try:
+        return publish_new(temp, final)
+    finally:
+        unlink_quietly(temp)
 
 
 def silence_stdout() -> None:

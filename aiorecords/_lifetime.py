@@ -13,6 +13,8 @@ import asyncio
 from collections.abc import Coroutine
 from typing import Any, TypeVar
 
+from ._scheduling import running_loop
+
 __all__ = ["CloseOnce", "finish"]
 
 T = TypeVar("T")
@@ -27,6 +29,12 @@ async def finish(work: asyncio.Future[T] | Coroutine[Any, Any, T]) -> T:
     if it failed, is chained to it). Awaiting the same future from several
     callers is fine: each waits for the one piece of work.
     """
+    try:
+        running_loop()
+    except BaseException:
+        if isinstance(work, Coroutine):
+            work.close()  # never started: not a coroutine left unawaited
+        raise
     task = asyncio.ensure_future(work)
     cancelled: asyncio.CancelledError | None = None
     while not task.done():
@@ -54,11 +62,16 @@ class CloseOnce:
 
     @property
     def begun(self) -> bool:
-        """True once :meth:`begin` has been called (until :meth:`reset`)."""
+        """True once `begin()` has been called (until `reset()`)."""
         return self._task is not None
 
     async def begin(self, work: Coroutine[Any, Any, None]) -> None:
-        """Start the close and wait for it (see :func:`finish`)."""
+        """Start the close and wait for it (see `finish()`)."""
+        try:
+            running_loop()
+        except BaseException:
+            work.close()
+            raise
         self._task = asyncio.ensure_future(work)
         await finish(self._task)
 

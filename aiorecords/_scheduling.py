@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import sys
 from typing import Final
 
-__all__ = ["RECORDS_PER_TURN", "let_others_run"]
+from .errors import EventLoopError
+
+__all__ = ["RECORDS_PER_TURN", "let_others_run", "running_loop"]
 
 #: A task handing records to or from memory without waiting lets other tasks
 #: run at least this often (records): well under a millisecond of work, even
@@ -25,3 +28,33 @@ async def let_others_run() -> None:
     """
     await asyncio.sleep(0)
     await asyncio.sleep(0)
+
+
+def running_loop() -> asyncio.AbstractEventLoop:
+    """The asyncio event loop running this call.
+
+    Raises `EventLoopError` when there is none, so
+    that aiorecords called from trio (or anyio's trio backend) says at its
+    first call what it runs on, rather than failing somewhere inside with
+    asyncio's "no running event loop".
+    """
+    try:
+        return asyncio.get_running_loop()
+    except RuntimeError:
+        pass
+    running = " (trio is running)" if _trio_running() else ""
+    raise EventLoopError(
+        f"aiorecords runs on asyncio, or on anyio's asyncio backend; it was "
+        f"called with no asyncio event loop running{running}"
+    )
+
+
+def _trio_running() -> bool:
+    trio = sys.modules.get("trio")
+    if trio is None:
+        return False
+    try:
+        trio.lowlevel.current_task()
+    except RuntimeError:
+        return False
+    return True

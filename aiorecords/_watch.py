@@ -1,8 +1,8 @@
 """In-process wake-ups for followers: a writer says a file changed.
 
 A follower (``CaptureFile.follow``, ``RecordsReader.follow``) waits for new
-data with :meth:`Watch.wait`, which returns when a writer in this process
-calls :func:`notify` for the file, or when its timeout passes (for writers
+data with `Watch.wait()`, which returns when a writer in this process
+calls `notify()` for the file, or when its timeout passes (for writers
 in other processes, which can only be seen by looking at the file). Files
 are named by their canonical path.
 """
@@ -73,7 +73,7 @@ def _settle(future: asyncio.Future[bool]) -> None:
 
 @contextlib.contextmanager
 def watching(path: str) -> Iterator[Watch]:
-    """A :class:`Watch` on ``path`` (canonical), registered while in use."""
+    """A `Watch` on ``path`` (canonical), registered while in use."""
     watch = Watch()
     _watches.setdefault(path, set()).add(watch)
     try:

@@ -3,10 +3,10 @@
 An archive is a file (or bytes in memory) of elements, each a name, a
 timestamp, a comment and a payload, appended one after another and read
 from the end, so that of several elements with one name the last one
-stored is the one found. :class:`Archive` opens one; its
-:meth:`~Archive.append` and :meth:`~Archive.read` stream an entry's bytes
-in and out in bounded memory, one worker-thread hop per megabyte (or per
-small entry), never one per write.
+stored is the one found. [`Archive`][aiorecords.Archive] opens one; its
+[`append()`][aiorecords.Archive.append] and [`read()`][aiorecords.Archive.read] stream
+an entry's bytes in and out in bounded memory, one worker-thread hop per megabyte (or
+per small entry), never one per write.
 
 Appends are crash-safe: an element exists once its trailer is written, the
 last thing an append does; a torn element left by a cancelled task or a
@@ -103,15 +103,18 @@ class EntryProperties:
 class Archive:
     """An open archive of named entries.
 
-    Make one with :meth:`open` (a file) or :meth:`from_bytes` (bytes in
-    memory, read-only). Every method that touches the file is async and runs
+    Make one with [`open()`][aiorecords.Archive.open] (a file) or
+    [`from_bytes()`][aiorecords.Archive.from_bytes]
+    (bytes in memory, read-only). Every method that touches the file is async and runs
     its I/O in worker threads.
 
     One entry is appended or read at a time per archive object: a second
-    :meth:`append` or :meth:`read` waits (on an :class:`asyncio.Lock`) until
-    the first one's ``async with`` block ends. Listing (:meth:`contents`,
-    :meth:`latest`, :meth:`find`) never waits for them. Use one object per
-    task for concurrent reads: each has its own descriptor.
+    [`append()`][aiorecords.Archive.append] or [`read()`][aiorecords.Archive.read] waits
+    (on an `asyncio.Lock`) until the first one's ``async with`` block ends. Listing
+    ([`contents()`][aiorecords.Archive.contents],
+    [`latest()`][aiorecords.Archive.latest], [`find()`][aiorecords.Archive.find]) never
+    waits for them. Use one object per task for concurrent reads: each has its own
+    descriptor.
     """
 
     def __init__(
@@ -129,7 +132,8 @@ class Archive:
         self.mode: Mode = mode
         """``"rdonly"``, ``"rdwr"`` or ``"rdwr_exclusive"``."""
         self.durable = durable
-        """Whether appends sync by default (see :meth:`append`)."""
+        """Whether appends sync by default (see
+        [`append()`][aiorecords.Archive.append])."""
         self.wait = wait
         """Whether appends wait for a ``rdwr_exclusive`` writer to go away."""
         self._storage: files.Storage | None = storage
@@ -177,14 +181,15 @@ class Archive:
 
         While another object holds the exclusive lock, opening with
         ``"rdwr_exclusive"`` and appending with ``"rdwr"`` raise
-        :class:`~aiorecords.errors.ArchiveLocked`; with ``wait=True`` they
+        [`ArchiveLocked`][aiorecords.errors.ArchiveLocked]; with ``wait=True`` they
         wait for the lock instead. Readers never take a lock.
 
-        ``durable`` is the default of :meth:`append`'s ``durable``.
+        ``durable`` is the default of [`append()`][aiorecords.Archive.append]'s
+        ``durable``.
 
-        Raises :class:`FileNotFoundError` for a missing file in ``"rdonly"``
-        mode and :class:`~aiorecords.errors.CorruptArchiveError` for a file
-        that is not an archive.
+        Raises `FileNotFoundError` for a missing file in ``"rdonly"``
+        mode and [`CorruptArchiveError`][aiorecords.errors.CorruptArchiveError] for a
+        file that is not an archive.
 
         Cancellation: nothing stays open (a file just created stays: it is a
         valid, empty archive).
@@ -201,8 +206,8 @@ class Archive:
         """An archive held in memory (the seed's ``openstring``): read-only.
 
         The bytes are those an archive file holds. Raises
-        :class:`~aiorecords.errors.CorruptArchiveError` if they do not start
-        like an archive.
+        [`CorruptArchiveError`][aiorecords.errors.CorruptArchiveError] if they do not
+        start like an archive.
         """
         return cls(
             files.MemoryArchive(bytes(data)),
@@ -290,7 +295,7 @@ class Archive:
 
     @property
     def closed(self) -> bool:
-        """True once :meth:`close` has run."""
+        """True once [`close()`][aiorecords.Archive.close] has run."""
         return self._storage is None
 
     async def close(self) -> None:
@@ -298,7 +303,7 @@ class Archive:
 
         An append still in progress (in another task) is left torn: it fails
         on its next write, its block raises
-        :class:`~aiorecords.errors.ClosedError` on exit (the entry was not
+        [`ClosedError`][aiorecords.errors.ClosedError] on exit (the entry was not
         added), and the next writer overwrites it. Work already in a worker
         thread is waited for first; from the moment the close begins, no
         call reaches the descriptor (later ones raise ClosedError).
@@ -447,10 +452,11 @@ class Archive:
         will) is not an entry and not an error.
 
         A damaged element raises
-        :class:`~aiorecords.errors.CorruptArchiveError` naming its offset.
+        [`CorruptArchiveError`][aiorecords.errors.CorruptArchiveError] naming its
+        offset.
         With ``recover=True`` damaged stretches are stepped over instead:
         the entries on both sides are listed, and each stretch is logged and
-        given to ``on_corruption`` as a :class:`~aiorecords.SkippedRegion`.
+        given to ``on_corruption`` as a [`SkippedRegion`][aiorecords.SkippedRegion].
         Payloads are checked when they are read, not here.
 
         Cancellation: nothing changes; the list is not cached.
@@ -464,8 +470,8 @@ class Archive:
         return list(listing.entries)
 
     async def latest(self, *, recover: bool = False) -> dict[str, ArchiveEntry]:
-        """The newest entry of each name (as :meth:`contents`, which see for
-        ``recover``).
+        """The newest entry of each name (as
+        [`contents()`][aiorecords.Archive.contents], which see for ``recover``).
 
         Cancellation: nothing changes.
         """
@@ -475,12 +481,13 @@ class Archive:
         return dict(listing.latest)
 
     async def find(self, name: str) -> ArchiveEntry:
-        """The newest entry named ``name``; :class:`KeyError` if there is none.
+        """The newest entry named ``name``; `KeyError` if there is none.
 
         Only the bytes newer than the cached listing are read, back to the
-        first match. Raises :class:`~aiorecords.errors.CorruptArchiveError`
-        if a damaged element lies between the end and the match (it could be
-        a newer entry of that name).
+        first match. Raises
+        [`CorruptArchiveError`][aiorecords.errors.CorruptArchiveError] if a damaged
+        element lies between the end and the match (it could be a newer entry of that
+        name).
 
         Cancellation: nothing changes.
         """
@@ -517,13 +524,14 @@ class Archive:
         """Stream an entry's data (uncompressed): ``async with ar.read(e) as
         stream: async for chunk in stream: ...``.
 
-        ``entry`` is an :class:`ArchiveEntry` of this archive, or a name
-        (then its newest entry, :class:`KeyError` if none). Chunks are at
+        ``entry`` is an [`ArchiveEntry`][aiorecords.ArchiveEntry] of this archive, or a
+        name (then its newest entry, `KeyError` if none). Chunks are at
         most 1 MiB, each read and decompressed in a worker thread. The
         payload's checksum and size are checked as the end is reached:
-        damage raises :class:`~aiorecords.errors.CorruptArchiveError` then
-        (data already given cannot be taken back; :meth:`read_bytes` checks
-        before it returns anything).
+        damage raises [`CorruptArchiveError`][aiorecords.errors.CorruptArchiveError]
+        then (data already given cannot be taken back;
+        [`read_bytes()`][aiorecords.Archive.read_bytes] checks before it returns
+        anything).
 
         Entering waits for any other append or read of this object.
         Cancellation: the stream is closed; nothing else changes.
@@ -532,7 +540,7 @@ class Archive:
 
     async def read_bytes(self, entry: ArchiveEntry | str) -> bytes:
         """The whole data of an entry (or of the newest entry of a name),
-        checked; :class:`KeyError` if there is no entry of that name.
+        checked; `KeyError` if there is no entry of that name.
 
         Cancellation: nothing changes.
         """
@@ -569,13 +577,13 @@ class Archive:
         ignored by readers and overwritten by the next append). ``durable``
         (default: the archive's) syncs the payload, then the trailer, so the
         entry survives a power cut once the block has exited; otherwise use
-        :meth:`sync`.
+        [`sync()`][aiorecords.Archive.sync].
 
         Entering waits for any other append or read of this object, and
         with ``"rdwr"`` for other processes' appends; it raises
-        :class:`~aiorecords.errors.ArchiveLocked` if a ``"rdwr_exclusive"``
+        [`ArchiveLocked`][aiorecords.errors.ArchiveLocked] if a ``"rdwr_exclusive"``
         writer holds the archive (unless the archive was opened with
-        ``wait=True``), and :class:`~aiorecords.errors.ArchiveReadOnly` for a
+        ``wait=True``), and [`ArchiveReadOnly`][aiorecords.errors.ArchiveReadOnly] for a
         read-only archive.
         """
         if compression is None and gzip:
@@ -607,7 +615,7 @@ class Archive:
 
     async def _begin_append(self, io: _io.FileIO) -> tuple[int, bool | None]:
         """Where the new element goes, and which append locks were taken
-        (for :func:`~aiorecords._archive_files.end_append`; None: none)."""
+        (for `end_append()`; None: none)."""
         if self.mode == "rdwr_exclusive":
             return self._end, None
         backoff = _Backoff()
@@ -692,7 +700,8 @@ class Archive:
 
 
 class _Opening:
-    """What :meth:`Archive.open` returns: awaitable, or an async context."""
+    """What [`Archive.open()`][aiorecords.Archive.open] returns: awaitable, or an async
+    context."""
 
     __slots__ = ("_archive", "_args")
 

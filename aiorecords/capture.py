@@ -1,11 +1,11 @@
 """Capture files: transactional, compressed record logs with random access.
 
-:class:`CaptureFile` mirrors the API of the CaptureFile package (1.2.0) with
-async methods. Records are appended, committed atomically (and, by default,
+[`CaptureFile`][aiorecords.CaptureFile] mirrors the API of the CaptureFile package
+(1.2.0) with async methods. Records are appended, committed atomically (and, by default,
 durably), and read back by number, by slice or as an async stream.
 
-The format work is done by the sans-IO core (:mod:`aiorecords._core`); this
-module moves bytes between it and the file through :mod:`aiorecords._io`,
+The format work is done by the sans-IO core (`aiorecords._core`); this
+module moves bytes between it and the file through `aiorecords._io`,
 with one worker-thread hop per commit, per flush of several full blocks, or
 per batch of reads, and none per record.
 """
@@ -23,7 +23,7 @@ from collections.abc import (
     Iterable,
     Iterator,
 )
-from typing import Any, Final, Literal, Protocol, TypeVar, overload
+from typing import Any, Final, Literal, Protocol, TypeAlias, TypeVar, overload
 
 from . import _io, _watch
 from ._cache import block_cache
@@ -58,8 +58,9 @@ from .errors import (
 
 __all__ = ["CaptureFile", "Record"]
 
-#: A record as returned: ``str`` when the file has an encoding, else ``bytes``.
-Record = str | bytes
+Record: TypeAlias = str | bytes
+"""A record as a capture file returns it, ``str | bytes``: ``str`` when the
+file has an encoding, else ``bytes``."""
 
 T = TypeVar("T")
 
@@ -110,7 +111,8 @@ class CaptureFile:
 
     The constructor only records its arguments; the file is opened by
     ``await CaptureFile(...)``, by ``async with CaptureFile(...)``, or by
-    :meth:`open`. Arguments keep the names, defaults and meaning of the
+    [`open()`][aiorecords.CaptureFile.open]. Arguments keep the names,
+    defaults and meaning of the
     CaptureFile API:
 
     * ``to_write``: open for writing (one writer per file, any number of
@@ -118,7 +120,7 @@ class CaptureFile:
     * ``initial_metadata``: metadata of a file this object creates;
     * ``force_new_empty_file``: replace any existing file with a new empty one
       (a writer holding the old file makes this fail with
-      :class:`~aiorecords.errors.CaptureFileAlreadyOpen`);
+      [`CaptureFileAlreadyOpen`][aiorecords.errors.CaptureFileAlreadyOpen]);
     * ``encoding``: records are returned as ``str`` decoded with it, or as
       ``bytes`` when it is ``None``; ``str`` records are stored encoded with it
       (UTF-8 when it is ``None``);
@@ -136,24 +138,27 @@ class CaptureFile:
       with checksums on every block; ``"zlib"`` creates version 2 files that
       CaptureFile 1.2.0 reads, byte for byte as it writes them. An existing
       file keeps its own layout whatever is asked here.
-    * ``durable``: when true (default) :meth:`commit` returns only once the
+    * ``durable``: when true (default) [`commit()`][aiorecords.CaptureFile.commit]
+      returns only once the
       commit is on stable storage (``fdatasync`` of the data, then of the
       master node); when false it writes without syncing, as CaptureFile
       1.2.0 does.
-    * ``max_record_size``: the largest record :meth:`add_record` accepts; for
+    * ``max_record_size``: the largest record
+      [`add_record()`][aiorecords.CaptureFile.add_record] accepts; for
       version 2 files also what bounds the decompression of a block (so a
       damaged or hostile file cannot make the reader allocate more).
-    * ``max_pending_appends``: back-pressure for :meth:`append` and
-      :meth:`append_batch`: once this many of their records wait for a
-      commit, further calls wait until commits make room.
+    * ``max_pending_appends``: back-pressure for
+      [`append()`][aiorecords.CaptureFile.append] and
+      [`append_batch()`][aiorecords.CaptureFile.append_batch]: once this many of their
+      records wait for a commit, further calls wait until commits make room.
     * ``discard_damaged_commit``: open for writing a file whose newest
       commit cannot be read (its master node fails its checksum: torn by a
       crash while it was written, or damaged since), which the writer's
       next commit overwrites. Without it such a file opens for reading only
-      (at the commit before, see :attr:`damaged_commit`), and opening it for
-      writing raises :class:`~aiorecords.errors.InvalidCaptureFile`: a
-      commit that was acknowledged and later damaged is never destroyed
-      unasked.
+      (at the commit before, see
+      [`damaged_commit`][aiorecords.CaptureFile.damaged_commit]), and opening it for
+      writing raises [`InvalidCaptureFile`][aiorecords.errors.InvalidCaptureFile]: a
+      commit that was acknowledged and later damaged is never destroyed unasked.
     """
 
     file_name: str
@@ -171,8 +176,9 @@ class CaptureFile:
     max_record_size: int
     """The largest record accepted, in bytes."""
     max_pending_appends: int
-    """How many records :meth:`append` and :meth:`append_batch` may have
-    waiting for their commit before further calls wait."""
+    """How many records [`append()`][aiorecords.CaptureFile.append] and
+    [`append_batch()`][aiorecords.CaptureFile.append_batch] may have waiting for their
+    commit before further calls wait."""
     discard_damaged_commit: bool
     """Whether a writer may open a file whose newest commit is unreadable
     (and overwrite it)."""
@@ -237,6 +243,8 @@ class CaptureFile:
         self._close = CloseOnce()
         self._busy = 0
         self._idle: asyncio.Event | None = None
+        # The waits of this object's followers: close() wakes them to end.
+        self._followers: set[_watch.Watch] = set()
         self._append_lock = asyncio.Lock()
         self._path_key = ""  # the canonical path, set when opened
         # Group commit: callers of commit() waiting for the next commit, and
@@ -285,13 +293,17 @@ class CaptureFile:
     async def open(self, to_write: bool = False) -> None:
         """Open this object for reading, or for writing if ``to_write``.
 
+        ``to_write`` is this call's, not the constructor's (as in the
+        CaptureFile API): a writer closed and opened again needs
+        ``open(to_write=True)``.
+
         The first open creates the file when the constructor asked for a new
         one, or when opening for write a file that does not exist. Raises
-        :class:`~aiorecords.errors.CaptureFileAlreadyOpen` if this object is
-        open, or if another writer (in this process, or another process) has
-        the file open for writing; :class:`FileNotFoundError` if there is no
-        file to read; :class:`~aiorecords.errors.InvalidCaptureFile` if the
-        file is not a valid capture file.
+        [`CaptureFileAlreadyOpen`][aiorecords.errors.CaptureFileAlreadyOpen] if this
+        object is open, or if another writer (in this process, or another process) has
+        the file open for writing; `FileNotFoundError` if there is no
+        file to read; [`InvalidCaptureFile`][aiorecords.errors.InvalidCaptureFile] if
+        the file is not a valid capture file.
 
         Cancellation: the object stays closed and no file is left half made
         (a new file that was already renamed into place stays: it is a valid,
@@ -379,6 +391,8 @@ class CaptureFile:
             return
         # From now on no call reaches the descriptor.
         self._io = None
+        for watch in self._followers:  # they end now, cleanly
+            watch.wake()
         self._writer = self._fast = None
         self._held = []
         self._held_bytes = 0
@@ -516,7 +530,7 @@ class CaptureFile:
         """Catch up with the commits made since the file was opened or refreshed.
 
         A writer is always current, so for it this does nothing. Raises
-        :class:`~aiorecords.errors.CaptureFileNotOpen` if closed.
+        [`CaptureFileNotOpen`][aiorecords.errors.CaptureFileNotOpen] if closed.
 
         Cancellation: the object keeps the state it had before the call.
         """
@@ -552,7 +566,7 @@ class CaptureFile:
         return layout.block_size + 4 + max(self.max_record_size, layout.node_size)
 
     def _cached_block(self, view: ReadView) -> Callable[[int], bytes]:
-        """Blocks from memory or the shared cache, else :class:`_Miss`."""
+        """Blocks from memory or the shared cache, else `_Miss`."""
         namespace = self._namespace
         get = block_cache.get
         memory = view.memory
@@ -607,10 +621,10 @@ class CaptureFile:
         """The record numbered ``record_number`` (the first record is 1).
 
         Returns ``str`` decoded with the file's encoding, or ``bytes`` when the
-        encoding is ``None``. Raises :class:`IndexError` (as
-        :class:`~aiorecords.errors.RecordIndexError`) for a number before the
-        first or after the last record, and
-        :class:`~aiorecords.errors.CaptureFileNotOpen` if closed.
+        encoding is ``None``. Raises `IndexError` (as
+        [`RecordIndexError`][aiorecords.errors.RecordIndexError]) for a number before
+        the first or after the last record, and
+        [`CaptureFileNotOpen`][aiorecords.errors.CaptureFileNotOpen] if closed.
 
         Blocks in memory or in the process-wide block cache are used without
         leaving the event loop; others are read and decompressed in one
@@ -672,10 +686,10 @@ class CaptureFile:
         """An async iterator over the records from ``starting_record_number``.
 
         It ends at the last record that existed when it was created; later
-        records are not included (see :meth:`refresh`). Records are read in
-        batches, one worker-thread hop per batch. Raises
-        :class:`~aiorecords.errors.CaptureFileNotOpen` at once if closed, and
-        :class:`IndexError` if the start is below 1.
+        records are not included (see [`refresh()`][aiorecords.CaptureFile.refresh]).
+        Records are read in batches, one worker-thread hop per batch. Raises
+        [`CaptureFileNotOpen`][aiorecords.errors.CaptureFileNotOpen] at once if closed,
+        and `IndexError` if the start is below 1.
 
         Cancellation: cancelling the iterating task ends the iteration; a
         batch read already in a worker thread finishes there first.
@@ -724,7 +738,8 @@ class CaptureFile:
     def __getitem__(
         self, key: int | slice
     ) -> Awaitable[Record] | Awaitable[list[Record]]:
-        """``await cf[n]`` is :meth:`record_at`; ``await cf[a:b]`` a list.
+        """``await cf[n]`` is [`record_at()`][aiorecords.CaptureFile.record_at]; ``await
+        cf[a:b]`` a list.
 
         Slices count record numbers (from 1): ``cf[2:4]`` is records 2 and 3.
         A missing start means 1, a missing stop the end; a stop past the end
@@ -751,7 +766,7 @@ class CaptureFile:
         """The file's metadata, or None if it has none.
 
         A writer sees metadata set since the last commit. Raises
-        :class:`~aiorecords.errors.CaptureFileNotOpen` if closed.
+        [`CaptureFileNotOpen`][aiorecords.errors.CaptureFileNotOpen] if closed.
 
         Cancellation: nothing changes.
         """
@@ -788,9 +803,9 @@ class CaptureFile:
         hop. A task that keeps adding without waiting lets other tasks run
         every 500 records; one adding while another task's flush is out
         waits for that flush once 4,096 records (or 4 MiB) are held for it.
-        Raises :class:`~aiorecords.errors.CaptureFileNotOpen` if closed,
-        :class:`~aiorecords.errors.CaptureFileNotOpenForWrite` if open for
-        reading, :class:`ValueError` for a record over ``max_record_size``.
+        Raises [`CaptureFileNotOpen`][aiorecords.errors.CaptureFileNotOpen] if closed,
+        [`CaptureFileNotOpenForWrite`][aiorecords.errors.CaptureFileNotOpenForWrite] if
+        open for reading, `ValueError` for a record over ``max_record_size``.
 
         Cancellation: the record is added as soon as the call starts (it
         counts, and the next commit includes it); a flush already in a worker
@@ -861,13 +876,14 @@ class CaptureFile:
         return writer.count + len(self._held)
 
     async def set_metadata(self, new_metadata: bytes | None) -> None:
-        """Set the file's metadata, committed with the next :meth:`commit`.
+        """Set the file's metadata, committed with the next
+        [`commit()`][aiorecords.CaptureFile.commit].
 
         ``None`` clears it. Metadata commits atomically with the records
         added before the commit, so it can record where processing stopped.
-        Raises :class:`~aiorecords.errors.CaptureFileNotOpen` if closed,
-        :class:`~aiorecords.errors.CaptureFileNotOpenForWrite` if open for
-        reading.
+        Raises [`CaptureFileNotOpen`][aiorecords.errors.CaptureFileNotOpen] if closed,
+        [`CaptureFileNotOpenForWrite`][aiorecords.errors.CaptureFileNotOpenForWrite] if
+        open for reading.
 
         Cancellation: the metadata is set as soon as the call starts.
         """
@@ -885,11 +901,11 @@ class CaptureFile:
         Either all of them are committed or none is. With ``durable=True``
         the data pages are synced, then the alternate master node is written
         and synced, so once this returns the commit survives a power cut.
-        Raises :class:`~aiorecords.errors.CaptureFileNotOpen` if closed,
-        :class:`~aiorecords.errors.CaptureFileNotOpenForWrite` if open for
-        reading, :class:`~aiorecords.errors.StorageError` if the OS fails a
-        write or sync (the object then refuses further writes with
-        :class:`~aiorecords.errors.WriterFailedError`: reopen the file).
+        Raises [`CaptureFileNotOpen`][aiorecords.errors.CaptureFileNotOpen] if closed,
+        [`CaptureFileNotOpenForWrite`][aiorecords.errors.CaptureFileNotOpenForWrite] if
+        open for reading, [`StorageError`][aiorecords.errors.StorageError] if the OS
+        fails a write or sync (the object then refuses further writes with
+        [`WriterFailedError`][aiorecords.errors.WriterFailedError]: reopen the file).
 
         Commits by concurrent tasks coalesce (group commit): a caller that
         finds no commit under way starts one at once; callers that come while
@@ -987,16 +1003,17 @@ class CaptureFile:
         """Add ``record`` and wait until it is committed; return its number.
 
         The commit is shared with every other task appending or committing
-        meanwhile (see :meth:`commit`), so many concurrent appends cost one
-        commit, and with ``durable=True`` (the default) this returns only
-        once the record survives a power cut. With ``expected_count=n`` the
+        meanwhile (see [`commit()`][aiorecords.CaptureFile.commit]), so many concurrent
+        appends cost one commit, and with ``durable=True`` (the default) this returns
+        only once the record survives a power cut. With ``expected_count=n`` the
         record is added only if the file held exactly ``n`` records just
         before it (those committed and those added but not yet committed);
-        otherwise :class:`~aiorecords.errors.ConflictError` is raised and
+        otherwise [`ConflictError`][aiorecords.errors.ConflictError] is raised and
         nothing is added: optimistic concurrency, as event stores use.
 
         Once ``max_pending_appends`` records wait for a commit, this waits
-        for room first. Raises as :meth:`add_record` and :meth:`commit` do.
+        for room first. Raises as [`add_record()`][aiorecords.CaptureFile.add_record]
+        and [`commit()`][aiorecords.CaptureFile.commit] do.
 
         Cancellation: while waiting for room, nothing is added. Once the
         record is added it stays added (the next commit includes it), and
@@ -1044,11 +1061,12 @@ class CaptureFile:
 
         They become visible together or not at all, and no other task's
         records land between them. ``expected_count`` and back-pressure are
-        as for :meth:`append`; a batch larger than ``max_pending_appends``
-        waits until no other appended record is waiting, then goes alone.
+        as for [`append()`][aiorecords.CaptureFile.append]; a batch larger than
+        ``max_pending_appends`` waits until no other appended record is waiting, then
+        goes alone.
 
-        Cancellation: as for :meth:`append`: before the records are added,
-        nothing is; after, they all stay added.
+        Cancellation: as for [`append()`][aiorecords.CaptureFile.append]: before the
+        records are added, nothing is; after, they all stay added.
         """
         writer = self._open_writer("append to")
         items = [self._encode(record) for record in records]
@@ -1120,11 +1138,14 @@ class CaptureFile:
         end it waits: commits in this process wake it at once, and the file
         is looked at for other processes' commits at intervals doubling from
         1 ms to 100 ms while nothing comes. Raises
-        :class:`~aiorecords.errors.CaptureFileNotOpen` if closed,
-        :class:`IndexError` if ``start`` is below 1, and (for a reader)
-        :class:`~aiorecords.errors.FileChangedError` once another file takes
+        [`CaptureFileNotOpen`][aiorecords.errors.CaptureFileNotOpen] if closed,
+        `IndexError` if ``start`` is below 1, and (for a reader)
+        [`FileChangedError`][aiorecords.errors.FileChangedError] once another file takes
         the name (a writer that used ``force_new_empty_file``, a move) or the
         file is cut short of its commits.
+
+        ``close()`` ends the iteration cleanly, at once: a follower waiting
+        for a commit is woken, one reading a batch stops after it.
 
         Cancellation: cancelling the iterating task ends the iteration
         cleanly; a batch read already in a worker thread finishes first.
@@ -1136,40 +1157,57 @@ class CaptureFile:
 
     def committed_count(self) -> int:
         """Records committed: for a writer, without those added since its
-        last commit; for a reader, :meth:`record_count`."""
+        last commit; for a reader,
+        [`record_count()`][aiorecords.CaptureFile.record_count]."""
         if self._writer is not None:
             assert self._master is not None
             return self._master.record_count(self._layout.fan_out)
         return self.record_count()
 
     async def _follow(self, position: int) -> AsyncIterator[Record]:
-        self._open_io("follow the records of")
+        io = self._open_io("follow the records of")
         wait = _FOLLOW_FIRST_WAIT
         known = 0  # the most records a commit of this file has been seen to hold
         with _watch.watching(self._path_key) as watch:
-            while True:
-                committed = self.committed_count()
-                known = max(known, committed)
-                if position < committed:
-                    async for record in self._generate(position, committed):
-                        position += 1
-                        yield record
-                    wait = _FOLLOW_FIRST_WAIT
-                    continue
-                woken = await watch.wait(wait)
-                if self._writer is None:
-                    if not woken:
-                        await self._check_followed_file()
-                    await self.refresh()
-                    if self.committed_count() < known:
-                        raise FileChangedError(
-                            f"holds {self.committed_count()} records, fewer than "
-                            f"the {known} it held before",
-                            path=self.file_name,
-                            change="truncated",
-                        )
-                if not woken and self.committed_count() <= position:
-                    wait = min(wait * 2, _FOLLOW_LAST_WAIT)
+            self._followers.add(watch)
+            try:
+                while self._io is io:
+                    committed = self.committed_count()
+                    known = max(known, committed)
+                    if position < committed:
+                        async for record in self._generate(position, committed):
+                            position += 1
+                            yield record
+                        wait = _FOLLOW_FIRST_WAIT
+                        continue
+                    woken = await watch.wait(wait)
+                    if self._io is not io:
+                        break
+                    if not await self._follow_step(woken, known, position):
+                        wait = min(wait * 2, _FOLLOW_LAST_WAIT)
+            except CaptureFileNotOpen:
+                if self._io is io:
+                    raise
+                # close() came in the middle of a step: the end, as below.
+            finally:
+                self._followers.discard(watch)
+            # Closed (or closed and opened again): the follow ends cleanly.
+
+    async def _follow_step(self, woken: bool, known: int, position: int) -> bool:
+        """After a wait: a reader looks at the file again. Whether anything
+        came."""
+        if self._writer is None:
+            if not woken:
+                await self._check_followed_file()
+            await self.refresh()
+            if self.committed_count() < known:
+                raise FileChangedError(
+                    f"holds {self.committed_count()} records, fewer than "
+                    f"the {known} it held before",
+                    path=self.file_name,
+                    change="truncated",
+                )
+        return woken or self.committed_count() > position
 
     async def _check_followed_file(self) -> None:
         """Raise FileChangedError if the followed path now names another
@@ -1257,7 +1295,7 @@ class _CommitTicket:
 
 
 class _NodeStore(Protocol):
-    """What :meth:`CaptureFile._node_reader` needs of a node cache."""
+    """What `CaptureFile._node_reader()` needs of a node cache."""
 
     def get(self, key: tuple[int, int], /) -> bytes | None: ...
 

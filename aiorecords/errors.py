@@ -1,30 +1,31 @@
 """Every exception aiorecords raises on purpose.
 
-All of them derive from :class:`AiorecordsError`. Where a builtin exception
-already says the right thing they derive from it as well, so existing
+All of them derive from [`AiorecordsError`][aiorecords.errors.AiorecordsError]. Where a
+builtin exception already says the right thing they derive from it as well, so existing
 ``except OSError`` or ``except IndexError`` clauses keep working:
 
-.. code-block:: text
-
-    AiorecordsError
-    ├── StorageError (also OSError)         the OS failed a read, write or sync
-    ├── CorruptionError                     the bytes are not what the format allows
-    │   ├── InvalidCaptureFile              not a capture file, or a damaged one
-    │   │   └── RecordNotText               not text (also UnicodeDecodeError)
-    │   ├── CorruptRecordError              a damaged LevelDB log record (strict mode)
-    │   └── CorruptArchiveError             a damaged archive element
-    ├── CaptureFileError                    a capture file used in the wrong state
-    │   ├── CaptureFileNotOpen
-    │   ├── CaptureFileNotOpenForWrite
-    │   └── CaptureFileAlreadyOpen
-    ├── ClosedError                         a reader or writer used after close()
-    ├── FileChangedError                    a followed file was replaced or cut short
-    ├── ArchiveLocked                       another writer holds the archive
-    ├── RecordsLocked                       another writer holds the log
-    ├── ArchiveReadOnly                     an archive opened read-only was written
-    ├── ConflictError                       an append's expected record count was wrong
-    ├── WriterFailedError                   an earlier I/O error poisoned this writer
-    └── RecordIndexError (also IndexError)  no record has that number
+```text
+AiorecordsError
+├── StorageError (also OSError)         the OS failed a read, write or sync
+├── CorruptionError                     the bytes are not what the format allows
+│   ├── InvalidCaptureFile              not a capture file, or a damaged one
+│   │   └── RecordNotText               not text (also UnicodeDecodeError)
+│   ├── CorruptRecordError              a damaged LevelDB log record (strict mode)
+│   └── CorruptArchiveError             a damaged archive element
+├── CaptureFileError                    a capture file used in the wrong state
+│   ├── CaptureFileNotOpen
+│   ├── CaptureFileNotOpenForWrite
+│   └── CaptureFileAlreadyOpen
+├── ClosedError                         a reader or writer used after close()
+├── FileChangedError                    a followed file was replaced or cut short
+├── ArchiveLocked                       another writer holds the archive
+├── RecordsLocked                       another writer holds the log
+├── ArchiveReadOnly                     an archive opened read-only was written
+├── ConflictError                       an append's expected record count was wrong
+├── WriterFailedError                   an earlier I/O error poisoned this writer
+├── RecordIndexError (also IndexError)  no record has that number
+└── EventLoopError (also RuntimeError)  called with no asyncio loop (under trio)
+```
 
 The capture file names (``InvalidCaptureFile``, ``CaptureFileNotOpen``,
 ``CaptureFileNotOpenForWrite``, ``CaptureFileAlreadyOpen``) are those of the
@@ -55,6 +56,7 @@ __all__ = [
     "CorruptRecordError",
     "WriterFailedError",
     "RecordIndexError",
+    "EventLoopError",
 ]
 
 
@@ -65,8 +67,8 @@ class AiorecordsError(Exception):
 class StorageError(AiorecordsError, OSError):
     """The operating system failed an I/O call (for example ``EIO`` or ``ENOSPC``).
 
-    It is an :class:`OSError` too: ``errno``, ``strerror`` and ``filename`` are
-    those of the failed call, and :attr:`operation` names the call
+    It is an `OSError` too: ``errno``, ``strerror`` and ``filename`` are
+    those of the failed call, and `operation` names the call
     (``"pwrite"``, ``"fdatasync"``, ...).
     """
 
@@ -83,8 +85,8 @@ class StorageError(AiorecordsError, OSError):
 class CorruptionError(AiorecordsError):
     """The bytes of a file are not what its format allows.
 
-    :attr:`path` names the file (``None`` for data held in memory) and
-    :attr:`offset` the byte where the damage was found (``None`` when it is
+    `path` names the file (``None`` for data held in memory) and
+    `offset` the byte where the damage was found (``None`` when it is
     not one place).
     """
 
@@ -119,7 +121,7 @@ class RecordNotText(InvalidCaptureFile, UnicodeDecodeError):
     """A record is not text in the file's encoding: it was stored as bytes,
     or a damaged or forged index points into other bytes. Open the file with
     ``encoding=None`` to read records as bytes. Also a
-    :class:`UnicodeDecodeError`, which is what decoding raised."""
+    `UnicodeDecodeError`, which is what decoding raised."""
 
     def __init__(
         self,
@@ -215,7 +217,7 @@ class ArchiveLocked(AiorecordsError):
 
 
 class RecordsLocked(AiorecordsError):
-    """Another :class:`~aiorecords.RecordsWriter` (in this process or
+    """Another [`RecordsWriter`][aiorecords.RecordsWriter] (in this process or
     another) is writing the log file: two writers would interleave their
     blocks."""
 
@@ -252,3 +254,10 @@ class WriterFailedError(AiorecordsError):
 
 class RecordIndexError(AiorecordsError, IndexError):
     """No record has that number (record numbers start at 1)."""
+
+
+class EventLoopError(AiorecordsError, RuntimeError):
+    """aiorecords was called with no asyncio event loop running in the
+    thread: from trio (directly or through anyio's trio backend), or from
+    synchronous code. aiorecords runs on asyncio, including anyio's asyncio
+    backend."""

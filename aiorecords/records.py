@@ -1,15 +1,16 @@
 """LevelDB log records: the App Engine ``records`` API, async.
 
-:class:`RecordsWriter` frames records into 32 KiB blocks exactly as
+[`RecordsWriter`][aiorecords.RecordsWriter] frames records into 32 KiB blocks exactly as
 LevelDB's ``log::Writer`` does (and, with ``pad_last_block=True``, pads the
 last block on close as the App Engine ``RecordsWriter`` does).
-:class:`RecordsReader` reads them back as LevelDB's ``log::Reader`` does,
-reporting (or, with ``strict=True``, refusing) damaged bytes. :func:`split`
-cuts a file into byte ranges for readers working in parallel.
+[`RecordsReader`][aiorecords.RecordsReader] reads them back as LevelDB's ``log::Reader``
+does, reporting (or, with ``strict=True``, refusing) damaged bytes.
+[`split()`][aiorecords.records.split] cuts a file into byte ranges for readers working
+in parallel.
 
 Both take a path, or an async file object (such as one from
 ``aiofiles.open``). With a path, every system call goes through
-:mod:`aiorecords._io`: one worker-thread hop per buffer written; a block the
+`aiorecords._io`: one worker-thread hop per buffer written; a block the
 page cache holds is read without one (``preadv2`` with ``RWF_NOWAIT`` never
 waits for the disk), any other by one hop per block; none per record.
 Decoding is in-memory work done on the event loop.
@@ -18,6 +19,7 @@ Decoding is in-memory work done on the event loop.
 from __future__ import annotations
 
 import asyncio
+import errno
 import logging
 from collections.abc import AsyncIterator, Callable, Iterable
 from typing import Any, Final, Protocol
@@ -63,13 +65,15 @@ _FOLLOW_LAST_WAIT: Final = 0.1
 
 
 class AsyncWritable(Protocol):
-    """An async file object a :class:`RecordsWriter` can write to."""
+    """An async file object a [`RecordsWriter`][aiorecords.RecordsWriter] can write
+    to."""
 
     async def write(self, data: bytes, /) -> Any: ...
 
 
 class AsyncReadable(Protocol):
-    """An async file object a :class:`RecordsReader` can read from."""
+    """An async file object a [`RecordsReader`][aiorecords.RecordsReader] can read
+    from."""
 
     async def read(self, size: int, /) -> bytes: ...
 
@@ -100,18 +104,29 @@ class RecordsWriter:
     """Writes records in the LevelDB log format.
 
     ``target`` is a path or an async file object with ``write()``. A path is
-    opened on first use: created anew (replacing any file of that name, and
-    durably: the new name survives a power cut once the file is synced), or,
-    with ``append=True``, continued inside its last block as LevelDB does. A
-    torn record left at the end by a writer that died is cut off first, so
-    that the new records are readable.
+    opened on first use (the ``async with``, or the first call), in one of
+    three ways:
+
+    * by default, a new log is created; if a file of that name exists, the
+      first use raises `FileExistsError` and the file is left alone
+      (a service that restarts without ``append=True`` does not lose its
+      log);
+    * with ``append=True``, an existing log is continued inside its last
+      block as LevelDB does (and a missing one created). A torn record left
+      at the end by a writer that died is cut off first, so that the new
+      records are readable;
+    * with ``replace=True``, a new log replaces any file of that name.
+
+    A new log is created durably: its name survives a power cut once the
+    file is synced.
 
     Records are framed in memory and written ``buffer_size`` bytes at a time;
-    :meth:`flush` writes what is buffered, :meth:`sync` also makes it durable
-    (``fdatasync``). :meth:`close` pads the last block with zeros if
-    ``pad_last_block`` (the App Engine writer's behaviour; LevelDB's writer
-    does not pad, so use ``pad_last_block=False`` for LevelDB's bytes), then
-    flushes. Use ``async with``, or call :meth:`close`.
+    [`flush()`][aiorecords.RecordsWriter.flush] writes what is buffered,
+    [`sync()`][aiorecords.RecordsWriter.sync] also makes it durable (``fdatasync``).
+    [`close()`][aiorecords.RecordsWriter.close] pads the last block with zeros if
+    ``pad_last_block`` (the App Engine writer's behaviour; LevelDB's writer does not
+    pad, so use ``pad_last_block=False`` for LevelDB's bytes), then flushes. Use ``async
+    with``, or call [`close()`][aiorecords.RecordsWriter.close].
     """
 
     def __init__(
@@ -120,12 +135,18 @@ class RecordsWriter:
         *,
         pad_last_block: bool = True,
         append: bool = False,
+        replace: bool = False,
         buffer_size: int = DEFAULT_BUFFER_SIZE,
     ) -> None:
         if buffer_size <= 0:
             raise ValueError("buffer_size must be positive")
+        if append and replace:
+            raise ValueError("append=True and replace=True contradict each other")
         self.pad_last_block = pad_last_block
         self.append = append
+        """Whether an existing log is continued."""
+        self.replace = replace
+        """Whether an existing file is replaced by a new log."""
         self.buffer_size = buffer_size
         self._target = target
         self._path = _io.path_of(target)
@@ -171,12 +192,21 @@ class RecordsWriter:
                     raise ClosedError(f"{self!r} is closed")
                 if self._encoder is None:
                     assert self._path is not None
-                    self._io, size = await _open_owned(
-                        _open_for_writing, self._path, self.append
+                    outcome, cancelled = await _io.run_to_completion(
+                        _open_for_writing, self._path, self.append, self.replace
                     )
+                    # Kept even if this task was cancelled meanwhile: the file
+                    # may be one this writer just created, which opening again
+                    # would refuse (and close() holds the lock we hold, so it
+                    # closes what is kept here).
+                    if outcome.error is not None and cancelled is not None:
+                        raise cancelled
+                    self._io, size = outcome.unwrap()
                     self._watch_key = _io.canonical_path(self._path)
                     self._offset = size
                     self._encoder = LogEncoder(size % BLOCK_SIZE)
+                    if cancelled is not None:
+                        raise cancelled
         return self._encoder
 
     async def write(self, data: bytes | bytearray | memoryview | str) -> None:
@@ -218,9 +248,10 @@ class RecordsWriter:
     async def write_many(
         self, records: Iterable[bytes | bytearray | memoryview | str]
     ) -> int:
-        """Write records in order, as many calls of :meth:`write` would, with
-        less work per record (one call, one check of the writer's state per
-        buffer rather than per record); return how many were written.
+        """Write records in order, as many calls of
+        [`write()`][aiorecords.RecordsWriter.write] would, with less work per record
+        (one call, one check of the writer's state per buffer rather than per record);
+        return how many were written.
 
         The records are framed as the iterable yields them, so it may be a
         generator of any length: memory holds at most ``buffer_size`` bytes
@@ -301,7 +332,8 @@ class RecordsWriter:
             raise cancelled
 
     async def flush(self) -> None:
-        """Write what is buffered to the file (not yet durable: see :meth:`sync`).
+        """Write what is buffered to the file (not yet durable: see
+        [`sync()`][aiorecords.RecordsWriter.sync]).
 
         Cancellation: a write already handed to a worker thread finishes.
         """
@@ -312,7 +344,7 @@ class RecordsWriter:
         """Flush, then ``fdatasync``: once this returns, every record written
         so far survives a power cut. A file object is flushed and, if it has
         ``fileno()``, synced through it. A writer closed before the sync can
-        run raises :class:`~aiorecords.errors.ClosedError` (its records were
+        run raises [`ClosedError`][aiorecords.errors.ClosedError] (its records were
         written by the close, but not synced).
 
         Cancellation: a write or sync already in a worker thread finishes;
@@ -351,9 +383,9 @@ class RecordsWriter:
         for it.
 
         Every record a write call accepted before the close began is written
-        (but not synced: call :meth:`sync` first for that). A flush or sync
-        of another task already under way finishes first; one that had not
-        begun raises :class:`~aiorecords.errors.ClosedError`.
+        (but not synced: call [`sync()`][aiorecords.RecordsWriter.sync] first for that).
+        A flush or sync of another task already under way finishes first; one that had
+        not begun raises [`ClosedError`][aiorecords.errors.ClosedError].
 
         Cancellation: the close runs to its end all the same (no descriptor
         is left open, none closed under a running write); the cancellation
@@ -396,9 +428,33 @@ def _take_writer_lock(io: _io.FileIO) -> None:
         raise RecordsLocked(f"{io.path!r} is being written by another RecordsWriter")
 
 
-def _open_for_writing(path: str, append: bool) -> tuple[_io.FileIO, int]:
+def _exists(path: str) -> FileExistsError:
+    return FileExistsError(
+        errno.EEXIST,
+        "a file of that name exists: pass append=True to continue the log "
+        "in it, or replace=True to replace it",
+        path,
+    )
+
+
+def _publish(temp: str, path: str, replace: bool) -> None:
+    """Give the new log its name: replacing any file there, or only if the
+    name is free (never clobbering a file created meanwhile)."""
+    if replace:
+        _io.replace(temp, path)
+    else:
+        published = _io.publish_new(temp, path)
+        _io.unlink_quietly(temp)
+        if not published:
+            raise _exists(path)
+    _io.sync_directory(path)
+
+
+def _open_for_writing(path: str, append: bool, replace: bool) -> tuple[_io.FileIO, int]:
     """Open ``path`` for writing records at its end; return it and that end."""
-    if _io.is_file(path):
+    if not append and not replace and _io.exists(path):
+        raise _exists(path)
+    if _io.is_file(path) and (append or replace):
         io = _io.open_file(path, writable=True)
         try:
             _take_writer_lock(io)
@@ -426,8 +482,7 @@ def _open_for_writing(path: str, append: bool) -> tuple[_io.FileIO, int]:
     try:
         _take_writer_lock(temp)
         temp.sync()
-        _io.replace(temp.path, path)
-        _io.sync_directory(path)
+        _publish(temp.path, path, replace)
     except BaseException:
         temp.close()
         _io.unlink_quietly(temp.path)
@@ -437,24 +492,12 @@ def _open_for_writing(path: str, append: bool) -> tuple[_io.FileIO, int]:
 
 
 def _valid_end(io: _io.FileIO, size: int) -> int:
-    """The end of the file's last whole record (see :class:`AppendPoint`)."""
+    """The end of the file's last whole record (see `AppendPoint`)."""
     point = AppendPoint(size)
     while (wanted := point.wanted) is not None:
         point.feed(io.pread(*wanted))
     assert point.end is not None
     return point.end
-
-
-async def _open_owned(
-    function: Callable[..., tuple[_io.FileIO, int]], *args: Any
-) -> tuple[_io.FileIO, int]:
-    """Offload an open; on cancellation close what it opened, then re-raise."""
-    outcome, cancelled = await _io.run_to_completion(function, *args)
-    if cancelled is not None:
-        if outcome.error is None and outcome.value is not None:
-            await _io.run_to_completion(outcome.value[0].close)
-        raise cancelled
-    return outcome.unwrap()
 
 
 # ----------------------------------------------------------------------
@@ -474,15 +517,16 @@ class RecordsReader:
     A damaged physical record (bad checksum, impossible length, unknown
     type, fragments out of order) is dropped with the rest of its block, as
     LevelDB drops it; each drop is logged on the ``aiorecords`` logger and
-    given to ``on_corruption`` as a :class:`~aiorecords.SkippedRegion`. With
+    given to ``on_corruption`` as a [`SkippedRegion`][aiorecords.SkippedRegion]. With
     ``strict=True`` the first one raises
-    :class:`~aiorecords.errors.CorruptRecordError` instead. A torn record at
-    the end of the file (a writer died while writing it) and zero-filled
+    [`CorruptRecordError`][aiorecords.errors.CorruptRecordError] instead. A torn record
+    at the end of the file (a writer died while writing it) and zero-filled
     space are not damage: they end the file, silently, as in LevelDB.
 
     ``start`` and ``stop`` restrict the reader to the records whose first
-    fragment starts in ``[start, stop)`` (see :func:`split`); :meth:`seek`
-    moves to the first record starting at or after an offset.
+    fragment starts in ``[start, stop)`` (see [`split()`][aiorecords.records.split]);
+    [`seek()`][aiorecords.RecordsReader.seek] moves to the first record starting at or
+    after an offset.
 
     The reader holds one block at a time, plus the record it is assembling
     (at most ``max_record_size``). Blocks in the page cache are read without
@@ -521,6 +565,8 @@ class RecordsReader:
         self._lock = asyncio.Lock()
         self._closed = False
         self._close = CloseOnce()
+        # The waits of this reader's followers: close() wakes them to end.
+        self._followers: set[_watch.Watch] = set()
         # Work done on the loop since the reader last let other tasks run.
         self._unyielded_bytes = 0
         self._unyielded_records = 0
@@ -576,7 +622,7 @@ class RecordsReader:
         """Decode the next records, reading the next bytes first if needed.
 
         Bytes the page cache holds are read here a block at a time
-        (:meth:`~aiorecords._io.FileIO.read_cached` never waits for the
+        (`read_cached()` never waits for the
         disk); others are read by a worker thread, ``read_size`` at a time,
         or by the file object. Decoding is light in-memory work done here.
         False when nothing more can come.
@@ -696,7 +742,7 @@ class RecordsReader:
                 return None
 
     async def read(self) -> bytes:
-        """The next record; :class:`EOFError` at the end, as in the seed.
+        """The next record; `EOFError` at the end, as in the seed.
 
         Cancellation: nothing is lost; a chunk read already in a worker
         thread finishes, and the next call goes on from where this one was.
@@ -758,38 +804,49 @@ class RecordsReader:
     async def follow(self) -> AsyncIterator[bytes]:
         """Yield the records, then wait for more as the file grows.
 
-        At the end of the file it waits: a :class:`RecordsWriter` of this
-        process wakes it as soon as it has written to the file, and the file
+        At the end of the file it waits: a [`RecordsWriter`][aiorecords.RecordsWriter]
+        of this process wakes it as soon as it has written to the file, and the file
         is looked at for other processes' writes at intervals doubling from
         1 ms to 100 ms while nothing comes. It yields each record only once
         it is whole and its checksums hold: never a half-written one. The
         iteration ends at ``stop`` if one was given, otherwise never.
 
+        ``close()`` ends it cleanly, at once: a follower waiting for the
+        file to grow is woken.
+
         Cancellation: cancelling the iterating task ends it cleanly; a read
         already in a worker thread finishes first.
         """
+        if self._closed:
+            raise ClosedError(f"{self!r} is closed")
         wait = _FOLLOW_FIRST_WAIT
         key = _io.canonical_path(self._path) if self._path is not None else ""
         with _watch.watching(key) as watch:
-            while True:
-                async with self._lock:
-                    record = await self._next(follow=True)
-                    finished = self._decoder is not None and self._decoder.finished
-                    if record is None and not finished:
-                        await self._check_followed_file()
-                if record is not None:
-                    wait = _FOLLOW_FIRST_WAIT
-                    yield record
-                    continue
-                if finished:
-                    return
-                if not await watch.wait(wait):
-                    wait = min(wait * 2, _FOLLOW_LAST_WAIT)
+            self._followers.add(watch)
+            try:
+                while not self._closed:
+                    async with self._lock:
+                        if self._closed:
+                            return  # close() came while this waited
+                        record = await self._next(follow=True)
+                        finished = self._decoder is not None and self._decoder.finished
+                        if record is None and not finished:
+                            await self._check_followed_file()
+                    if record is not None:
+                        wait = _FOLLOW_FIRST_WAIT
+                        yield record
+                        continue
+                    if finished:
+                        return
+                    if not await watch.wait(wait):
+                        wait = min(wait * 2, _FOLLOW_LAST_WAIT)
+            finally:
+                self._followers.discard(watch)
 
     async def close(self) -> None:
         """Close the reader and a file it opened (a file object stays open).
         A read under way in another task finishes first; later calls raise
-        :class:`~aiorecords.errors.ClosedError`.
+        [`ClosedError`][aiorecords.errors.ClosedError].
 
         Cancellation: the close runs to its end all the same; the
         cancellation is raised afterwards.
@@ -798,6 +855,8 @@ class RecordsReader:
             await self._close.wait()
             return
         self._closed = True
+        for watch in self._followers:  # they end now, cleanly
+            watch.wake()
         await self._close.begin(self._close_now())
 
     async def _close_now(self) -> None:

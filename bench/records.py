@@ -144,7 +144,9 @@ async def bench_size(
 
     def write_ours(sync: bool) -> Callable[[], Awaitable[None]]:
         async def run() -> None:
-            async with RecordsWriter(ours, pad_last_block=False) as writer:
+            async with RecordsWriter(
+                ours, pad_last_block=False, replace=True
+            ) as writer:
                 for n in range(count):
                     await writer.write(records[n & 255])
                 if sync:
@@ -154,7 +156,9 @@ async def bench_size(
 
     def write_many_ours(sync: bool) -> Callable[[], Awaitable[None]]:
         async def run() -> None:
-            async with RecordsWriter(ours, pad_last_block=False) as writer:
+            async with RecordsWriter(
+                ours, pad_last_block=False, replace=True
+            ) as writer:
                 await writer.write_many(records[n & 255] for n in range(count))
                 if sync:
                     await writer.sync()

@@ -144,3 +144,51 @@ def test_private_modules_start_with_an_underscore() -> None:
     public = {"__init__", "archive", "capture", "errors", "records"}
     for path in PACKAGE.glob("*.py"):
         assert path.stem in public or path.stem.startswith("_"), path.name
+
+
+def third_party_imports(paths: list[Path]) -> set[str]:
+    """The top-level names of the non-standard-library modules imported."""
+    import sys
+
+    names = set()
+    for path in paths:
+        for module, level in imports_of(path):
+            top = module.split(".")[0]
+            if (
+                level == 0
+                and top not in ("", "aiorecords", "__future__")
+                and top not in sys.stdlib_module_names
+            ):
+                names.add(top)
+    return names
+
+
+def declared(extra: str | None) -> set[str]:
+    """The packages pyproject.toml declares (as import names), for the
+    library (``extra=None``) or for one extra."""
+    import re
+
+    import tomllib
+
+    project = tomllib.loads((PACKAGE.parent / "pyproject.toml").read_text())["project"]
+    wanted = (
+        project["dependencies"]
+        if extra is None
+        else project["optional-dependencies"][extra]
+    )
+    return {re.split(r"[<>=!~;\[ ]", spec, maxsplit=1)[0].lower() for spec in wanted}
+
+
+@pytest.mark.skipif(
+    not hasattr(__import__("sys"), "stdlib_module_names")
+    or __import__("sys").version_info < (3, 11),
+    reason="tomllib and sys.stdlib_module_names (Python 3.11)",
+)
+def test_runtime_dependencies_are_what_the_library_imports() -> None:
+    """Issue 14: a runtime dependency is one the library imports; the
+    command line's are in its extra."""
+    cli = {PACKAGE / "_cli.py"}
+    library = [p for p in PACKAGE.rglob("*.py") if p not in cli]
+    assert third_party_imports(library) == declared(None) == {"zstandard", "crc32c"}
+    assert third_party_imports(list(cli)) <= declared("cli") | declared(None)
+    assert declared("cli") == {"click", "rich"}

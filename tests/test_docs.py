@@ -87,17 +87,21 @@ def test_fragments_run(page: str, pieces: list[str], tmp_path: Path) -> None:
     ("where", "code"), programs(), ids=lambda value: value if "#" in str(value) else ""
 )
 def test_program_runs(where: str, code: str, tmp_path: Path) -> None:
+    """Each program runs, and runs again in the same directory, as a user
+    trying it would (issue 14: the README's log example lost its first
+    run's records when run twice)."""
     script = tmp_path / "program.py"
     script.write_text(code)
-    done = subprocess.run(
-        [sys.executable, str(script)],
-        cwd=tmp_path,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
-    assert done.returncode == 0, f"{where}:\n{done.stderr}"
+    for run in ("first", "second"):
+        done = subprocess.run(
+            [sys.executable, str(script)],
+            cwd=tmp_path,
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
+        )
+        assert done.returncode == 0, f"{where}, {run} run:\n{done.stderr}"
 
 
 def test_there_are_programs_to_run() -> None:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -32,6 +33,7 @@ class Server:
         self.process: subprocess.Popen[str] | None = None
         self.drainer: threading.Thread | None = None
         self.log: list[str] = []
+        self.extra_args: list[str] = []
 
     async def start(self) -> None:
         fd = self.sock.fileno()
@@ -46,6 +48,7 @@ class Server:
                 "--fd",
                 str(fd),
                 "--no-access-log",
+                *self.extra_args,
             ],
             pass_fds=(fd,),
             env={**os.environ, "EVENTS_FILE": self.events_file},
@@ -74,8 +77,9 @@ class Server:
         self._reap()
 
     def stop(self) -> None:
-        if self.process is not None and self.process.poll() is None:
-            self.process.terminate()
+        if self.process is not None:
+            if self.process.poll() is None:
+                self.process.terminate()
             self._reap()
 
     def _reap(self) -> None:
@@ -209,3 +213,56 @@ async def test_a_killed_server_loses_no_acknowledged_event(server: Server) -> No
         # And it goes on numbering after what survived.
         response = await client.post("/events", json={"id": "after restart"})
         assert response.json() == {"number": len(stored) + 1}
+
+
+@pytest.mark.parametrize("graceful_timeout", [None, "5"])
+async def test_sigterm_ends_live_streams_promptly_and_cleanly(
+    tmp_path: Path, graceful_timeout: str | None
+) -> None:
+    """Issue 14: with a client reading /events/stream, SIGTERM left uvicorn
+    "waiting for connections to close" until the client gave up, or (with
+    --timeout-graceful-shutdown) logged a CancelledError traceback. Now the
+    streams end at the signal, the server exits 0, and its log is clean."""
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    sock.listen(64)
+    server = Server(sock, str(tmp_path / "events.capture"))
+    if graceful_timeout is not None:
+        server.extra_args = ["--timeout-graceful-shutdown", graceful_timeout]
+    await server.start()
+    try:
+        async with client_for(server) as client:
+            await post_all(client, [{"id": "first"}])
+            streams = []
+            for _ in range(3):
+                context = client.stream("GET", "/events/stream", params={"from": 1})
+                response = await context.__aenter__()
+                lines = response.aiter_lines()
+                first = json.loads(await lines.__anext__())
+                assert first["event"] == {"id": "first"}
+                streams.append((context, lines))
+            assert server.process is not None
+            server.process.terminate()  # SIGTERM
+            loop = asyncio.get_running_loop()
+            started = loop.time()
+            for context, lines in streams:
+                # Each stream ends: no more lines, a clean end of the body.
+                rest = [line async for line in lines]
+                assert rest == []
+                await context.__aexit__(None, None, None)
+            ended = loop.time() - started
+            code = await asyncio.to_thread(server.process.wait, 30)
+    finally:
+        server.stop()
+        sock.close()
+    log = "".join(server.log)
+    # uvicorn, its shutdown done, re-raises the signal it caught.
+    assert code in (0, -signal.SIGTERM), log
+    assert "Application shutdown complete" in log
+    assert "Waiting for connections to close" not in log
+    assert "Traceback" not in log
+    assert "CancelledError" not in log
+    assert "timeout graceful shutdown exceeded" not in log
+    # Well inside any client's patience (the issue saw 30 s); not a timing
+    # test of the library, only that nothing waits for the client.
+    assert ended < 10, (ended, log)

@@ -7,7 +7,7 @@ decides from the bytes alone:
 * where the last whole element ends (what follows it is a torn tail: an
   append that has not finished, or never will);
 * which elements there are, newest first, stepping over damaged ones and
-  describing each as a :class:`SkippedRegion`;
+  describing each as a [`SkippedRegion`][aiorecords.SkippedRegion];
 * where the newest element of a name is, reading no further back than that.
 """
 
@@ -77,8 +77,8 @@ def element_at(
 ) -> ArchiveEntry:
     """The element that ends at ``end`` and starts at or after ``floor``.
 
-    Raises :class:`CorruptArchiveError` (at the offset where the bytes stop
-    making sense) if there is no such element.
+    Raises [`CorruptArchiveError`][aiorecords.errors.CorruptArchiveError] (at the offset
+    where the bytes stop making sense) if there is no such element.
     """
     trailer_size = layout.trailer_size
     if end - floor < layout.header_size + trailer_size:
@@ -189,9 +189,9 @@ class Damage:
 class Listing:
     """What walking back over an archive found.
 
-    Kept oldest first, so that noting one more element (:meth:`add`) costs
-    the same however many there are; :attr:`entries` gives them newest
-    first. Only :meth:`add` changes a listing; :meth:`extended` makes a new
+    Kept oldest first, so that noting one more element (`add()`) costs
+    the same however many there are; `entries` gives them newest
+    first. Only `add()` changes a listing; `extended()` makes a new
     one, so a listing being extended in a worker thread is never changed
     under it.
     """
@@ -226,7 +226,7 @@ class Listing:
         return len(self._oldest_first)
 
     def add(self, entry: ArchiveEntry) -> None:
-        """Note an element just appended at :attr:`end`."""
+        """Note an element just appended at `end`."""
         self._oldest_first.append(entry)
         self.latest[entry.name] = entry
         self.end = self.size = entry.end
@@ -326,10 +326,11 @@ def find_back(
     """The newest element named ``name``, reading back only as far as needed.
 
     Walks the bytes after ``known`` first, stopping at the first match, then
-    looks in ``known``. Raises :class:`CorruptArchiveError` if damage lies
-    between the end and the match (or, with no match, anywhere): what the
-    damage hides might be a newer element of that name. Also returns the
-    extended listing when the walk covered all the new bytes (else None).
+    looks in ``known``. Raises
+    [`CorruptArchiveError`][aiorecords.errors.CorruptArchiveError] if damage lies
+    between the end and the match (or, with no match, anywhere): what the damage hides
+    might be a newer element of that name. Also returns the extended listing when the
+    walk covered all the new bytes (else None).
     """
     listing: Listing | None = None
     damage: tuple[Damage, ...]

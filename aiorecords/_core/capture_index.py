@@ -53,7 +53,7 @@ def digits(index: int, height: int, fan_out: int) -> list[int]:
 
 
 #: Returns the bytes of the full index node at ``(position, offset)`` whose
-#: children have height ``height - 1``; see :func:`record_coordinate`.
+#: children have height ``height - 1``; see `record_coordinate()`.
 NodeAt = Callable[[int, int, int], bytes]
 
 

@@ -184,15 +184,15 @@ def encode_header(layout: Layout) -> bytes:
     return bytes(page)
 
 
-#: How many bytes :func:`decode_header` needs.
+#: How many bytes `decode_header()` needs.
 HEADER_SIZE: Final = _NATIVE_HEADER.size + 4
 
 
 def decode_header(data: bytes) -> Layout:
     """The layout described by a file's first bytes (at least 27 of them).
 
-    Raises :class:`InvalidCaptureFile` for anything that is not a capture file
-    this code can read.
+    Raises [`InvalidCaptureFile`][aiorecords.errors.InvalidCaptureFile] for anything
+    that is not a capture file this code can read.
     """
     if len(data) < _HEADER.size:
         raise InvalidCaptureFile(
@@ -326,7 +326,8 @@ def decode_master(layout: Layout, data: bytes) -> MasterNode | None:
     """Decode one slot; None if its checksum fails (a torn or unwritten slot).
 
     A slot whose checksum matches but whose contents are impossible raises
-    :class:`InvalidCaptureFile` with the offset inside the slot.
+    [`InvalidCaptureFile`][aiorecords.errors.InvalidCaptureFile] with the offset inside
+    the slot.
     """
     page = layout.page_size
     if len(data) < 2 * page:
@@ -470,7 +471,7 @@ def commit_damage(
     file_size: int | None = None,
 ) -> str | None:
     """What is known of a commit newer than ``chosen`` (the node
-    :func:`choose_master` gave for these slots) that could not be used, or
+    `choose_master()` gave for these slots) that could not be used, or
     None if ``chosen`` is the newest commit the file holds.
 
     The slot ``chosen`` is not in holds either the commit before it (a
@@ -525,7 +526,7 @@ def parse_block_header(layout: Layout, header: bytes) -> tuple[int, int]:
 def decode_block(layout: Layout, crc: int, payload: bytes, limit: int) -> bytes:
     """The uncompressed bytes of a block, at most ``limit`` of them.
 
-    Raises :class:`~aiorecords._core.codecs.DecodeError` if the block is
+    Raises `DecodeError` if the block is
     damaged or would exceed ``limit``.
     """
     if layout.native:

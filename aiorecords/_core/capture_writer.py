@@ -1,13 +1,13 @@
 """The capture file writer as a state machine over bytes.
 
-:class:`CaptureWriter` holds everything added since the last flush: the
+`CaptureWriter` holds everything added since the last flush: the
 compression block being filled, full blocks not yet compressed, and the
 rightmost path of the index. Adding a record is in-memory work only. From
 time to time (when enough full blocks wait, and at every commit) the async
-layer takes a :class:`FlushJob` with :meth:`CaptureWriter.begin_flush`, runs
-:meth:`FlushJob.run` in a worker thread (pure work: compression and planning
-the page writes), performs the writes, and hands the :class:`FlushResult`
-back with :meth:`CaptureWriter.finish_flush`. One thread hop thus serves many
+layer takes a `FlushJob` with `CaptureWriter.begin_flush()`, runs
+`FlushJob.run()` in a worker thread (pure work: compression and planning
+the page writes), performs the writes, and hands the `FlushResult`
+back with `CaptureWriter.finish_flush()`. One thread hop thus serves many
 blocks.
 
 Every step follows CaptureFile 1.2.0's order, so that with the version 2
@@ -18,7 +18,7 @@ first, each followed by the same check.
 Deferring compression has one consequence: the file position of a block is
 known only once every block before it is compressed. A coordinate that must
 point into such a block is written with a *placeholder* position (see
-:func:`placeholder`); flushing resolves placeholders into real positions (in
+`placeholder()`); flushing resolves placeholders into real positions (in
 full nodes inside the blocks, in the rightmost path, in the metadata pointer)
 before anything reaches the file.
 """
@@ -149,7 +149,7 @@ class FlushResult:
 class FlushJob:
     """Blocks to compress and place, and (for a commit) a master node to build.
 
-    :meth:`run` is pure computation, fine in any thread.
+    `run()` is pure computation, fine in any thread.
     """
 
     layout: Layout
@@ -261,7 +261,7 @@ def _resolve_coordinates(
 ) -> bytes:
     """``packed`` coordinates with placeholders replaced by real positions.
 
-    Safe as a byte replacement: see :func:`placeholder`.
+    Safe as a byte replacement: see `placeholder()`.
     """
     out = bytes(packed)
     for old, new in swaps:
@@ -353,7 +353,7 @@ class CaptureWriter:
 
     def add_record(self, data: bytes | bytearray) -> int:
         """Append a record and return the new record count, or 0 if a flush
-        is now due (the count is then :attr:`count`).
+        is now due (the count is then `count`).
 
         Not to be called while a flush job is out.
         """
@@ -431,7 +431,7 @@ class CaptureWriter:
 
     def begin_flush(self, commit: bool = False) -> FlushJob:
         """A job placing every full block; with ``commit``, also the next
-        master node. No adds until :meth:`finish_flush`."""
+        master node. No adds until `finish_flush()`."""
         if self._flushing:
             raise RuntimeError("a flush is already under way")
         self._flushing = True

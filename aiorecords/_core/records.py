@@ -13,8 +13,8 @@ fragment, MIDDLE fragments and a LAST one. A record never starts in the last
 six bytes of a block: they are zero-filled and skipped. With exactly seven
 bytes left, a non-empty record starts with an empty FIRST fragment.
 
-:class:`LogEncoder` writes exactly what LevelDB's ``log::Writer`` writes;
-:class:`LogDecoder` reads as LevelDB's ``log::Reader`` does, including how
+`LogEncoder` writes exactly what LevelDB's ``log::Writer`` writes;
+`LogDecoder` reads as LevelDB's ``log::Reader`` does, including how
 it drops damaged bytes (and reports them), ignores a torn tail, and starts
 at an arbitrary offset. Both are pure code over bytes.
 """
@@ -145,11 +145,11 @@ Record = tuple[bytes, int, int]
 class LogDecoder:
     """Reads records as LevelDB's ``log::Reader`` does, fed bytes as they come.
 
-    Feed it the file from :attr:`wanted` on (:meth:`feed`), then call
-    :meth:`read` until it returns None: it wants more bytes or, after
-    :meth:`feed_eof`, the file is done (:attr:`finished`). Bytes it has to
-    drop are appended to :attr:`dropped` as :class:`SkippedRegion` (LevelDB's
-    reporter sees the same counts and reasons), except those LevelDB drops
+    Feed it the file from `wanted` on (`feed()`), then call
+    `read()` until it returns None: it wants more bytes or, after
+    `feed_eof()`, the file is done (`finished`). Bytes it has to
+    drop are appended to `dropped` as [`SkippedRegion`][aiorecords.SkippedRegion]
+    (LevelDB's reporter sees the same counts and reasons), except those LevelDB drops
     silently: a torn record at the end of the file, and zero-filled
     (preallocated) space.
 
@@ -229,7 +229,7 @@ class LogDecoder:
         A follower checks that those bytes are still there before it joins
         later fragments to the record: a writer restarting after a crash
         cuts a torn record back to its FIRST fragment and writes others in
-        its place (see :class:`AppendPoint`).
+        its place (see `AppendPoint`).
         """
         if not self._in_record:
             return None
@@ -237,7 +237,7 @@ class LogDecoder:
         return self._record_start, _header(FIRST, first)
 
     def feed(self, data: bytes | bytearray | memoryview) -> None:
-        """Give the next bytes of the file, from :attr:`wanted` on."""
+        """Give the next bytes of the file, from `wanted` on."""
         if self._at_eof:
             raise RuntimeError("feed() after feed_eof()")
         done = self._block_start - self._buffer_start
@@ -257,7 +257,7 @@ class LogDecoder:
         self._at_eof = True
 
     def discard_unread(self) -> None:
-        """Forget the bytes fed beyond :attr:`position` (they will be fed
+        """Forget the bytes fed beyond `position` (they will be fed
         again). A follower does this before each read: a writer that restarts
         after a crash may rewrite a torn tail the follower already saw."""
         if self._at_eof:
@@ -377,7 +377,7 @@ class LogDecoder:
         their places (they do not count towards the limit); empty when more
         bytes (or the end) are needed.
 
-        The same as calling :meth:`read` repeatedly, with a fast path for the
+        The same as calling `read()` repeatedly, with a fast path for the
         usual case: whole records in one physical record each.
         """
         out: list[Record | SkippedRegion] = []
@@ -540,7 +540,7 @@ class AppendPoint:
         return self._block, min(BLOCK_SIZE, self.size - self._block)
 
     def feed(self, block: bytes | bytearray | memoryview) -> None:
-        """Give the block :attr:`wanted` asked for."""
+        """Give the block `wanted` asked for."""
         if self.end is not None:
             raise RuntimeError("the append point is already known")
         start = self._block

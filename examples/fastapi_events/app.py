@@ -9,7 +9,14 @@
   before it, else the answer is ``409 Conflict`` (optimistic concurrency).
 * ``GET /events?from=N&limit=M`` gives a page of committed events.
 * ``GET /events/stream?from=N`` streams every event from number N on as
-  newline-delimited JSON, then each new one as it is committed, forever.
+  newline-delimited JSON, then each new one as it is committed, until the
+  client goes away or the server shuts down.
+
+Shutting down (SIGTERM or Ctrl-C) ends every stream at once, cleanly: the
+server would otherwise wait for streaming clients to hang up before it
+stops. Each stream follows the log through a reader of its own, which the
+shutdown closes (a closed reader ends its follow); appends under way
+finish, then the writer is closed.
 
 Every request handler appends concurrently: aiorecords coalesces their
 commits (one pair of fdatasyncs for all the events that arrived while the
@@ -18,9 +25,12 @@ previous commit was being written), so durability costs little per event.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import json
 import os
-from collections.abc import AsyncIterator
+import signal
+from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -32,15 +42,70 @@ from aiorecords import CaptureFile, ConflictError
 EVENTS_FILE = os.environ.get("EVENTS_FILE", "events.capture")
 
 
+class Streams:
+    """The readers the open streams follow the log with, and whether the
+    server is stopping (then they are all closed, which ends each follow)."""
+
+    def __init__(self) -> None:
+        self.readers: set[CaptureFile] = set()
+        self.closing: set[asyncio.Task[None]] = set()
+        self.stopping = False
+
+    def stop(self) -> None:
+        self.stopping = True
+        for reader in list(self.readers):
+            task = asyncio.ensure_future(reader.close())
+            self.closing.add(task)
+            task.add_done_callback(self.closing.discard)
+
+    async def stopped(self) -> None:
+        """Wait for the readers' closes begun by `stop()`."""
+        await asyncio.gather(*self.closing)
+
+
+@contextlib.contextmanager
+def on_shutdown_signals(callback: Callable[[], None]) -> Iterator[None]:
+    """Call ``callback`` on the event loop as soon as SIGTERM or SIGINT
+    arrives, then let the server's own handler (uvicorn's) have the signal.
+
+    The server stops accepting, then waits for open connections to finish
+    before it runs the lifespan's shutdown: streams must end first, so they
+    are ended here, at the signal.
+    """
+    loop = asyncio.get_running_loop()
+    previous: dict[int, Any] = {}
+
+    def handler(number: int, frame: Any) -> None:
+        loop.call_soon_threadsafe(callback)
+        chained = previous.get(number)
+        if callable(chained):
+            chained(number, frame)
+
+    try:
+        for number in (signal.SIGTERM, signal.SIGINT):
+            previous[number] = signal.signal(number, handler)
+    except ValueError:  # not the main thread (a test client, say): no signals
+        pass
+    try:
+        yield
+    finally:
+        for number, chained in previous.items():
+            signal.signal(number, chained)
+
+
 @asynccontextmanager
 async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     # One writer per file: this process owns the log while it runs.
     log = CaptureFile(EVENTS_FILE, to_write=True)
     await log.open(to_write=True)
     app.state.log = log
+    app.state.streams = streams = Streams()
     try:
-        yield
+        with on_shutdown_signals(streams.stop):
+            yield
     finally:
+        streams.stop()  # without a signal (a test client): now
+        await streams.stopped()
         await log.close()
 
 
@@ -92,12 +157,21 @@ async def get_events(
 async def stream_events(
     request: Request, start: int = Query(1, alias="from", ge=1)
 ) -> StreamingResponse:
-    log: CaptureFile = request.app.state.log
+    streams: Streams = request.app.state.streams
+    if streams.stopping:
+        raise HTTPException(503, detail="the server is shutting down")
+    # A reader of its own: closing it (at shutdown) ends this stream alone.
+    reader = await CaptureFile(EVENTS_FILE)
+    streams.readers.add(reader)
 
     async def lines() -> AsyncIterator[str]:
         number = start
-        async for record in log.follow(start):
-            yield event_line(number, record) + "\n"
-            number += 1
+        try:
+            async for record in reader.follow(start):
+                yield event_line(number, record) + "\n"
+                number += 1
+        finally:
+            streams.readers.discard(reader)
+            await reader.close()
 
     return StreamingResponse(lines(), media_type="application/x-ndjson")

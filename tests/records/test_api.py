@@ -8,6 +8,7 @@ import logging
 import os
 import random
 import struct
+from pathlib import Path
 
 import aiofiles
 import pytest
@@ -65,7 +66,7 @@ async def test_str_and_bytes_like_records(log_path: str) -> None:
     await write_all(log_path, ["text ü", b"bytes", bytearray(b"ba"), memoryview(b"mv")])
     assert await read_all(log_path) == ["text ü".encode(), b"bytes", b"ba", b"mv"]
     with pytest.raises(TypeError):
-        async with RecordsWriter(log_path) as writer:
+        async with RecordsWriter(log_path, replace=True) as writer:
             await writer.write(5)  # type: ignore[arg-type]
 
 
@@ -155,9 +156,9 @@ async def test_pad_last_block_like_the_app_engine_writer(log_path: str) -> None:
     with open(log_path, "rb") as f:
         data = f.read()
     assert data[10:] == bytes(BLOCK_SIZE - 10)
-    await write_all(log_path, [b"abc"], pad_last_block=False)
+    await write_all(log_path, [b"abc"], pad_last_block=False, replace=True)
     assert os.path.getsize(log_path) == 10  # what LevelDB writes
-    await write_all(log_path, [b"x" * (BLOCK_SIZE - 7)])
+    await write_all(log_path, [b"x" * (BLOCK_SIZE - 7)], replace=True)
     assert os.path.getsize(log_path) == BLOCK_SIZE  # already on a boundary
 
 
@@ -171,11 +172,46 @@ async def test_bytes_are_exactly_the_format(log_path: str) -> None:
         assert f.read() == expected
 
 
-async def test_a_new_writer_replaces_the_file(log_path: str) -> None:
+async def test_replace_true_replaces_the_file(log_path: str) -> None:
     await write_all(log_path, [b"old"] * 100)
-    await write_all(log_path, [b"new"])
+    await write_all(log_path, [b"new"], replace=True)
     assert await read_all(log_path) == [b"new"]
     assert os.listdir(os.path.dirname(log_path)) == ["app.log"]
+
+
+@pytest.mark.parametrize("existing", ["log", "empty file", "dangling link"])
+async def test_a_writer_never_replaces_a_file_unasked(
+    log_path: str, existing: str
+) -> None:
+    """Issue 14: a service restarting without append=True lost its log."""
+    if existing == "log":
+        await write_all(log_path, [b"old"] * 3)
+    elif existing == "empty file":
+        Path(log_path).write_bytes(b"")
+    else:
+        os.symlink(log_path + ".elsewhere", log_path)
+    before = os.readlink(log_path) if existing == "dangling link" else None
+    content = None if before else Path(log_path).read_bytes()
+    writer = RecordsWriter(log_path)
+    with pytest.raises(FileExistsError, match=r"append=True .* replace=True") as caught:
+        await writer.write(b"new")
+    assert caught.value.filename == log_path
+    await writer.close()
+    if before:
+        assert os.readlink(log_path) == before
+        assert not os.path.exists(log_path + ".elsewhere")
+    else:
+        assert Path(log_path).read_bytes() == content
+    assert sorted(os.listdir(os.path.dirname(log_path))) == ["app.log"]
+    # Run twice, the README's example keeps both runs' records.
+    await write_all(log_path + ".2", [b"a", b"b", b"c"], append=True)
+    await write_all(log_path + ".2", [b"a", b"b", b"c"], append=True)
+    assert len(await read_all(log_path + ".2")) == 6
+
+
+def test_append_and_replace_contradict() -> None:
+    with pytest.raises(ValueError, match="contradict"):
+        RecordsWriter("x.log", append=True, replace=True)
 
 
 @pytest.mark.parametrize("pad", [True, False])

@@ -169,7 +169,7 @@ async def test_leveldb_replays_a_log_we_wrote(tmp_path: Path, pad: bool) -> None
     rng = random.Random(6)
     expected: dict[bytes, bytes] = {}
     sequence = 1
-    async with RecordsWriter(str(log), pad_last_block=pad) as writer:
+    async with RecordsWriter(str(log), pad_last_block=pad, replace=True) as writer:
         for n in range(200):
             operations: list[tuple[str, bytes, bytes | None]] = []
             key = b"k%03d" % n

@@ -157,8 +157,12 @@ async def test_a_second_records_writer_is_refused(append: bool, tmp_path) -> Non
     async with RecordsWriter(path) as first:
         await first.write(b"first")
         await first.flush()
+        # Replacing (or continuing) a file a writer holds is refused.
         with pytest.raises(RecordsLocked):
-            async with RecordsWriter(path, append=append) as second:
+            async with RecordsWriter(path, append=append, replace=not append) as second:
+                await second.write(b"clobber")
+        with pytest.raises(FileExistsError):  # neither asked for
+            async with RecordsWriter(path) as second:
                 await second.write(b"clobber")
         assert second_writer_in_a_process("records", path, True) == "RecordsLocked"
         await first.write(b"still first")

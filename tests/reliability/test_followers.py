@@ -181,7 +181,7 @@ async def test_follower_notices_its_file_changed(tmp_path, how: str) -> None:
     follower = Follower(path)
     await follower.caught_up(100)
     if how == "replaced":
-        async with RecordsWriter(path, pad_last_block=False) as writer:
+        async with RecordsWriter(path, pad_last_block=False, replace=True) as writer:
             await writer.write(b"new file")
     elif how == "truncated":
         os.truncate(path, 1000)
