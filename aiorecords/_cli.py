@@ -15,7 +15,7 @@ import errno
 import json
 import struct
 import sys
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from typing import Any, BinaryIO, Final, Literal, NoReturn, TypeVar
 
 import click
@@ -670,6 +670,7 @@ def ls(archive: str, every: bool, as_json: bool) -> None:
     """The entries of ARCHIVE, newest first (the newest of each name).
 
     Timestamps are shown in ISO 8601 (UTC); --json gives them as numbers.
+    On a terminal, more than a screen of entries goes through the pager.
     """
     entries = run(_entries(archive, every))
     out = sys.stdout
@@ -699,9 +700,19 @@ def ls(archive: str, every: bool, as_json: bool) -> None:
     for row in rows:
         widths = [max(w, len(cell)) for w, cell in zip(widths, row, strict=True)]
     widths[0] = min(widths[0], 60)
-    for line in (header, *rows):
-        cells = [cell.ljust(w) for cell, w in zip(line[:-1], widths, strict=False)]
-        out.write("  ".join([*cells, line[-1]]).rstrip() + "\n")
+
+    def lines() -> Iterator[str]:
+        for line in (header, *rows):
+            cells = [cell.ljust(w) for cell, w in zip(line[:-1], widths, strict=False)]
+            yield "  ".join([*cells, line[-1]]).rstrip() + "\n"
+
+    if out.isatty() and len(rows) + 1 >= Console().height:
+        # More than a screen on a terminal: through the pager ($PAGER, or
+        # less), a line at a time, as git does.
+        click.echo_via_pager(lines())
+        return
+    for text in lines():
+        out.write(text)
 
 
 def _entry_facts(entry: ArchiveEntry) -> dict[str, Any]:
