@@ -302,3 +302,67 @@ def test_ls_pages_more_than_a_screen_on_a_terminal(tmp_path: Path) -> None:
         else:
             assert not paged.exists()
             assert b"one" in seen
+
+
+def run_in_terminal(args: list[str], cwd: Path, env: dict[str, str]) -> bytes:
+    """Run the console script on a pseudo-terminal; all it wrote there."""
+    import pty
+    import select
+    import subprocess
+
+    from .test_cli import SCRIPT
+
+    controller, terminal = pty.openpty()
+    process = subprocess.Popen(
+        [SCRIPT, *args],
+        cwd=cwd,
+        stdin=terminal,
+        stdout=terminal,
+        stderr=terminal,
+        env={**os.environ, **env},
+        start_new_session=True,
+    )
+    os.close(terminal)
+    seen = b""
+    try:
+        while True:
+            if select.select([controller], [], [], 1)[0]:
+                try:
+                    chunk = os.read(controller, 65536)
+                except OSError:
+                    break  # the terminal closed with the process
+                if not chunk:
+                    break
+                seen += chunk
+            elif process.poll() is not None:
+                break
+        assert process.wait(timeout=60) == 0, seen
+    finally:
+        if process.poll() is None:
+            process.kill()
+        os.close(controller)
+    return seen
+
+
+@pytest.mark.parametrize("source", ["big.capture", "big.log"])
+def test_convert_shows_a_percentage_on_a_terminal(tmp_path: Path, source: str) -> None:
+    async def make() -> None:
+        records = [os.urandom(1000) for _ in range(6000)]  # over 4 MB
+        if source.endswith(".capture"):
+            async with CaptureFile(str(tmp_path / source), to_write=True) as cf:
+                for record in records:
+                    await cf.add_record(record)
+                await cf.commit()
+        else:
+            async with RecordsWriter(str(tmp_path / source)) as writer:
+                await writer.write_many(records)
+
+    asyncio.run(make())
+    seen = run_in_terminal(
+        ["convert", source, "out.gar", "--to", "archive"],
+        tmp_path,
+        {"COLUMNS": "100", "LINES": "24", "TERM": "xterm"},
+    )
+    text = re.sub(rb"\x1b\[[0-9;?]*[A-Za-z]", b"", seen).decode(errors="replace")
+    assert re.search(r"\d+%", text), text[-2000:]
+    assert "wrote 6000 records" in text
