@@ -257,12 +257,6 @@ def test_convert_progress_has_a_total(tmp_path: Path) -> None:
 def test_ls_pages_more_than_a_screen_on_a_terminal(tmp_path: Path) -> None:
     """On a terminal, a listing longer than the screen goes through $PAGER
     (here a pager that saves what it is given); a short one does not."""
-    import pty
-    import select
-    import subprocess
-
-    from .test_cli import SCRIPT
-
     asyncio.run(make_archive(tmp_path / "many.gar", [f"e{n}" for n in range(200)]))
     asyncio.run(make_archive(tmp_path / "few.gar", ["one"]))
     paged = tmp_path / "paged.txt"
@@ -271,30 +265,9 @@ def test_ls_pages_more_than_a_screen_on_a_terminal(tmp_path: Path) -> None:
     pager.chmod(0o755)
     for name, expect_paged in (("many.gar", True), ("few.gar", False)):
         paged.unlink(missing_ok=True)
-        controller, terminal = pty.openpty()
-        process = subprocess.Popen(
-            [SCRIPT, "ls", name],
-            cwd=tmp_path,
-            stdin=terminal,
-            stdout=terminal,
-            stderr=terminal,
-            env={**os.environ, "PAGER": str(pager), "LINES": "24"},
-            start_new_session=True,
+        seen = run_in_terminal(
+            ["ls", name], tmp_path, {"PAGER": str(pager), "LINES": "24"}
         )
-        os.close(terminal)
-        seen = b""
-        try:
-            while process.poll() is None or select.select([controller], [], [], 0)[0]:
-                if select.select([controller], [], [], 1)[0]:
-                    try:
-                        seen += os.read(controller, 65536)
-                    except OSError:
-                        break
-            assert process.wait(timeout=30) == 0, seen
-        finally:
-            if process.poll() is None:
-                process.kill()
-            os.close(controller)
         if expect_paged:
             lines = paged.read_text().rstrip("\n").splitlines()
             assert len(lines) == 201
