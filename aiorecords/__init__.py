@@ -15,10 +15,9 @@ stalling the event loop.
   end, each entry streamed in and out in bounded memory.
 """
 
-from ._archive_entries import EntryReader, EntryWriter
 from ._cache import set_block_cache_size
-from ._core.skipped import SkippedRegion
-from .archive import Archive, ArchiveEntry, EntryProperties
+from ._skipped import SkippedRegion
+from .archive import Archive, ArchiveEntry, EntryProperties, EntryReader, EntryWriter
 from .capture import CaptureFile, Record
 from .errors import (
     AiorecordsError,

@@ -25,14 +25,14 @@ from rich.progress import Progress
 from rich.table import Table
 
 from . import _io
-from ._core.archive import FILE_HEADER
-from ._core.capture_layout import NATIVE_MAGIC, V2_MAGIC, V2_OLD_MAGIC
-from ._core.records import HEADER_SIZE, unmask_crc
-from ._core.skipped import SkippedRegion
+from ._skipped import SkippedRegion
 from .archive import Archive, ArchiveEntry
+from .archive._format import FILE_HEADER
 from .capture import CaptureFile
+from .capture._layout import NATIVE_MAGIC, V2_MAGIC, V2_OLD_MAGIC
 from .errors import AiorecordsError, CorruptionError
 from .records import RecordsReader, RecordsWriter
+from .records._log import HEADER_SIZE, unmask_crc
 
 __all__ = ["main"]
 

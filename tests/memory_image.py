@@ -7,12 +7,12 @@ the async layer applies them to a file.
 
 from __future__ import annotations
 
-from aiorecords._core.capture_index import (
+from aiorecords.capture._index import (
     iter_coordinates,
     read_item,
     record_coordinate,
 )
-from aiorecords._core.capture_layout import (
+from aiorecords.capture._layout import (
     Layout,
     MasterNode,
     choose_master,
@@ -20,7 +20,7 @@ from aiorecords._core.capture_layout import (
     encode_header,
     parse_block_header,
 )
-from aiorecords._core.capture_writer import CaptureWriter, FlushJob, ReadView
+from aiorecords.capture._writer import CaptureWriter, FlushJob, ReadView
 
 
 class MemoryImage:

@@ -217,7 +217,7 @@ def test_convert_between_every_pair(files: Path, source: str, to: str) -> None:
 
 
 def test_convert_rewrites_a_version_1_archive_in_version_2(tmp_path: Path) -> None:
-    from aiorecords._core.archive import V1, V2, check_file_header
+    from aiorecords.archive._format import V1, V2, check_file_header
     from tests.archive.build import Element, archive_bytes
 
     elements = [

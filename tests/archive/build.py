@@ -4,15 +4,15 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from aiorecords._core.archive import (
+from aiorecords.archive._format import (
     CURRENT,
     ArchiveEntry,
     Codec,
     ElementLayout,
     check_file_header,
 )
-from aiorecords._core.archive_stream import EntryDecoder, EntryEncoder
-from aiorecords._core.archive_walk import Listing, extend_listing
+from aiorecords.archive._stream import EntryDecoder, EntryEncoder
+from aiorecords.archive._walk import Listing, extend_listing
 
 CODECS = {None: Codec.NONE, "gzip": Codec.GZIP, "zstd": Codec.ZSTD}
 

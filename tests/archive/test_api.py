@@ -17,7 +17,7 @@ from aiorecords import (
     CorruptArchiveError,
     EntryProperties,
 )
-from aiorecords._core.archive import FILE_HEADER, unstuff
+from aiorecords.archive._format import FILE_HEADER, unstuff
 
 
 @pytest.fixture

@@ -20,7 +20,7 @@ from aiorecords import (
     WriterFailedError,
     _io,
 )
-from aiorecords._core.archive import FILE_HEADER
+from aiorecords.archive._format import FILE_HEADER
 
 
 @pytest.fixture

@@ -7,7 +7,7 @@ import struct
 import pytest
 from crc32c import crc32c
 
-from aiorecords._core.archive import (
+from aiorecords.archive._format import (
     CURRENT,
     FILE_HEADER,
     FILE_HEADER_SIZE,

@@ -18,7 +18,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from aiorecords import Archive
-from aiorecords._core.archive import FILE_HEADER_SIZE
+from aiorecords.archive._format import FILE_HEADER_SIZE
 
 from .build import Element, element_bytes
 

@@ -9,14 +9,14 @@ import pytest
 import zstandard
 from crc32c import crc32c
 
-from aiorecords._core.archive import Codec, unstuff
-from aiorecords._core.archive_stream import (
+from aiorecords._codecs import DecodeError
+from aiorecords.archive._format import Codec, unstuff
+from aiorecords.archive._stream import (
     CHUNK,
     EntryDecoder,
     EntryEncoder,
     GzipInflater,
 )
-from aiorecords._core.codecs import DecodeError
 
 DATA = [b"", b"x", b"hello world " * 1000, os.urandom(3 * CHUNK + 17)]
 CODECS = [Codec.NONE, Codec.GZIP, Codec.ZSTD]

@@ -16,9 +16,9 @@ from crc32c import crc32c
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from aiorecords._core.archive import V2, Codec, Stuffer, stuff, unstuff
-from aiorecords._core.archive_stream import EntryDecoder
-from aiorecords._core.codecs import DecodeError
+from aiorecords._codecs import DecodeError
+from aiorecords.archive._format import V2, Codec, Stuffer, stuff, unstuff
+from aiorecords.archive._stream import EntryDecoder
 
 from .build import CODECS, Element, archive_bytes, listing, payload, reader
 

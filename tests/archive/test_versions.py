@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from aiorecords import Archive
-from aiorecords._core.archive import V1, V2, check_file_header
+from aiorecords.archive._format import V1, V2, check_file_header
 
 from .build import Element, archive_bytes
 

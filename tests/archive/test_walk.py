@@ -10,22 +10,22 @@ import tracemalloc
 import pytest
 from crc32c import crc32c
 
-from aiorecords._core.archive import (
+from aiorecords._codecs import DecodeError
+from aiorecords.archive._format import (
     CURRENT,
     FILE_HEADER,
     FILE_HEADER_SIZE,
     V1,
     Codec,
 )
-from aiorecords._core.archive_stream import EntryDecoder
-from aiorecords._core.archive_walk import (
+from aiorecords.archive._stream import EntryDecoder
+from aiorecords.archive._walk import (
     WINDOW,
     Listing,
     extend_listing,
     find_back,
     valid_end,
 )
-from aiorecords._core.codecs import DecodeError
 from aiorecords.errors import CorruptArchiveError
 
 from .build import (

@@ -489,7 +489,7 @@ async def test_records_added_while_a_flush_is_out_let_it_finish(path: str) -> No
     records without waiting: the second, once it holds a few thousand
     records in memory, waits for the flush (memory stays bounded, and the
     flushing task gets on), and nothing is lost."""
-    from aiorecords._core import capture_writer
+    from aiorecords.capture import _writer as capture_writer
 
     async with CaptureFile(path, to_write=True, durable=False) as cf:
         flushed_after = None

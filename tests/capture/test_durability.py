@@ -10,7 +10,7 @@ import threading
 import pytest
 
 from aiorecords import CaptureFile, StorageError, WriterFailedError, _io
-from aiorecords._core.capture_layout import Layout
+from aiorecords.capture._layout import Layout
 
 V2 = Layout(native=False)
 
@@ -265,7 +265,7 @@ async def test_close_waits_for_work_in_flight(path: str, gate) -> None:
 async def test_cancelled_add_record_keeps_the_record(
     path: str, gate, monkeypatch
 ) -> None:
-    from aiorecords._core import capture_writer
+    from aiorecords.capture import _writer as capture_writer
 
     monkeypatch.setattr(capture_writer, "FLUSH_BLOCKS", 2)
     cf = await CaptureFile(path, to_write=True)

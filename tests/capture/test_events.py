@@ -274,7 +274,8 @@ async def test_a_failed_commit_fails_every_caller_in_it(path: str) -> None:
 @pytest.fixture
 def no_polling(monkeypatch):
     """Only in-process wake-ups can end a follower's wait (polls take 60 s)."""
-    from aiorecords import capture, records
+    from aiorecords.capture import _file as capture
+    from aiorecords.records import _files as records
 
     for module in (capture, records):
         monkeypatch.setattr(module, "_FOLLOW_FIRST_WAIT", 60.0)

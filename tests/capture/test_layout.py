@@ -8,7 +8,8 @@ import zlib
 import pytest
 from crc32c import crc32c
 
-from aiorecords._core.capture_layout import (
+from aiorecords._codecs import DecodeError
+from aiorecords.capture._layout import (
     COORD,
     HEADER_SIZE,
     Layout,
@@ -23,7 +24,6 @@ from aiorecords._core.capture_layout import (
     encode_master,
     parse_block_header,
 )
-from aiorecords._core.codecs import DecodeError
 from aiorecords.errors import InvalidCaptureFile
 
 V2 = Layout(native=False)

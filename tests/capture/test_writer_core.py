@@ -9,10 +9,10 @@ from hypothesis import given
 from hypothesis import strategies as st
 from memory_image import MemoryImage
 
-from aiorecords._core import capture_writer
-from aiorecords._core.capture_index import digits, iter_coordinates, record_coordinate
-from aiorecords._core.capture_layout import COORD, Layout, decode_master
-from aiorecords._core.capture_writer import PLACEHOLDER, ReadView, placeholder
+from aiorecords.capture import _writer as capture_writer
+from aiorecords.capture._index import digits, iter_coordinates, record_coordinate
+from aiorecords.capture._layout import COORD, Layout, decode_master
+from aiorecords.capture._writer import PLACEHOLDER, ReadView, placeholder
 
 SMALL = [
     pytest.param(Layout(False, page_size=256, block_size=512, fan_out=2), id="v2-f2"),

@@ -7,7 +7,7 @@ import struct
 
 from crc32c import crc32c
 
-from aiorecords._core.records import (
+from aiorecords.records._log import (
     BLOCK_SIZE,
     HEADER_SIZE,
     LogDecoder,

@@ -23,7 +23,7 @@ from aiorecords import (
     _io,
     records,
 )
-from aiorecords._core.records import BLOCK_SIZE, FULL, mask_crc
+from aiorecords.records._log import BLOCK_SIZE, FULL, mask_crc
 
 from ..helpers.turns import TurnCounter
 
@@ -515,7 +515,7 @@ async def test_follow_yields_records_as_they_are_written(log_path: str) -> None:
 
 async def test_follow_never_yields_a_half_written_record(log_path: str) -> None:
     whole = bytearray()
-    from aiorecords._core.records import LogEncoder
+    from aiorecords.records._log import LogEncoder
 
     encoder = LogEncoder()
     for n in range(3):

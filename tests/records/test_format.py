@@ -9,7 +9,7 @@ from __future__ import annotations
 import pytest
 from crc32c import crc32c
 
-from aiorecords._core.records import (
+from aiorecords.records._log import (
     BLOCK_SIZE,
     FIRST,
     FULL,

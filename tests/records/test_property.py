@@ -10,7 +10,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from aiorecords import CorruptRecordError, RecordsReader, RecordsWriter, _io
-from aiorecords._core.records import BLOCK_SIZE, LogDecoder, LogEncoder
+from aiorecords.records._log import BLOCK_SIZE, LogDecoder, LogEncoder
 
 BOUNDARY_SIZES = [
     0,

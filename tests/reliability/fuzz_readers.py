@@ -27,7 +27,7 @@ from aiorecords import (
     RecordsReader,
     RecordsWriter,
 )
-from aiorecords._core.records import LogDecoder
+from aiorecords.records._log import LogDecoder
 
 # A capture file is read from a path: each input is written here first.
 _CAPTURE_PATH = os.path.join(

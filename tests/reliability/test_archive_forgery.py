@@ -30,7 +30,7 @@ import pytest
 from crc32c import crc32c
 
 from aiorecords import Archive
-from aiorecords._core.archive import V1, V2, Codec, ElementLayout
+from aiorecords.archive._format import V1, V2, Codec, ElementLayout
 
 SCRIPT = shutil.which("aiorecords", path=os.path.dirname(sys.executable))
 STAMP = 1_700_000_000

@@ -23,8 +23,8 @@ from pathlib import Path
 import pytest
 
 from aiorecords import CaptureFile, RecordsReader, RecordsWriter
-from aiorecords._core.records import LogEncoder
 from aiorecords.errors import FileChangedError
+from aiorecords.records._log import LogEncoder
 
 from .conftest import count, scale
 

@@ -26,7 +26,7 @@ from pathlib import Path
 import pytest
 
 from aiorecords import CaptureFile, InvalidCaptureFile, RecordNotText
-from aiorecords._core.capture_layout import (
+from aiorecords.capture._layout import (
     COORD,
     decode_header,
     decode_master,

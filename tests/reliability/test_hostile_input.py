@@ -40,8 +40,9 @@ from aiorecords import (
     RecordsReader,
     RecordsWriter,
 )
-from aiorecords._core import archive as gar
-from aiorecords._core.capture_layout import (
+from aiorecords._codecs import DecodeError
+from aiorecords.archive import _format as gar
+from aiorecords.capture._layout import (
     _NATIVE_MASTER_HEAD,
     _V2_MASTER_HEAD,
     U32,
@@ -49,8 +50,7 @@ from aiorecords._core.capture_layout import (
     decode_header,
     decode_master,
 )
-from aiorecords._core.codecs import DecodeError
-from aiorecords._core.records import LogDecoder
+from aiorecords.records._log import LogDecoder
 
 from .conftest import count, scale
 

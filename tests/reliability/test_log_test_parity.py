@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import pytest
 
-from aiorecords._core.records import (
+from aiorecords._skipped import SkippedRegion
+from aiorecords.records._log import (
     BLOCK_SIZE,
     FIRST,
     HEADER_SIZE,
@@ -16,7 +17,6 @@ from aiorecords._core.records import (
     MIDDLE,
     LogDecoder,
 )
-from aiorecords._core.skipped import SkippedRegion
 
 from ..records.logs import SIZES, STARTS, Log, big, dropped, number, offset_log, reasons
 

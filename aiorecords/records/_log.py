@@ -26,7 +26,7 @@ from typing import Final
 
 from crc32c import crc32c
 
-from .skipped import SkippedRegion
+from .._skipped import SkippedRegion
 
 __all__ = [
     "BLOCK_SIZE",

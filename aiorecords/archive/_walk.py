@@ -17,9 +17,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Final
 
+from .._skipped import SkippedRegion
 from ..errors import CorruptArchiveError
-from .archive import FILE_HEADER_SIZE, ArchiveEntry, Codec, ElementLayout
-from .skipped import SkippedRegion
+from ._format import FILE_HEADER_SIZE, ArchiveEntry, Codec, ElementLayout
 
 __all__ = [
     "BackwardReader",

@@ -1,20 +1,4 @@
-"""LevelDB log records: the App Engine ``records`` API, async.
-
-[`RecordsWriter`][aiorecords.RecordsWriter] frames records into 32 KiB blocks exactly as
-LevelDB's ``log::Writer`` does (and, with ``pad_last_block=True``, pads the
-last block on close as the App Engine ``RecordsWriter`` does).
-[`RecordsReader`][aiorecords.RecordsReader] reads them back as LevelDB's ``log::Reader``
-does, reporting (or, with ``strict=True``, refusing) damaged bytes.
-[`split()`][aiorecords.records.split] cuts a file into byte ranges for readers working
-in parallel.
-
-Both take a path, or an async file object (such as one from
-``aiofiles.open``). With a path, every system call goes through
-`aiorecords._io`: one worker-thread hop per buffer written; a block the
-page cache holds is read without one (``preadv2`` with ``RWF_NOWAIT`` never
-waits for the disk), any other by one hop per block; none per record.
-Decoding is in-memory work done on the event loop.
-"""
+"""The LevelDB log facades: `RecordsWriter`, `RecordsReader`, `split()`."""
 
 from __future__ import annotations
 
@@ -24,12 +8,11 @@ import logging
 from collections.abc import AsyncIterator, Callable, Iterable
 from typing import Any, Final, Protocol
 
-from . import _io, _watch
-from ._core.records import BLOCK_SIZE, AppendPoint, LogDecoder, LogEncoder, Record
-from ._core.skipped import SkippedRegion
-from ._lifetime import CloseOnce
-from ._scheduling import RECORDS_PER_TURN, let_others_run
-from .errors import (
+from .. import _io, _watch
+from .._lifetime import CloseOnce
+from .._scheduling import RECORDS_PER_TURN, let_others_run
+from .._skipped import SkippedRegion
+from ..errors import (
     ClosedError,
     CorruptRecordError,
     FileChangedError,
@@ -37,6 +20,7 @@ from .errors import (
     StorageError,
     WriterFailedError,
 )
+from ._log import BLOCK_SIZE, AppendPoint, LogDecoder, LogEncoder, Record
 
 __all__ = ["RecordsReader", "RecordsWriter", "split"]
 

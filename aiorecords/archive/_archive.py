@@ -1,18 +1,4 @@
-"""Archives of named entries ("gar"): the Seqdb_archive API, async.
-
-An archive is a file (or bytes in memory) of elements, each a name, a
-timestamp, a comment and a payload, appended one after another and read
-from the end, so that of several elements with one name the last one
-stored is the one found. [`Archive`][aiorecords.Archive] opens one; its
-[`append()`][aiorecords.Archive.append] and [`read()`][aiorecords.Archive.read] stream
-an entry's bytes in and out in bounded memory, one worker-thread hop per megabyte (or
-per small entry), never one per write.
-
-Appends are crash-safe: an element exists once its trailer is written, the
-last thing an append does; a torn element left by a cancelled task or a
-killed process is invisible to readers and overwritten by the next append.
-The byte layout is in ``docs/formats/archive.md``.
-"""
+"""The archive facade: `Archive`."""
 
 from __future__ import annotations
 
@@ -25,26 +11,26 @@ from collections.abc import AsyncIterator, Callable, Generator
 from dataclasses import dataclass
 from typing import Any, Final, Literal, TypeVar
 
-from . import _archive_files as files
-from . import _io
-from ._archive_entries import Appending, EntryReader, EntryWriter, NewEntry, Reading
-from ._core.archive import (
-    CURRENT,
-    FILE_HEADER_SIZE,
-    ArchiveEntry,
-    Codec,
-    ElementLayout,
-)
-from ._core.archive_walk import Listing, find_back
-from ._core.skipped import SkippedRegion
-from ._lifetime import CloseOnce
-from .errors import (
+from .. import _io
+from .._lifetime import CloseOnce
+from .._skipped import SkippedRegion
+from ..errors import (
     ArchiveLocked,
     ArchiveReadOnly,
     ClosedError,
     CorruptArchiveError,
     WriterFailedError,
 )
+from . import _files as files
+from ._entries import Appending, EntryReader, EntryWriter, NewEntry, Reading
+from ._format import (
+    CURRENT,
+    FILE_HEADER_SIZE,
+    ArchiveEntry,
+    Codec,
+    ElementLayout,
+)
+from ._walk import Listing, find_back
 
 __all__ = ["Archive", "ArchiveEntry", "EntryProperties", "EntryReader", "EntryWriter"]
 

@@ -9,15 +9,15 @@ from __future__ import annotations
 
 from typing import Final
 
-from . import _io
-from ._core.archive import (
+from .. import _io
+from ._format import (
     FILE_HEADER,
     FILE_HEADER_SIZE,
     ArchiveEntry,
     ElementLayout,
     check_file_header,
 )
-from ._core.archive_walk import Listing, extend_listing, find_back, valid_end
+from ._walk import Listing, extend_listing, find_back, valid_end
 
 __all__ = [
     "MemoryArchive",

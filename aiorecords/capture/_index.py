@@ -19,7 +19,7 @@ from collections.abc import Callable, Iterator
 from functools import lru_cache
 
 from ..errors import InvalidCaptureFile
-from .capture_layout import COORD, U32
+from ._layout import COORD, U32
 
 __all__ = [
     "BlockAt",

@@ -18,8 +18,8 @@ from typing import Final
 import zstandard
 from crc32c import crc32c
 
-from .archive import Codec, Stuffer, unfinished_run, unstuff
-from .codecs import ZSTD_LEVEL, DecodeError
+from .._codecs import ZSTD_LEVEL, DecodeError
+from ._format import Codec, Stuffer, unfinished_run, unstuff
 
 __all__ = ["CHUNK", "EntryDecoder", "EntryEncoder", "GzipInflater"]
 

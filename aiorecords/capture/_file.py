@@ -1,14 +1,4 @@
-"""Capture files: transactional, compressed record logs with random access.
-
-[`CaptureFile`][aiorecords.CaptureFile] mirrors the API of the CaptureFile package
-(1.2.0) with async methods. Records are appended, committed atomically (and, by default,
-durably), and read back by number, by slice or as an async stream.
-
-The format work is done by the sans-IO core (`aiorecords._core`); this
-module moves bytes between it and the file through `aiorecords._io`,
-with one worker-thread hop per commit, per flush of several full blocks, or
-per batch of reads, and none per record.
-"""
+"""The capture file facade: `CaptureFile`."""
 
 from __future__ import annotations
 
@@ -25,25 +15,11 @@ from collections.abc import (
 )
 from typing import Any, Final, Literal, Protocol, TypeAlias, TypeVar, overload
 
-from . import _io, _watch
-from ._cache import block_cache
-from ._capture_threads import (
-    BlockReader,
-    MasterSlots,
-    Stream,
-    create_file,
-    item_in_thread,
-    open_existing,
-    read_state,
-    record_in_thread,
-    run_flush,
-)
-from ._core.capture_index import node_from_block, read_item, record_coordinate
-from ._core.capture_layout import Layout, MasterNode, MasterNodesInconsistent
-from ._core.capture_writer import PLACEHOLDER, CaptureWriter, ReadView
-from ._lifetime import CloseOnce
-from ._scheduling import RECORDS_PER_TURN, let_others_run
-from .errors import (
+from .. import _io, _watch
+from .._cache import block_cache
+from .._lifetime import CloseOnce
+from .._scheduling import RECORDS_PER_TURN, let_others_run
+from ..errors import (
     CaptureFileAlreadyOpen,
     CaptureFileNotOpen,
     CaptureFileNotOpenForWrite,
@@ -55,6 +31,20 @@ from .errors import (
     RecordNotText,
     WriterFailedError,
 )
+from ._index import node_from_block, read_item, record_coordinate
+from ._layout import Layout, MasterNode, MasterNodesInconsistent
+from ._threads import (
+    BlockReader,
+    MasterSlots,
+    Stream,
+    create_file,
+    item_in_thread,
+    open_existing,
+    read_state,
+    record_in_thread,
+    run_flush,
+)
+from ._writer import PLACEHOLDER, CaptureWriter, ReadView
 
 __all__ = ["CaptureFile", "Record"]
 

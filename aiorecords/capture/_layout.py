@@ -20,8 +20,7 @@ from typing import Final
 
 from crc32c import crc32c
 
-from ..errors import InvalidCaptureFile
-from .codecs import (
+from .._codecs import (
     ZLIB_MAX_RATIO,
     DecodeError,
     zlib_compress,
@@ -29,6 +28,7 @@ from .codecs import (
     zstd_compress,
     zstd_decompress,
 )
+from ..errors import InvalidCaptureFile
 
 __all__ = [
     "COORD",

@@ -13,15 +13,15 @@ from dataclasses import dataclass
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Final
 
-from . import _io
-from ._archive_files import MemoryArchive, end_append
-from ._core.archive import ArchiveEntry, Codec
-from ._core.archive_stream import CHUNK, EntryDecoder, EntryEncoder
-from ._core.codecs import DecodeError
-from .errors import ClosedError, CorruptArchiveError, StorageError, WriterFailedError
+from .. import _io
+from .._codecs import DecodeError
+from ..errors import ClosedError, CorruptArchiveError, StorageError, WriterFailedError
+from ._files import MemoryArchive, end_append
+from ._format import ArchiveEntry, Codec
+from ._stream import CHUNK, EntryDecoder, EntryEncoder
 
 if TYPE_CHECKING:
-    from .archive import Archive
+    from ._archive import Archive
 
 __all__ = ["Appending", "EntryReader", "EntryWriter", "NewEntry", "Reading"]
 

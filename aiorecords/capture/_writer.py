@@ -28,7 +28,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
-from .capture_layout import (
+from ._layout import (
     COORD,
     GROWTH_LIMIT,
     U32,

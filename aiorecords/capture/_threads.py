@@ -11,10 +11,17 @@ import codecs
 import struct
 from typing import Any, Final
 
-from . import _io
-from ._cache import block_cache
-from ._core.capture_index import NodeAt, iter_coordinates, read_item, record_coordinate
-from ._core.capture_layout import (
+from .. import _io
+from .._cache import block_cache
+from .._codecs import DecodeError, LimitExceeded
+from ..errors import (
+    CaptureFileAlreadyOpen,
+    InvalidCaptureFile,
+    RecordNotText,
+    StorageError,
+)
+from ._index import NodeAt, iter_coordinates, read_item, record_coordinate
+from ._layout import (
     HEADER_SIZE,
     U32,
     WRITER_LOCK_OFFSET,
@@ -28,14 +35,7 @@ from ._core.capture_layout import (
     encode_header,
     parse_block_header,
 )
-from ._core.capture_writer import CaptureWriter, FlushJob, FlushResult, ReadView
-from ._core.codecs import DecodeError, LimitExceeded
-from .errors import (
-    CaptureFileAlreadyOpen,
-    InvalidCaptureFile,
-    RecordNotText,
-    StorageError,
-)
+from ._writer import CaptureWriter, FlushJob, FlushResult, ReadView
 
 __all__ = [
     "BlockReader",
