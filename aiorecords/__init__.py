@@ -45,6 +45,19 @@ from .records import RecordsReader, RecordsWriter
 
 __version__ = "0.1.0"
 
+
+def _report_public_module(names: list[str], module: str) -> None:
+    """Make public objects name the module users import them from (as trio
+    does), not the private one that defines them: reprs, pickles and
+    tracebacks then show ``aiorecords.CaptureFile``."""
+    namespace = globals()
+    for name in names:
+        thing = namespace[name]
+        defined_in = getattr(thing, "__module__", "")
+        if any(part.startswith("_") for part in defined_in.split(".")):
+            thing.__module__ = module
+
+
 __all__ = [
     "Archive",
     "ArchiveEntry",
@@ -79,3 +92,5 @@ __all__ = [
     "StorageError",
     "WriterFailedError",
 ]
+
+_report_public_module(__all__, "aiorecords")

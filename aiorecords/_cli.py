@@ -19,7 +19,6 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from typing import Any, BinaryIO, Final, Literal, NoReturn, TypeVar
 
 import click
-from crc32c import crc32c
 from rich.console import Console
 from rich.progress import Progress
 from rich.table import Table
@@ -27,12 +26,13 @@ from rich.table import Table
 from . import _io
 from ._skipped import SkippedRegion
 from .archive import Archive, ArchiveEntry
-from .archive._format import FILE_HEADER
+from .archive._format import archive_version, is_archive
 from .capture import CaptureFile
-from .capture._layout import NATIVE_MAGIC, V2_MAGIC, V2_OLD_MAGIC
+from .capture._layout import capture_version, is_capture
+from .capture._opened import read_commit
 from .errors import AiorecordsError, CorruptionError
 from .records import RecordsReader, RecordsWriter
-from .records._log import HEADER_SIZE, unmask_crc
+from .records._log import BLOCK_SIZE, HEADER_SIZE, starts_like_log
 
 __all__ = ["main"]
 
@@ -79,23 +79,15 @@ def detect(path: str) -> Format:
         head = _io.read_head(path, 64)
     except OSError as error:
         fail(f"{path}: {error.strerror or error}")
-    if head[:11] in (V2_MAGIC, V2_OLD_MAGIC, NATIVE_MAGIC):
+    if is_capture(head):
         return "capture"
-    if head.startswith(FILE_HEADER[:8]):  # the archive magic
+    if is_archive(head):
         return "archive"
-    if len(head) >= HEADER_SIZE and _looks_like_log(path, head):
+    if starts_like_log(_io.read_head(path, BLOCK_SIZE)):
         return "records"
     if not head:
         fail(f"{path}: the file is empty; give --format")
     fail(f"{path}: not a capture file, LevelDB log or archive (use --format)")
-
-
-def _looks_like_log(path: str, head: bytes) -> bool:
-    checksum, length, kind = struct.unpack_from("<IHB", head)
-    if kind not in (1, 2, 3, 4) or length > 32768 - HEADER_SIZE:
-        return False
-    data = _io.read_head(path, HEADER_SIZE + length)[HEADER_SIZE:]
-    return len(data) == length and crc32c(bytes([kind]) + data) == unmask_crc(checksum)
 
 
 def format_of(path: str, given: str | None) -> Format:
@@ -199,24 +191,21 @@ async def _info(path: str, fmt: Format) -> dict[str, Any]:
     facts: dict[str, Any] = {"file": path, "format": fmt, "size_on_disk": size}
     head = _io.read_head(path, 16)
     # The LevelDB log format has no version field: logs get none.
-    if fmt == "capture" and len(head) >= 15:
-        facts["version"] = struct.unpack_from(">L", head, 11)[0]
-    elif fmt == "archive" and len(head) >= 12:
-        facts["version"] = struct.unpack_from("<L", head, 8)[0]
+    version = capture_version(head) if fmt == "capture" else archive_version(head)
+    if fmt != "records" and version is not None:
+        facts["version"] = version
     damage: list[str] = []
     total: int | None = 0
     if fmt == "capture":
         cf = await CaptureFile(path, encoding=None)
         try:
-            layout = cf._layout
-            assert layout is not None
-            assert cf._master is not None
+            layout, commit = await read_commit(path)
             facts["layout"] = "aiorecords capture" if layout.native else "capture v2"
             facts["compression"] = "zstd" if layout.native else "zlib"
             facts["records"] = cf.record_count()
             # The file is preallocated ahead of its data: compare with what
             # the data takes.
-            size = facts["size_used"] = cf._master.file_limit
+            size = facts["size_used"] = commit.file_limit
             if cf.damaged_commit is not None:
                 damage.append(cf.damaged_commit)
             try:

@@ -9,7 +9,6 @@ memory is asked for.
 
 from __future__ import annotations
 
-import threading
 import zlib
 
 import zstandard
@@ -68,31 +67,30 @@ def zlib_decompress(data: bytes | bytearray | memoryview, limit: int) -> bytes:
 
 
 # Compression and decompression contexts are not safe to share between
-# threads, and making one costs more than compressing a small block.
-_contexts = threading.local()
+# threads, and making one costs more than compressing a small block. Each
+# call takes one from a pool and gives it back: a list's pop() and append()
+# are atomic, so no two threads ever hold the same context, and the core
+# needs no thread-local state (nor the threading module).
+_compressors: list[zstandard.ZstdCompressor] = []
+_decompressors: list[zstandard.ZstdDecompressor] = []
 
 
-def _compressor() -> zstandard.ZstdCompressor:
-    compressor: zstandard.ZstdCompressor | None = getattr(_contexts, "c", None)
-    if compressor is None:
-        compressor = zstandard.ZstdCompressor(
-            level=ZSTD_LEVEL, write_checksum=True, write_content_size=True
-        )
-        _contexts.c = compressor
-    return compressor
-
-
-def _decompressor() -> zstandard.ZstdDecompressor:
-    decompressor: zstandard.ZstdDecompressor | None = getattr(_contexts, "d", None)
-    if decompressor is None:
-        decompressor = zstandard.ZstdDecompressor()
-        _contexts.d = decompressor
-    return decompressor
+def _new_compressor() -> zstandard.ZstdCompressor:
+    return zstandard.ZstdCompressor(
+        level=ZSTD_LEVEL, write_checksum=True, write_content_size=True
+    )
 
 
 def zstd_compress(data: bytes | bytearray | memoryview) -> bytes:
     """One zstd frame holding ``data``, with its content size and a checksum."""
-    return _compressor().compress(data)
+    try:
+        compressor = _compressors.pop()
+    except IndexError:
+        compressor = _new_compressor()
+    try:
+        return compressor.compress(data)
+    finally:
+        _compressors.append(compressor)
 
 
 def zstd_decompress(frame: bytes | bytearray | memoryview, limit: int) -> bytes:
@@ -112,11 +110,17 @@ def zstd_decompress(frame: bytes | bytearray | memoryview, limit: int) -> bytes:
             f"zstd frame declares {size} bytes, over the limit of {limit} bytes"
         )
     try:
-        out = _decompressor().decompress(
+        decompressor = _decompressors.pop()
+    except IndexError:
+        decompressor = zstandard.ZstdDecompressor()
+    try:
+        out = decompressor.decompress(
             frame, max_output_size=size, allow_extra_data=False
         )
     except zstandard.ZstdError as error:
         raise DecodeError(f"zstd frame is damaged ({error})") from None
+    finally:
+        _decompressors.append(decompressor)
     if len(out) != size:
         raise DecodeError("zstd frame content is shorter than declared")
     return out

@@ -27,6 +27,7 @@ import fcntl
 import os
 import secrets
 import struct
+import warnings
 from collections.abc import Callable, Iterator
 from typing import Any, Final, Generic, TypeVar
 
@@ -191,12 +192,23 @@ async def run_to_completion(
         if not waiting[0].done():
             waiting[0].set_result(None)
 
-    def finished(_: concurrent.futures.Future[T]) -> None:
+    def finished(_: concurrent.futures.Future[None]) -> None:
         # In the worker thread (or here, if it was already done).
         with contextlib.suppress(RuntimeError):  # the loop has closed
             loop.call_soon_threadsafe(wake)
 
-    work = _get_executor().submit(function, *args)
+    # The call, its arguments and then its result pass through a list that
+    # each side empties: the pool's work item (and the future it completes)
+    # outlive the call for a moment in the worker thread, and must not keep
+    # what the caller has since let go of (say, a dropped object's file).
+    job: list[Any] = [function, args]
+
+    def run() -> None:
+        call, arguments = job
+        job.clear()
+        job.append(call(*arguments))
+
+    work = _get_executor().submit(run)
     work.add_done_callback(finished)
     cancelled: asyncio.CancelledError | None = None
     while True:
@@ -209,7 +221,8 @@ async def run_to_completion(
                 break
             waiting[0] = loop.create_future()  # the thread is still at work
     failure = work.exception()
-    return Outcome(None if failure else work.result(), failure), cancelled
+    value = None if failure is not None else job.pop()
+    return Outcome(value, failure), cancelled
 
 
 async def offload(function: Callable[..., T], /, *args: Any) -> T:
@@ -427,11 +440,19 @@ class FileIO:
             os.close(self.fd)
 
     def __del__(self) -> None:
-        # A file dropped without close() still gives back its descriptor.
+        # A file dropped without close() (its capture file, log or archive
+        # object was) still gives back its descriptor, then says so: after,
+        # so that a warning turned into an error leaves nothing open.
         if not getattr(self, "_closed", True):
             self._closed = True
             with contextlib.suppress(OSError):
                 os.close(self.fd)
+            warnings.warn(
+                f"{self.path!r} was left open: the object using it was dropped "
+                "without close()",
+                ResourceWarning,
+                stacklevel=1,
+            )
 
 
 def _set_lock(fd: int, lock_type: int, start: int, length: int, wait: bool) -> None:

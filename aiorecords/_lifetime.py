@@ -10,12 +10,13 @@ interrupts the waiting would leave the object half closed.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Coroutine
+from collections.abc import Callable, Coroutine
 from typing import Any, TypeVar
 
+from . import _io
 from ._scheduling import running_loop
 
-__all__ = ["CloseOnce", "finish"]
+__all__ = ["CloseOnce", "InFlight", "finish", "open_owned"]
 
 T = TypeVar("T")
 
@@ -83,3 +84,57 @@ class CloseOnce:
     def reset(self) -> None:
         """Forget an ended close, for an object that can be opened again."""
         self._task = None
+
+
+class InFlight:
+    """Counts the calls that use a descriptor, so that ``close()`` can wait
+    until none is running before it closes it. ``with in_flight:`` marks
+    one (a plain context manager: it is entered on every thread hop)."""
+
+    __slots__ = ("_busy", "_idle")
+
+    def __init__(self) -> None:
+        self._busy = 0
+        self._idle: asyncio.Event | None = None
+
+    def held(self) -> InFlight:
+        """The guard itself, to mark work that uses the descriptor for as
+        long as it runs: ``with in_flight.held():``."""
+        return self
+
+    def __enter__(self) -> None:
+        self._busy += 1
+
+    def __exit__(self, *exc_info: object) -> None:
+        self._busy -= 1
+        if not self._busy and self._idle is not None:
+            self._idle.set()
+
+    async def offload(self, function: Callable[..., T], /, *args: Any) -> T:
+        """Run ``function`` in a worker thread, marked as in flight."""
+        with self.held():
+            return await _io.offload(function, *args)
+
+    async def idle(self) -> None:
+        """Wait until no marked work runs."""
+        while self._busy:
+            self._idle = asyncio.Event()
+            await self._idle.wait()
+            self._idle = None
+
+
+async def open_owned(
+    function: Callable[..., T], close: Callable[[T], Callable[[], None]], /, *args: Any
+) -> T:
+    """Run ``function`` (which opens something) in a worker thread to its end.
+
+    If the caller is cancelled meanwhile, what it opened is closed (with the
+    call ``close(result)`` gives) before the cancellation goes on: nobody
+    else will ever close it.
+    """
+    outcome, cancelled = await _io.run_to_completion(function, *args)
+    if cancelled is not None:
+        if outcome.error is None:
+            await _io.run_to_completion(close(outcome.unwrap()))
+        raise cancelled
+    return outcome.unwrap()

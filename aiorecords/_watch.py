@@ -13,9 +13,51 @@ import asyncio
 import contextlib
 from collections.abc import Iterator
 
-__all__ = ["Watch", "notify", "watching"]
+__all__ = [
+    "FOLLOW_FIRST_WAIT",
+    "FOLLOW_LAST_WAIT",
+    "Backoff",
+    "Watch",
+    "notify",
+    "watching",
+]
+
+# A follower looks at the file for changes by other processes at intervals
+# doubling from the first to the last while nothing comes (changes made in
+# this process wake it at once).
+FOLLOW_FIRST_WAIT = 0.001
+FOLLOW_LAST_WAIT = 0.1
 
 _watches: dict[str, set[Watch]] = {}
+
+
+class Backoff:
+    """Intervals doubling from a first to a last: how long a follower waits
+    between looks at a file, or a writer between tries at a lock that
+    another process holds (polling, because a thread blocked in a waiting
+    lock call could not be woken if its task were cancelled)."""
+
+    __slots__ = ("_first", "_last", "delay")
+
+    def __init__(self, first: float | None = None, last: float | None = None) -> None:
+        # Read when made, so that a test may change the module's values.
+        self._first = FOLLOW_FIRST_WAIT if first is None else first
+        self._last = FOLLOW_LAST_WAIT if last is None else last
+        self.delay = self._first
+        """The next interval, in seconds."""
+
+    def reset(self) -> None:
+        """Something came: the next interval is the first again."""
+        self.delay = self._first
+
+    def longer(self) -> None:
+        """Nothing came: double the next interval (up to the last)."""
+        self.delay = min(self.delay * 2, self._last)
+
+    async def sleep(self) -> None:
+        """Sleep for the next interval, then make it longer."""
+        await asyncio.sleep(self.delay)
+        self.longer()
 
 
 class Watch:

@@ -40,6 +40,7 @@ from CaptureFile import CaptureFile as SyncCaptureFile
 
 from aiorecords import CaptureFile, set_block_cache_size
 from aiorecords._cache import block_cache
+from aiorecords.capture._opened import read_commit
 
 PEER = "CaptureFile 1.2.0"
 
@@ -260,10 +261,8 @@ async def bench(records: int, lookups: int, repeat: int, directory: str) -> list
     peer = SyncCaptureFile(peer_path)
     peer_bytes = peer._current_master_node.file_limit
     peer.close()
-    ours = await CaptureFile(paths[True])
-    assert ours._master is not None
-    our_bytes = ours._master.file_limit
-    await ours.close()
+    _, commit = await read_commit(paths[True])
+    our_bytes = commit.file_limit
     print(f"data written: {PEER} {peer_bytes:,} bytes,", end=" ")
     print(f"aiorecords zstd {our_bytes:,} bytes")
     return rows

@@ -7,10 +7,11 @@ the async layer applies them to a file.
 
 from __future__ import annotations
 
+from aiorecords._wants import answer_all
 from aiorecords.capture._index import (
-    iter_coordinates,
-    read_item,
-    record_coordinate,
+    find_item,
+    item_at,
+    walk_runs,
 )
 from aiorecords.capture._layout import (
     Layout,
@@ -21,6 +22,23 @@ from aiorecords.capture._layout import (
     parse_block_header,
 )
 from aiorecords.capture._writer import CaptureWriter, FlushJob, ReadView
+
+
+def iter_coordinates(levels, fan_out: int, start: int, block_at):
+    """The runs of coordinates from ``start``, answering the walk's block
+    wants with ``block_at`` (a driver of `walk_runs()`)."""
+    walk = walk_runs(levels, fan_out, start)
+    reply = None
+    while True:
+        try:
+            item = walk.send(reply)
+        except StopIteration:
+            return
+        if isinstance(item, int):
+            reply = block_at(item)
+        else:
+            reply = None
+            yield item
 
 
 class MemoryImage:
@@ -117,20 +135,16 @@ class MemoryImage:
             view.levels, self.layout.fan_out, 0, block_at
         ):
             for position, offset in zip(positions, offsets, strict=True):
-                out.append(read_item(block_at(position), offset, position))
+                out.append(answer_all(item_at(position, offset), block_at))
         return out
 
     def record(self, index: int, view: ReadView | None = None) -> bytes:
         view = view or self.committed_view()
         block_at = self.block_at(view)
-        position, offset = record_coordinate(
-            view.levels, self.layout.fan_out, index, block_at
-        )
-        return read_item(block_at(position), offset, position)
+        return answer_all(find_item(view.levels, self.layout.fan_out, index), block_at)
 
     def metadata(self, view: ReadView | None = None) -> bytes | None:
         view = view or self.committed_view()
         if view.metadata is None:
             return None
-        position, offset = view.metadata
-        return read_item(self.block_at(view)(position), offset, position)
+        return answer_all(item_at(*view.metadata), self.block_at(view))

@@ -18,13 +18,25 @@ CORES = [
     PACKAGE / "_skipped.py",
     PACKAGE / "capture" / "_index.py",
     PACKAGE / "capture" / "_layout.py",
+    PACKAGE / "capture" / "_stream.py",
     PACKAGE / "capture" / "_writer.py",
     PACKAGE / "records" / "_log.py",
     PACKAGE / "archive" / "_format.py",
     PACKAGE / "archive" / "_stream.py",
     PACKAGE / "archive" / "_walk.py",
 ]
-FORBIDDEN_IN_CORE = {"asyncio", "os", "io", "fcntl", "aiofiles", "anyio"}
+#: Each format's package: its cores, its facade and its worker-thread steps.
+FORMATS = ("archive", "capture", "records")
+FORBIDDEN_IN_CORE = {
+    "asyncio",
+    "os",
+    "io",
+    "fcntl",
+    "aiofiles",
+    "anyio",
+    "threading",
+    "concurrent",
+}
 # Modules that talk to the operating system; only the I/O layer may.
 SYSTEM_MODULES = {"os", "fcntl", "aiofiles", "shutil", "tempfile", "mmap", "io"}
 
@@ -206,3 +218,136 @@ def test_runtime_dependencies_are_what_the_library_imports() -> None:
     assert third_party_imports(library) == declared(None) == {"zstandard", "crc32c"}
     assert third_party_imports(list(cli)) <= declared("cli") | declared(None)
     assert declared("cli") == {"click", "rich"}
+
+
+# Names a read callback goes by, as a parameter of a core function.
+READ_CALLBACKS = {"pread", "read", "reader", "block_at", "node_at", "fetch", "load"}
+
+
+def test_no_core_is_given_a_read_function() -> None:
+    """Issue 15: every core is push-style. It yields what it wants and is
+    sent it; no core function takes a function to read with, or calls one
+    of the I/O layer's read methods."""
+    for path in CORES:
+        tree = ast.parse(path.read_text())
+        for node in ast.walk(tree):
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                arguments = (
+                    node.args.posonlyargs + node.args.args + node.args.kwonlyargs
+                )
+                for argument in arguments:
+                    assert argument.arg not in READ_CALLBACKS, (
+                        f"{path.name}: {node.name}() takes {argument.arg}"
+                    )
+                    annotation = ast.unparse(argument.annotation or ast.Constant(""))
+                    assert "Callable" not in annotation or argument.arg == "stop", (
+                        f"{path.name}: {node.name}() takes a function ({argument.arg})"
+                    )
+            if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute):
+                assert node.func.attr not in ("pread", "read_cached", "size"), (
+                    f"{path.name} calls .{node.func.attr}()"
+                )
+
+
+def _defined_private_names(tree: ast.AST) -> set[str]:
+    """The private names a module defines: its functions, classes and
+    globals, and the attributes its classes give themselves."""
+    names: set[str] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+            names.add(node.name)
+        elif isinstance(node, ast.Name) and isinstance(node.ctx, ast.Store):
+            names.add(node.id)
+        elif (
+            isinstance(node, ast.Attribute)
+            and isinstance(node.value, ast.Name)
+            and node.value.id in ("self", "cls")
+        ):
+            names.add(node.attr)
+        elif isinstance(node, ast.Constant) and isinstance(node.value, str):
+            names.add(node.value)  # __slots__
+    return {name for name in names if name.startswith("_")}
+
+
+def test_no_module_uses_another_modules_private_names() -> None:
+    """A private name (``_x``) is used only in the module that defines it:
+    parts talk through names without an underscore. Private modules may be
+    imported; private names from them may not."""
+    everything = {p: ast.parse(p.read_text()) for p in PACKAGE.rglob("*.py")}
+    private_everywhere: set[str] = set()
+    for tree in everything.values():
+        private_everywhere |= _defined_private_names(tree)
+    for path, tree in everything.items():
+        own = _defined_private_names(tree)
+        where = path.relative_to(PACKAGE)
+        for node in ast.walk(tree):
+            if isinstance(node, ast.ImportFrom) and node.level:
+                base = path.parent
+                for _ in range(node.level - 1):
+                    base = base.parent
+                source = base.joinpath(*(node.module or "").split("."))
+                for alias in node.names:
+                    name = alias.name
+                    if name.startswith("_") and not name.startswith("__"):
+                        is_module = (source / f"{name}.py").exists() or (
+                            source / name
+                        ).is_dir()
+                        assert is_module, f"{where} imports {name} from {node.module}"
+            if (
+                isinstance(node, ast.Attribute)
+                and node.attr.startswith("_")
+                and not node.attr.startswith("__")
+                and not (
+                    isinstance(node.value, ast.Name)
+                    and node.value.id in ("self", "cls")
+                )
+                and node.attr in private_everywhere
+                and node.attr not in own
+            ):
+                pytest.fail(f"{where}:{node.lineno} uses {ast.unparse(node)}")
+
+
+def test_one_package_per_format() -> None:
+    for name in FORMATS:
+        package = PACKAGE / name
+        assert (package / "__init__.py").exists(), name
+        # One flat level of modules inside.
+        assert not [
+            p for p in package.iterdir() if p.is_dir() and p.name != "__pycache__"
+        ]
+    assert not (PACKAGE / "_core").exists()
+
+
+@pytest.mark.parametrize(("name", "thing"), public_names())
+def test_public_objects_name_a_public_module(name: str, thing: object) -> None:
+    module = getattr(thing, "__module__", None)
+    if module is None or not module.startswith("aiorecords"):
+        return  # an alias such as Record (a union of builtins)
+    assert not any(part.startswith("_") for part in module.split(".")), (
+        f"{name}.__module__ is {module}"
+    )
+
+
+def test_no_class_is_over_450_lines() -> None:
+    """Issue 15: no class grows into several jobs again."""
+    for path in PACKAGE.rglob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ClassDef):
+                size = (node.end_lineno or node.lineno) - node.lineno + 1
+                assert size <= 450, f"{path.name}: {node.name} is {size} lines"
+
+
+def test_the_public_import_paths_keep_working() -> None:
+    """Issue 15: the packages moved; what users import did not."""
+    import aiorecords.archive
+    import aiorecords.capture
+    import aiorecords.errors
+    import aiorecords.records
+
+    assert aiorecords.capture.CaptureFile is aiorecords.CaptureFile
+    assert aiorecords.records.RecordsWriter is aiorecords.RecordsWriter
+    assert aiorecords.records.RecordsReader is aiorecords.RecordsReader
+    assert callable(aiorecords.records.split)
+    assert aiorecords.archive.Archive is aiorecords.Archive
+    assert aiorecords.archive.EntryReader is aiorecords.EntryReader
+    assert aiorecords.errors.CorruptionError is aiorecords.CorruptionError

@@ -49,7 +49,9 @@ def first_calls(paths: dict[str, str], tmp_path: Path) -> dict[str, Call]:
 
     async def read_log() -> object:
         # The log is in the page cache: reading it needs no thread hop.
-        return [record async for record in RecordsReader(paths["log"])]
+        reader = RecordsReader(paths["log"])
+        _ = [record async for record in reader]
+        return reader
 
     async def archive_in_memory() -> object:
         with open(paths["archive"], "rb") as f:
@@ -58,13 +60,18 @@ def first_calls(paths: dict[str, str], tmp_path: Path) -> dict[str, Call]:
 
     async def write_log() -> object:
         writer = RecordsWriter(str(tmp_path / "new.log"))
-        return await writer.write(b"x")
+        await writer.write(b"x")
+        return writer
+
+    async def opened(cf: CaptureFile, to_write: bool = False) -> object:
+        await cf.open(to_write=to_write)
+        return cf  # for the caller to close
 
     return {
-        "open a capture file to write": lambda: CaptureFile(
-            str(tmp_path / "new.capture"), to_write=True
-        ).open(to_write=True),
-        "open a capture file to read": lambda: CaptureFile(paths["capture"]).open(),
+        "open a capture file to write": lambda: opened(
+            CaptureFile(str(tmp_path / "new.capture"), to_write=True), True
+        ),
+        "open a capture file to read": lambda: opened(CaptureFile(paths["capture"])),
         "await a capture file": lambda: _awaited(CaptureFile(paths["capture"])),
         "write a log": write_log,
         "read a log": read_log,

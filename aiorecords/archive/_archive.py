@@ -2,35 +2,23 @@
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
-import functools
 import logging
 import time
-from collections.abc import AsyncIterator, Callable, Generator
+from collections.abc import Callable, Generator
 from dataclasses import dataclass
 from typing import Any, Final, Literal, TypeVar
 
 from .. import _io
-from .._lifetime import CloseOnce
+from .._lifetime import CloseOnce, open_owned
 from .._skipped import SkippedRegion
-from ..errors import (
-    ArchiveLocked,
-    ArchiveReadOnly,
-    ClosedError,
-    CorruptArchiveError,
-    WriterFailedError,
-)
 from . import _files as files
 from ._entries import Appending, EntryReader, EntryWriter, NewEntry, Reading
 from ._format import (
-    CURRENT,
-    FILE_HEADER_SIZE,
     ArchiveEntry,
     Codec,
-    ElementLayout,
 )
-from ._walk import Listing, find_back
+from ._opened import Mode, OpenArchive
 
 __all__ = ["Archive", "ArchiveEntry", "EntryProperties", "EntryReader", "EntryWriter"]
 
@@ -38,7 +26,6 @@ logger = logging.getLogger("aiorecords")
 
 T = TypeVar("T")
 
-Mode = Literal["rdonly", "rdwr", "rdwr_exclusive"]
 _MODES: Final = ("rdonly", "rdwr", "rdwr_exclusive")
 
 #: Called with each damaged region ``contents(recover=True)`` steps over.
@@ -47,24 +34,6 @@ CorruptionCallback = Callable[[SkippedRegion], None]
 # Waiting for another process's lock: the first and the longest pause.
 _FIRST_WAIT: Final = 0.001
 _LAST_WAIT: Final = 0.05
-
-
-class _Backoff:
-    """Waits between attempts at a lock another process holds: intervals
-    doubling from the first to the last.
-
-    Polling, because a thread blocked in a waiting lock call could not be
-    woken if the waiting task were cancelled.
-    """
-
-    __slots__ = ("_delay",)
-
-    def __init__(self) -> None:
-        self._delay = _FIRST_WAIT
-
-    async def wait(self) -> None:
-        await asyncio.sleep(self._delay)
-        self._delay = min(self._delay * 2, _LAST_WAIT)
 
 
 @dataclass(frozen=True, slots=True)
@@ -122,26 +91,8 @@ class Archive:
         [`append()`][aiorecords.Archive.append])."""
         self.wait = wait
         """Whether appends wait for a ``rdwr_exclusive`` writer to go away."""
-        self._storage: files.Storage | None = storage
-        # A file's layout is known once its header is read (_prepare).
-        self._listing = Listing(
-            storage.layout if isinstance(storage, files.MemoryArchive) else CURRENT
-        )
-        # True once the listing covers every byte and nothing but this object
-        # can add any (an archive in memory, or one open rdwr_exclusive).
-        self._settled = False
+        self._opened = OpenArchive(storage, path=path, mode=mode, wait=wait)
         self._close = CloseOnce()
-        # Appends this object has made: a listing read while one completed
-        # may lack it, and must not be taken as settled.
-        self._appends = 0
-        self._end = FILE_HEADER_SIZE  # where a rdwr_exclusive append writes
-        self._listing_lock = asyncio.Lock()
-        self._entry_lock = asyncio.Lock()
-        self._entry_owner: asyncio.Task[Any] | None = None
-        self._reported: set[SkippedRegion] = set()
-        self._failed: BaseException | None = None
-        self._busy = 0
-        self._idle: asyncio.Event | None = None
 
     # ------------------------------------------------------------------
     # Opening and closing
@@ -206,65 +157,14 @@ class Archive:
     @classmethod
     async def _open(cls, path: str, mode: Mode, wait: bool, durable: bool) -> Archive:
         writable = mode != "rdonly"
-        outcome, cancelled = await _io.run_to_completion(
-            files.open_archive, path, writable
-        )
-        if cancelled is not None:
-            if outcome.error is None and outcome.value is not None:
-                await _io.run_to_completion(outcome.value.close)
-            raise cancelled
-        archive = cls(
-            outcome.unwrap(), path=path, mode=mode, durable=durable, wait=wait
-        )
+        io = await open_owned(files.open_archive, _close_of, path, writable)
+        archive = cls(io, path=path, mode=mode, durable=durable, wait=wait)
         try:
-            await archive._prepare()
+            await archive._opened.prepare()
         except BaseException:
             await archive._close_quietly()
             raise
         return archive
-
-    async def _prepare(self) -> None:
-        """Check (or, for an empty file, write) the header; take the owner
-        lock and find the end for ``rdwr_exclusive``."""
-        storage = self._live("open")
-        assert isinstance(storage, _io.FileIO)
-        backoff = _Backoff()
-        if self.mode == "rdwr_exclusive":
-            while not await self._offload(files.take_owner_lock, storage):
-                if not self.wait:
-                    raise ArchiveLocked(f"{self._name} is open in another writer")
-                await backoff.wait()
-        while (
-            layout := await self._offload(self._checked(self._layout_of), storage)
-        ) is None:
-            await backoff.wait()  # another writer is giving it its header
-        self._listing = Listing(layout)
-        if self.mode == "rdwr_exclusive":
-            # No one else appends while this object is open: find the end
-            # now (cutting off a torn tail) and keep it.
-            while True:
-                end = await self._offload(
-                    self._checked(files.begin_append),
-                    storage,
-                    FILE_HEADER_SIZE,
-                    False,
-                    layout,
-                )
-                if isinstance(end, int):
-                    break
-                await backoff.wait()
-            await self._offload(files.end_append, storage, False)
-            self._end = end
-
-    def _layout_of(self, io: _io.FileIO) -> ElementLayout | None:
-        # In a worker thread: a file someone left empty gets its header.
-        # None: another writer is giving it one.
-        layout = files.check_header(io)
-        if layout is not None:
-            return layout
-        if self.mode == "rdonly":
-            raise CorruptArchiveError("the file is empty", offset=0)
-        return files.check_header(io) if files.initialize(io) else None
 
     async def __aenter__(self) -> Archive:
         """The archive itself, for an ``async with`` block that closes it."""
@@ -275,14 +175,12 @@ class Archive:
         await self.close()
 
     def __repr__(self) -> str:
-        where = repr(self.path) if self.path is not None else "in memory"
-        state = "closed" if self._storage is None else self.mode
-        return f"<Archive {where} {state}>"
+        return repr(self._opened)
 
     @property
     def closed(self) -> bool:
         """True once [`close()`][aiorecords.Archive.close] has run."""
-        return self._storage is None
+        return self._opened.closed
 
     async def close(self) -> None:
         """Close the archive, releasing its lock. Closing twice does nothing.
@@ -297,133 +195,17 @@ class Archive:
         Cancellation: the archive is closed all the same, and the
         cancellation is raised once it is.
         """
-        storage = self._storage
+        opened = self._opened
+        storage = opened.storage
         if storage is None:
             await self._close.wait()
             return
-        self._storage = None  # from now on no call reaches the file
-        await self._close.begin(self._close_now(storage))
-
-    async def _close_now(self, storage: files.Storage) -> None:
-        # A task of its own, awaited through cancellations by close().
-        while self._busy:
-            self._idle = asyncio.Event()
-            await self._idle.wait()
-            self._idle = None
-        if isinstance(storage, _io.FileIO):
-            (await _io.run_to_completion(storage.close))[0].unwrap()
+        opened.storage = None  # from now on no call reaches the file
+        await self._close.begin(opened.finish_close(storage))
 
     async def _close_quietly(self) -> None:
         with contextlib.suppress(Exception):
             await self.close()
-
-    def __del__(self) -> None:
-        storage = getattr(self, "_storage", None)
-        if isinstance(storage, _io.FileIO) and not storage.closed:
-            with contextlib.suppress(OSError):
-                storage.close()
-
-    # ------------------------------------------------------------------
-    # Plumbing
-
-    def _live(self, action: str) -> files.Storage:
-        storage = self._storage
-        if storage is None:
-            raise ClosedError(f"cannot {action}: {self!r} is closed")
-        return storage
-
-    def _writable(self, action: str) -> _io.FileIO:
-        storage = self._live(action)
-        if not isinstance(storage, _io.FileIO) or self.mode == "rdonly":
-            raise ArchiveReadOnly(f"cannot {action}: {self!r} is read-only")
-        if self._failed is not None:
-            raise WriterFailedError(
-                f"cannot {action}: an earlier I/O error ({self._failed}) left "
-                f"{self.path!r} in an unknown state; close and reopen it"
-            ) from self._failed
-        return storage
-
-    async def _offload(self, function: Callable[..., T], /, *args: Any) -> T:
-        """Run a blocking step in a worker thread; close() waits for it."""
-        outcome, cancelled = await self._run(function, *args)
-        if cancelled is not None:
-            raise cancelled
-        return outcome.unwrap()
-
-    def _checked(self, function: Callable[..., T]) -> Callable[..., T]:
-        """``function``, its format errors naming this archive's file."""
-
-        @functools.wraps(function)
-        def checked(*args: Any) -> T:
-            try:
-                return function(*args)
-            except CorruptArchiveError as error:
-                if error.path is not None or self.path is None:
-                    raise
-                raise CorruptArchiveError(
-                    error.reason, path=self.path, offset=error.offset
-                ) from None
-
-        return checked
-
-    @contextlib.asynccontextmanager
-    async def _one_entry_at_a_time(self) -> AsyncIterator[None]:
-        task = asyncio.current_task()
-        if task is not None and self._entry_owner is task:
-            raise RuntimeError(
-                "this task is already appending or reading an entry of this "
-                "archive: finish that block first (one entry at a time)"
-            )
-        async with self._entry_lock:
-            self._entry_owner = task
-            try:
-                yield
-            finally:
-                self._entry_owner = None
-
-    # ------------------------------------------------------------------
-    # Listing
-
-    async def _current_listing(self) -> Listing:
-        storage = self._live("list the entries")
-        if self._settled:
-            return self._listing
-        async with self._listing_lock:
-            appends = self._appends
-            listing = await self._offload(
-                self._checked(files.extend), storage, self._listing
-            )
-            self._listing = listing
-            self._settled = appends == self._appends and (
-                isinstance(storage, files.MemoryArchive)
-                or self.mode == "rdwr_exclusive"
-            )
-        for damage in listing.damage:
-            if damage.region not in self._reported:
-                self._reported.add(damage.region)
-                region = damage.region
-                logger.warning(
-                    "%s: damaged archive bytes %d to %d: %s",
-                    self._name,
-                    region.start,
-                    region.end,
-                    region.reason,
-                )
-        return listing
-
-    @property
-    def _name(self) -> str:
-        return self.path if self.path is not None else "archive in memory"
-
-    def _raise_damage(self, listing: Listing) -> None:
-        if listing.damage:
-            newest = listing.damage[0]
-            raise CorruptArchiveError(
-                f"{newest.region.reason} (older entries can be listed with "
-                f"contents(recover=True))",
-                path=self.path,
-                offset=newest.offset,
-            )
 
     async def contents(
         self,
@@ -447,9 +229,9 @@ class Archive:
 
         Cancellation: nothing changes; the list is not cached.
         """
-        listing = await self._current_listing()
+        listing = await self._opened.current_listing()
         if not recover:
-            self._raise_damage(listing)
+            self._opened.raise_damage(listing)
         elif on_corruption is not None:
             for damage in listing.damage:
                 on_corruption(damage.region)
@@ -461,9 +243,9 @@ class Archive:
 
         Cancellation: nothing changes.
         """
-        listing = await self._current_listing()
+        listing = await self._opened.current_listing()
         if not recover:
-            self._raise_damage(listing)
+            self._opened.raise_damage(listing)
         return dict(listing.latest)
 
     async def find(self, name: str) -> ArchiveEntry:
@@ -477,19 +259,7 @@ class Archive:
 
         Cancellation: nothing changes.
         """
-        storage = self._live("find an entry")
-        if self._settled:
-            listing = self._listing
-            found, _ = self._checked(find_back)(
-                storage.pread, listing.size, listing, name
-            )
-        else:
-            async with self._listing_lock:
-                found, grown = await self._offload(
-                    self._checked(files.find), storage, self._listing, name
-                )
-                if grown is not None:
-                    self._listing = grown
+        found = await self._opened.find(name)
         if found is None:
             raise KeyError(name)
         return found
@@ -522,7 +292,7 @@ class Archive:
         Entering waits for any other append or read of this object.
         Cancellation: the stream is closed; nothing else changes.
         """
-        return Reading(self, entry)
+        return Reading(self._opened, entry)
 
     async def read_bytes(self, entry: ArchiveEntry | str) -> bytes:
         """The whole data of an entry (or of the newest entry of a name),
@@ -576,9 +346,7 @@ class Archive:
             compression = "gzip"
         elif gzip and compression != "gzip":
             raise ValueError(f"gzip=True contradicts compression={compression!r}")
-        codec = {None: Codec.NONE, "gzip": Codec.GZIP, "zstd": Codec.ZSTD}.get(
-            compression, -1
-        )
+        codec = Codec.BY_NAME.get(compression, -1)
         if codec < 0:
             raise ValueError(
                 f"compression must be gzip, zstd or None, not {compression!r}"
@@ -588,7 +356,7 @@ class Archive:
         if timestamp is None:
             timestamp = int(time.time())
         # Checks the name, comment and timestamp now, before anything waits.
-        self._listing.layout.encode_header(0, name, timestamp, comment, codec)
+        self._opened.listing.layout.encode_header(0, name, timestamp, comment, codec)
         new = NewEntry(
             name,
             timestamp,
@@ -597,72 +365,7 @@ class Archive:
             data_gzip,
             self.durable if durable is None else durable,
         )
-        return Appending(self, new)
-
-    async def _begin_append(self, io: _io.FileIO) -> tuple[int, bool | None]:
-        """Where the new element goes, and which append locks were taken
-        (for `end_append()`; None: none)."""
-        if self.mode == "rdwr_exclusive":
-            return self._end, None
-        backoff = _Backoff()
-        while True:
-            outcome, cancelled = await self._run(
-                self._checked(files.begin_append),
-                io,
-                self._listing.end,
-                True,
-                self._listing.layout,
-            )
-            where = outcome.unwrap() if cancelled is None else outcome.value
-            if cancelled is not None:
-                if isinstance(where, int):  # the locks were taken: give them back
-                    await self._run(files.end_append, io, True)
-                raise cancelled
-            assert where is not None
-            if isinstance(where, int):
-                return where, True
-            # Another rdwr append is brief: wait for it. A rdwr_exclusive
-            # writer may keep the archive for a long time.
-            if where == "owner" and not self.wait:
-                raise ArchiveLocked(f"{self._name} is open in a rdwr_exclusive writer")
-            await backoff.wait()
-
-    def _appended(self, entry: ArchiveEntry) -> None:
-        """Note an element this object has just appended."""
-        if self.mode == "rdwr_exclusive":
-            self._end = entry.end
-        self._appends += 1
-        listing = self._listing
-        # If the listing was current up to where the element went, it still
-        # is with the element noted; unless a worker thread is reading it.
-        # Otherwise the next listing reads the file from where it stopped.
-        if listing.end == entry.offset and not self._listing_lock.locked():
-            listing.add(entry)
-        else:
-            self._settled = False
-
-    def _poison(self, error: BaseException) -> None:
-        """Refuse further appends: the file's state after ``error`` is unknown."""
-        self._failed = error
-
-    def _warn(self, message: str) -> None:
-        logger.warning("%s: %s", self._name, message)
-
-    async def _run(
-        self, function: Callable[..., T], /, *args: Any
-    ) -> tuple[_io.Outcome[T], asyncio.CancelledError | None]:
-        """Run a step in a worker thread to its end; close() waits for it.
-
-        Refused once close() has begun: the step would reach the descriptor
-        while, or after, it is closed (and its number may be reused)."""
-        self._live("use the file")
-        self._busy += 1
-        try:
-            return await _io.run_to_completion(function, *args)
-        finally:
-            self._busy -= 1
-            if not self._busy and self._idle is not None:
-                self._idle.set()
+        return Appending(self._opened, new)
 
     async def sync(self) -> None:
         """Make every entry appended so far survive a power cut (``fdatasync``).
@@ -670,8 +373,8 @@ class Archive:
         Cancellation: the sync still completes in its thread; the
         cancellation is raised after.
         """
-        io = self._writable("sync")
-        await self._offload(io.datasync)
+        io = self._opened.writable("sync")
+        await self._opened.offload(io.datasync)
 
     async def keep_page_cache_clean(self) -> None:
         """Ask the kernel to drop this file's pages from its page cache
@@ -680,9 +383,9 @@ class Archive:
 
         Cancellation: harmless; the advice may or may not have been given.
         """
-        storage = self._live("advise the kernel")
+        storage = self._opened.live("advise the kernel")
         if isinstance(storage, _io.FileIO):
-            await self._offload(storage.advise_dont_need)
+            await self._opened.offload(storage.advise_dont_need)
 
 
 class _Opening:
@@ -705,3 +408,7 @@ class _Opening:
     async def __aexit__(self, *exc_info: object) -> None:
         if self._archive is not None:
             await self._archive.close()
+
+
+def _close_of(io: _io.FileIO) -> Callable[[], None]:
+    return io.close

@@ -15,13 +15,14 @@ from typing import TYPE_CHECKING, Any, Final
 
 from .. import _io
 from .._codecs import DecodeError
+from .._wants import answer_reads
 from ..errors import ClosedError, CorruptArchiveError, StorageError, WriterFailedError
-from ._files import MemoryArchive, end_append
+from ._files import MemoryArchive, Storage, end_append
 from ._format import ArchiveEntry, Codec
 from ._stream import CHUNK, EntryDecoder, EntryEncoder
 
 if TYPE_CHECKING:
-    from ._archive import Archive
+    from ._opened import OpenArchive
 
 __all__ = ["Appending", "EntryReader", "EntryWriter", "NewEntry", "Reading"]
 
@@ -32,8 +33,6 @@ _WRITE_BUFFER: Final = CHUNK
 # the event loop: decompressing them takes well under a millisecond.
 _INLINE_READ: Final = 64 * 1024
 
-_CODECS: Final = {None: Codec.NONE, "gzip": Codec.GZIP, "zstd": Codec.ZSTD}
-
 
 # ----------------------------------------------------------------------
 # Reading
@@ -43,18 +42,17 @@ class EntryReader:
     """The data of one entry, streamed: ``async for chunk in stream``, or
     ``await stream.read(size)``. Made by [`Archive.read()`][aiorecords.Archive.read]."""
 
-    def __init__(self, archive: Archive, entry: ArchiveEntry) -> None:
+    def __init__(self, archive: OpenArchive, entry: ArchiveEntry) -> None:
         self.entry = entry
         """The entry being read."""
         self._archive = archive
         self._decoder = EntryDecoder(
-            archive._live("read an entry").pread,
             entry.payload_offset,
             entry.stored_size,
-            _CODECS[entry.compression],
+            Codec.BY_NAME[entry.compression],
             entry.size,
             entry.payload_crc,
-            archive._listing.layout.stuffed,
+            archive.listing.layout.stuffed,
         )
         self._closed = False
 
@@ -76,10 +74,11 @@ class EntryReader:
             raise StopAsyncIteration
         return chunk
 
-    def _step(self, limit: int) -> bytes:
-        # In a worker thread: read and decode the next piece.
+    def _step(self, storage: Storage, limit: int) -> bytes:
+        # In a worker thread (or, for bytes in memory, on the loop): read
+        # and decode the next piece.
         try:
-            return self._decoder.read(limit)
+            return answer_reads(self._decoder.read1(limit), storage.pread)
         except DecodeError as error:
             raise CorruptArchiveError(
                 f"entry {self.entry.name!r} is damaged: {error}",
@@ -98,15 +97,15 @@ class EntryReader:
             raise ClosedError(f"the stream of {self.entry.name!r} is closed")
         if size <= 0 or self._decoder.done:
             return b""
-        storage = self._archive._live("read an entry")
+        storage = self._archive.live("read an entry")
         if (
             isinstance(storage, MemoryArchive)
             and self.entry.stored_size <= _INLINE_READ
         ):
             # Bytes already in memory, and little to inflate: a worker
             # thread would cost more than the work (~90 us a hop).
-            return self._step(size)
-        return await self._archive._offload(self._step, size)
+            return self._step(storage, size)
+        return await self._archive.offload(self._step, storage, size)
 
     async def read(self, size: int = -1) -> bytes:
         """``size`` bytes (fewer only at the end), or with ``size < 0`` all
@@ -131,7 +130,7 @@ class Reading:
 
     __slots__ = ("_archive", "_context", "_entry", "_stream")
 
-    def __init__(self, archive: Archive, entry: ArchiveEntry | str) -> None:
+    def __init__(self, archive: OpenArchive, entry: ArchiveEntry | str) -> None:
         self._archive = archive
         self._entry = entry
         self._stream: EntryReader | None = None
@@ -140,8 +139,11 @@ class Reading:
     async def __aenter__(self) -> EntryReader:
         entry = self._entry
         if isinstance(entry, str):
-            entry = await self._archive.find(entry)
-        context = self._archive._one_entry_at_a_time()
+            found = await self._archive.find(entry)
+            if found is None:
+                raise KeyError(entry)
+            entry = found
+        context = self._archive.one_entry_at_a_time()
         await context.__aenter__()
         try:
             self._stream = EntryReader(self._archive, entry)
@@ -186,7 +188,7 @@ class EntryWriter:
 
     def __init__(
         self,
-        archive: Archive,
+        archive: OpenArchive,
         io: _io.FileIO,
         start: int,
         new: NewEntry,
@@ -199,7 +201,7 @@ class EntryWriter:
         self._start = start
         self._new = new
         self._share_owner = share_owner  # the append locks held (None: none)
-        self._layout = layout = archive._listing.layout
+        self._layout = layout = archive.listing.layout
         self._header, self._header_crc = layout.encode_header(
             start, new.name, new.timestamp, new.comment, new.codec
         )
@@ -240,8 +242,8 @@ class EntryWriter:
             return
         data = bytes(self._buffer)
         self._buffer.clear()
-        self._archive._writable("append")
-        outcome, cancelled = await self._archive._run(self._store, data, False)
+        self._archive.writable("append")
+        outcome, cancelled = await self._archive.run(self._store, data, False)
         if outcome.error is None:
             assert outcome.value is not None
             self._position = outcome.value
@@ -396,26 +398,26 @@ class EntryWriter:
         if clean:
             data = bytes(self._buffer)
             self._buffer.clear()
-            outcome, cancelled = await archive._run(self._complete, data)
+            outcome, cancelled = await archive.run(self._complete, data)
         elif self._touched or self._share_owner is not None:
-            outcome, cancelled = await archive._run(self._abandon)
+            outcome, cancelled = await archive.run(self._abandon)
         else:
             return  # nothing reached the file and no lock is held
         error = outcome.error
         if clean and error is None:
-            archive._appended(self._made())
+            archive.appended(self._made())
         if self._cut_failed or (
             isinstance(error, StorageError) and "sync" in error.operation
         ):
             # The file may hold bytes no one can vouch for, or have lost
             # some the kernel could not write back.
-            archive._poison(error or StorageError(OSError(), "truncate", None))
+            archive.poison(error or StorageError(OSError(), "truncate", None))
         if cancelled is not None:
             raise cancelled
         if clean:
             outcome.unwrap()
         elif error is not None:
-            archive._warn(f"could not cut off an abandoned append: {error}")
+            archive.warn(f"could not cut off an abandoned append: {error}")
         if failure is not None:
             raise failure
 
@@ -425,7 +427,7 @@ class Appending:
 
     __slots__ = ("_archive", "_context", "_new", "_writer")
 
-    def __init__(self, archive: Archive, new: NewEntry) -> None:
+    def __init__(self, archive: OpenArchive, new: NewEntry) -> None:
         self._archive = archive
         self._new = new
         self._writer: EntryWriter | None = None
@@ -433,12 +435,12 @@ class Appending:
 
     async def __aenter__(self) -> EntryWriter:
         archive = self._archive
-        archive._writable("append")
-        context = archive._one_entry_at_a_time()
+        archive.writable("append")
+        context = archive.one_entry_at_a_time()
         await context.__aenter__()
         try:
-            io = archive._writable("append")
-            start, share_owner = await archive._begin_append(io)
+            io = archive.writable("append")
+            start, share_owner = await archive.begin_append(io)
             self._writer = EntryWriter(archive, io, start, self._new, share_owner)
         except BaseException:
             await context.__aexit__(None, None, None)

@@ -10,6 +10,7 @@ from __future__ import annotations
 from typing import Final
 
 from .. import _io
+from .._wants import answer_reads
 from ._format import (
     FILE_HEADER,
     FILE_HEADER_SIZE,
@@ -135,8 +136,9 @@ def begin_append(
         return "append"
     try:
         size = io.size()
-        end = valid_end(
-            io.pread, size, floor if size >= floor else FILE_HEADER_SIZE, layout
+        end = answer_reads(
+            valid_end(size, floor if size >= floor else FILE_HEADER_SIZE, layout),
+            io.pread,
         )
         if size > end:
             io.truncate(end)
@@ -155,7 +157,7 @@ def end_append(io: _io.FileIO, share_owner: bool) -> None:
 
 def extend(storage: Storage, known: Listing) -> Listing:
     """The listing of the archive as it is now, reusing ``known``."""
-    return extend_listing(storage.pread, storage.size(), known)
+    return answer_reads(extend_listing(storage.size(), known), storage.pread)
 
 
 def find(
@@ -163,4 +165,4 @@ def find(
 ) -> tuple[ArchiveEntry | None, Listing | None]:
     """The newest entry of ``name``, and the listing if it grew (see
     `find_back()`)."""
-    return find_back(storage.pread, storage.size(), known, name)
+    return answer_reads(find_back(storage.size(), known, name), storage.pread)

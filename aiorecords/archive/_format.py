@@ -41,6 +41,8 @@ __all__ = [
     "ArchiveEntry",
     "Codec",
     "ElementLayout",
+    "archive_version",
+    "is_archive",
     "Header",
     "Stuffer",
     "Trailer",
@@ -82,6 +84,9 @@ class Codec:
     GZIP: Final = 1
     ZSTD: Final = 2
     NAMES: Final = {NONE: None, GZIP: "gzip", ZSTD: "zstd"}
+    """The API's name of each codec byte."""
+    BY_NAME: Final = {name: codec for codec, name in NAMES.items()}
+    """The codec byte of each API name."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -681,6 +686,20 @@ LAYOUTS: Final = {1: V1, 2: V2}
 CURRENT: Final = V2
 #: The file header of a new archive.
 FILE_HEADER: Final = CURRENT.file_header
+
+
+def is_archive(head: bytes) -> bool:
+    """Whether a file's first bytes begin with an archive's signature."""
+    return head[:8] == _MAGIC
+
+
+def archive_version(head: bytes) -> int | None:
+    """The format version an archive's first bytes name; None if they are
+    too few (under 12) or not an archive's."""
+    if len(head) < 12 or not is_archive(head):
+        return None
+    version: int = _FILE_HEADER.unpack_from(head.ljust(FILE_HEADER_SIZE, b"\0"))[1]
+    return version
 
 
 def check_file_header(data: bytes) -> ElementLayout:

@@ -1,31 +1,35 @@
-"""Walking an archive from its end to its beginning, as pure code.
+"""Walking an archive from its end to its beginning, as a push-style core.
 
-Everything here reads through a ``pread(offset, size)`` function it is given
-(a file's, in a worker thread, or a slice of bytes held in memory) and
-decides from the bytes alone:
+Every walk here is a generator that yields the byte ranges it wants
+([`Read`][aiorecords._wants.Read]) and is sent them; it decides from the
+bytes alone:
 
 * where the last whole element ends (what follows it is a torn tail: an
   append that has not finished, or never will);
 * which elements there are, newest first, stepping over damaged ones and
   describing each as a [`SkippedRegion`][aiorecords.SkippedRegion];
 * where the newest element of a name is, reading no further back than that.
+
+The driver answers the reads from a file in a worker thread, from bytes in
+memory, or from any other storage.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Generator
 from dataclasses import dataclass
-from typing import Final
+from typing import Final, TypeVar
 
 from .._skipped import SkippedRegion
+from .._wants import Read
 from ..errors import CorruptArchiveError
 from ._format import FILE_HEADER_SIZE, ArchiveEntry, Codec, ElementLayout
 
 __all__ = [
-    "BackwardReader",
     "Damage",
     "Listing",
-    "Pread",
+    "Walk",
+    "Window",
     "element_at",
     "extend_listing",
     "find_back",
@@ -34,47 +38,55 @@ __all__ = [
     "walk_back",
 ]
 
-#: Reads ``size`` bytes at a file offset (fewer only at the end of the data).
-Pread = Callable[[int, int], bytes]
-
 #: Bytes read at a time when walking back (many small elements per read).
 WINDOW: Final = 256 * 1024
 
+R = TypeVar("R")
 
-class BackwardReader:
-    """Serves reads near one another from one window read before them.
+#: A walk at work: yields reads, is sent their bytes, returns ``R``.
+Walk = Generator[Read, bytes, R]
 
-    Walking back through small elements asks for a trailer, then a header a
+
+class Window:
+    """The last bytes read while walking back, to serve reads near them.
+
+    Walking back through small elements wants a trailer, then a header a
     little before it, then the next trailer before that: one read of the
     window that ends at the current position serves dozens of them.
     """
 
-    __slots__ = ("_data", "_pread", "_start")
+    __slots__ = ("_data", "_start")
 
-    def __init__(self, pread: Pread) -> None:
-        self._pread = pread
+    def __init__(self) -> None:
         self._start = 0
         self._data = b""
 
-    def read(self, offset: int, size: int, floor: int = 0) -> bytes:
-        """Bytes ``[offset, offset + size)``, read with what lies before them
-        (down to ``floor``)."""
+    def held(self, offset: int, size: int) -> bytes | None:
+        """Bytes ``[offset, offset + size)`` if the window holds them."""
+        at = offset - self._start
+        if at >= 0 and at + size <= len(self._data):
+            return self._data[at : at + size]
+        return None
+
+    def read(self, offset: int, size: int, floor: int = 0) -> Walk[bytes]:
+        """Bytes ``[offset, offset + size)``, wanting (if they are not held)
+        a window of what lies before them too (down to ``floor``)."""
         end = offset + size
         if self._start <= offset and end <= self._start + len(self._data):
             at = offset - self._start
             return self._data[at : at + size]
         if size >= WINDOW:
-            return self._pread(offset, size)
+            return (yield Read(offset, size))
         start = min(max(floor, end - WINDOW, 0), offset)
-        self._data = self._pread(start, end - start)
+        self._data = yield Read(start, end - start)
         self._start = start
         at = offset - start
         return self._data[at : at + size]
 
 
 def element_at(
-    reader: BackwardReader, end: int, floor: int, layout: ElementLayout
-) -> ArchiveEntry:
+    window: Window, end: int, floor: int, layout: ElementLayout
+) -> Walk[ArchiveEntry]:
     """The element that ends at ``end`` and starts at or after ``floor``.
 
     Raises [`CorruptArchiveError`][aiorecords.errors.CorruptArchiveError] (at the offset
@@ -85,24 +97,30 @@ def element_at(
         raise CorruptArchiveError(
             "no room for an element here", offset=max(end - trailer_size, floor)
         )
-    trailer = layout.decode_trailer(
-        reader.read(end - trailer_size, trailer_size, floor), end
-    )
+    # (Reads the window holds are taken without a generator: walking back
+    # over many small elements makes three reads per element.)
+    data = window.held(end - trailer_size, trailer_size)
+    if data is None:
+        data = yield from window.read(end - trailer_size, trailer_size, floor)
+    trailer = layout.decode_trailer(data, end)
     if trailer.start < floor:
         raise CorruptArchiveError(
             "element would start before the previous one ends",
             offset=end - trailer_size,
         )
-    fixed = reader.read(trailer.start, layout.header_size, floor)
+    fixed = window.held(trailer.start, layout.header_size)
+    if fixed is None:
+        fixed = yield from window.read(trailer.start, layout.header_size, floor)
     fields = layout.header_fields(fixed, trailer.start)
     size = layout.header_size + fields[5] + fields[6]  # and name and comment
     if trailer.start + size + trailer.stored + trailer_size != end:
         raise CorruptArchiveError(
             "element lengths do not add up", offset=end - trailer_size
         )
-    header = layout.decode_header(
-        reader.read(trailer.start, size, floor), trailer.start, fields
-    )
+    data = window.held(trailer.start, size)
+    if data is None:
+        data = yield from window.read(trailer.start, size, floor)
+    header = layout.decode_header(data, trailer.start, fields)
     if header.crc != trailer.header_crc:
         raise CorruptArchiveError(
             "element header and trailer do not belong together",
@@ -122,9 +140,7 @@ def element_at(
     )
 
 
-def scan_back(
-    pread: Pread, end: int, floor: int, layout: ElementLayout
-) -> ArchiveEntry | None:
+def scan_back(end: int, floor: int, layout: ElementLayout) -> Walk[ArchiveEntry | None]:
     """The last whole element ending before ``end`` (or at it) and starting
     at or after ``floor``, found by looking for trailers; None if none.
 
@@ -134,14 +150,14 @@ def scan_back(
     say) are not taken for one. In a version-2 archive the trailer's magic
     occurs nowhere else, so no payload can imitate an element.
     """
-    reader = BackwardReader(pread)
+    window = Window()
     chunk_end = end
     while chunk_end - floor >= layout.header_size + layout.trailer_size:
         chunk_start = max(floor, chunk_end - WINDOW)
-        chunk = pread(chunk_start, chunk_end - chunk_start)
+        chunk = yield Read(chunk_start, chunk_end - chunk_start)
         for candidate in layout.trailer_candidates(chunk, chunk_start):
             try:
-                return element_at(reader, candidate, floor, layout)
+                return (yield from element_at(window, candidate, floor, layout))
             except CorruptArchiveError:
                 continue
         if chunk_start == floor:
@@ -151,27 +167,27 @@ def scan_back(
     return None
 
 
-def valid_end(pread: Pread, size: int, floor: int, layout: ElementLayout) -> int:
+def valid_end(size: int, floor: int, layout: ElementLayout) -> Walk[int]:
     """Where the last whole element at or after ``floor`` ends (``floor`` if
     there is none): the offset an append writes at."""
     if size <= floor:
         return floor
     try:
-        return element_at(BackwardReader(pread), size, floor, layout).end
+        return (yield from element_at(Window(), size, floor, layout)).end
     except CorruptArchiveError:
-        last = scan_back(pread, size, floor, layout)
+        last = yield from scan_back(size, floor, layout)
         return floor if last is None else last.end
 
 
 def _ends_with_trailer(
-    reader: BackwardReader, end: int, floor: int, layout: ElementLayout
-) -> bool:
+    window: Window, end: int, floor: int, layout: ElementLayout
+) -> Walk[bool]:
     """Whether a whole, checksummed trailer ends at ``end``."""
     size = layout.trailer_size
     if end - floor < size:
         return False
     try:
-        layout.decode_trailer(reader.read(end - size, size, floor), end)
+        layout.decode_trailer((yield from window.read(end - size, size, floor)), end)
     except CorruptArchiveError:
         return False
     return True
@@ -252,12 +268,11 @@ class Listing:
 
 
 def walk_back(
-    pread: Pread,
     size: int,
     floor: int,
     layout: ElementLayout,
     stop: Callable[[ArchiveEntry], bool] | None = None,
-) -> tuple[list[ArchiveEntry], int, list[Damage], bool]:
+) -> Walk[tuple[list[ArchiveEntry], int, list[Damage], bool]]:
     """Walk from ``size`` back to ``floor``.
 
     Returns the elements found (newest first), where the newest ends, the
@@ -268,13 +283,13 @@ def walk_back(
     damage: list[Damage] = []
     if size <= floor:
         return entries, floor, damage, False
-    reader = BackwardReader(pread)
+    window = Window()
     try:
-        entry: ArchiveEntry | None = element_at(reader, size, floor, layout)
+        entry: ArchiveEntry | None = yield from element_at(window, size, floor, layout)
     except CorruptArchiveError as error:
         # The element before the end is found by looking for its trailer.
-        entry = scan_back(pread, size, floor, layout)
-        if _ends_with_trailer(reader, size, floor, layout):
+        entry = yield from scan_back(size, floor, layout)
+        if (yield from _ends_with_trailer(window, size, floor, layout)):
             # A whole trailer ends the archive, so its append finished: the
             # element is damaged, not torn.
             start = floor if entry is None else entry.end
@@ -294,9 +309,9 @@ def walk_back(
         if end <= floor:
             break
         try:
-            entry = element_at(reader, end, floor, layout)
+            entry = yield from element_at(window, end, floor, layout)
         except CorruptArchiveError as error:
-            entry = scan_back(pread, end, floor, layout)
+            entry = yield from scan_back(end, floor, layout)
             start = floor if entry is None else entry.end
             region = SkippedRegion(start, end, error.reason)
             offset = start if error.offset is None else error.offset
@@ -304,7 +319,7 @@ def walk_back(
     return entries, newest_end, damage, False
 
 
-def extend_listing(pread: Pread, size: int, known: Listing) -> Listing:
+def extend_listing(size: int, known: Listing) -> Walk[Listing]:
     """The listing of an archive of ``size`` bytes, reusing ``known`` (a
     listing of it when it was smaller, or the empty one).
 
@@ -316,13 +331,13 @@ def extend_listing(pread: Pread, size: int, known: Listing) -> Listing:
         return known
     if size < known.end:
         known = Listing(known.layout)
-    entries, end, damage, _ = walk_back(pread, size, known.end, known.layout)
+    entries, end, damage, _ = yield from walk_back(size, known.end, known.layout)
     return known.extended(entries, end, size, damage)
 
 
 def find_back(
-    pread: Pread, size: int, known: Listing, name: str
-) -> tuple[ArchiveEntry | None, Listing | None]:
+    size: int, known: Listing, name: str
+) -> Walk[tuple[ArchiveEntry | None, Listing | None]]:
     """The newest element named ``name``, reading back only as far as needed.
 
     Walks the bytes after ``known`` first, stopping at the first match, then
@@ -340,8 +355,8 @@ def find_back(
     else:
         if size < known.end:
             known = Listing(known.layout)
-        entries, end, new_damage, stopped = walk_back(
-            pread, size, known.end, known.layout, lambda entry: entry.name == name
+        entries, end, new_damage, stopped = yield from walk_back(
+            size, known.end, known.layout, lambda entry: entry.name == name
         )
         damage = tuple(new_damage)
         found = entries[-1] if stopped else None

@@ -4,10 +4,10 @@
 (1.2.0) with async methods. Records are appended, committed atomically (and, by default,
 durably), and read back by number, by slice or as an async stream.
 
-The format work is done by the sans-IO core (`aiorecords._core`); this
-module moves bytes between it and the file through `aiorecords._io`,
-with one worker-thread hop per commit, per flush of several full blocks, or
-per batch of reads, and none per record.
+The format work is done by this package's sans-IO cores (``_layout``,
+``_index``, ``_stream``, ``_writer``); its drivers move bytes between them and
+the file through `aiorecords._io`, with one worker-thread hop per commit,
+per flush of several full blocks, or per batch of reads, and none per record.
 """
 
 from ._file import CaptureFile, Record

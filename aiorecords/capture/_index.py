@@ -7,32 +7,50 @@ height the one node that is not yet full (``levels``). Record number ``n``
 and walking down from the top: along the rightmost path while the digit equals
 that node's child count, then through full nodes.
 
-Blocks are reached through a ``block_at(position)`` callable that returns a
-block's uncompressed bytes, so this module stays free of I/O: callers pass a
-function over a cache, a file, or bytes in memory.
+The walks are push-style: each is a generator that yields the file position
+of a data block it needs (an ``int``) and is sent that block's uncompressed
+bytes. The driver answers from memory, from the block cache, or by reading
+the block (in a worker thread, or from any storage); nothing here reads.
 """
 
 from __future__ import annotations
 
 import struct
-from collections.abc import Callable, Iterator
+from collections.abc import Generator, Mapping, MutableMapping
 from functools import lru_cache
+from typing import Any, TypeAlias, TypeVar
 
 from ..errors import InvalidCaptureFile
 from ._layout import COORD, U32
 
 __all__ = [
-    "BlockAt",
-    "NodeAt",
-    "iter_coordinates",
+    "Blocks",
+    "Nodes",
+    "Run",
+    "RunWalk",
+    "digits",
+    "find_item",
+    "frame_items",
+    "item_at",
     "node_from_block",
     "node_struct",
     "read_item",
     "record_coordinate",
+    "walk_runs",
 ]
 
-#: Returns the uncompressed bytes of the data block at a file position.
-BlockAt = Callable[[int], bytes]
+R = TypeVar("R")
+
+#: A walk at work: yields a data block's position, is sent the block's
+#: uncompressed bytes, and returns ``R``.
+Blocks: TypeAlias = Generator[int, bytes, R]
+
+#: Full index nodes by ``(position, offset)``: a cache a walk reads, or the
+#: dict it notes the upper nodes it decoded in.
+Nodes: TypeAlias = Mapping[tuple[int, int], bytes]
+
+#: A run of record coordinates: ``(positions, offsets)``.
+Run: TypeAlias = tuple[tuple[int, ...], tuple[int, ...]]
 
 _unpack_coord = COORD.unpack_from
 _unpack_u32 = U32.unpack_from
@@ -52,24 +70,21 @@ def digits(index: int, height: int, fan_out: int) -> list[int]:
     return out
 
 
-#: Returns the bytes of the full index node at ``(position, offset)`` whose
-#: children have height ``height - 1``; see `record_coordinate()`.
-NodeAt = Callable[[int, int, int], bytes]
-
-
 def record_coordinate(
     levels: tuple[bytes, ...] | list[bytearray],
     fan_out: int,
     index: int,
-    block_at: BlockAt,
-    node_at: NodeAt | None = None,
-) -> tuple[int, int]:
+    nodes: Nodes | None = None,
+    found: MutableMapping[tuple[int, int], bytes] | None = None,
+    placeholder: int | None = None,
+) -> Blocks[tuple[int, int]]:
     """The data coordinate of the record at 0-based ``index``.
 
-    Full index nodes are read through ``node_at`` if given (so a caller can
-    keep the few upper nodes every lookup passes through in a small cache),
-    otherwise straight from their blocks. The caller has checked that
-    ``index`` is below the record count.
+    Full index nodes above the leaves are taken from ``nodes`` when it holds
+    them (every lookup passes through the same few); those decoded from
+    blocks instead are noted in ``found``, unless they lie in a block at
+    ``placeholder`` or beyond (a writer's unplaced blocks, which move). The
+    caller has checked that ``index`` is below the record count.
     """
     path = digits(index, len(levels), fan_out)
     height = len(levels) - 1
@@ -86,20 +101,40 @@ def record_coordinate(
     # a record if that is height 1, otherwise a full node of height ``height``.
     while height > 0:
         position, offset = coordinate
-        if node_at is not None:
-            node = node_at(position, offset, height)
-            at = 0
-        else:
-            node = block_at(position)
-            at = offset
+        key = coordinate
+        node = nodes.get(key) if nodes is not None and height > 1 else None
+        if node is None:
+            node = node_from_block((yield position), offset, fan_out, position)
+            if (
+                found is not None
+                and height > 1
+                and (placeholder is None or position < placeholder)
+            ):
+                found[key] = node
         height -= 1
-        at += path[height] * COORD.size
-        if at + COORD.size > len(node):
-            raise InvalidCaptureFile(
-                "index node runs past the end of its block", offset=position
-            )
-        coordinate = _unpack_coord(node, at)
+        coordinate = _unpack_coord(node, path[height] * COORD.size)
     return coordinate
+
+
+def find_item(
+    levels: tuple[bytes, ...] | list[bytearray],
+    fan_out: int,
+    index: int,
+    nodes: Nodes | None = None,
+    found: MutableMapping[tuple[int, int], bytes] | None = None,
+    placeholder: int | None = None,
+) -> Blocks[bytes]:
+    """The bytes of the record at 0-based ``index`` (see
+    `record_coordinate()`)."""
+    position, offset = yield from record_coordinate(
+        levels, fan_out, index, nodes, found, placeholder
+    )
+    return read_item((yield position), offset, position)
+
+
+def item_at(position: int, offset: int) -> Blocks[bytes]:
+    """The sized item (record or metadata) at a coordinate."""
+    return read_item((yield position), offset, position)
 
 
 def node_from_block(block: bytes, offset: int, fan_out: int, position: int) -> bytes:
@@ -112,19 +147,24 @@ def node_from_block(block: bytes, offset: int, fan_out: int, position: int) -> b
     return block[offset:end]
 
 
-def iter_coordinates(
-    levels: tuple[bytes, ...] | list[bytearray],
-    fan_out: int,
-    start: int,
-    block_at: BlockAt,
-) -> Iterator[tuple[tuple[int, ...], tuple[int, ...]]]:
+#: A walk over runs: yields a block position (and is sent the block) or a
+#: run of coordinates (and is sent None).
+RunWalk: TypeAlias = Generator["int | Run", "bytes | None", None]
+
+
+def walk_runs(
+    levels: tuple[bytes, ...] | list[bytearray], fan_out: int, start: int
+) -> RunWalk:
     """Coordinates of the records from 0-based ``start`` to the end, in order.
 
-    They come in runs, ``(positions, offsets)``: one full leaf node, or the
-    rightmost leaf level, at a time, so that a caller reading thousands of
-    records does little work per record.
+    Between the blocks it wants (positions) it yields runs of coordinates,
+    ``(positions, offsets)``: one full leaf node, or the rightmost leaf level,
+    at a time, so that a caller reading thousands of records does little
+    work per record. It keeps the last block it was sent: consecutive
+    nodes usually lie in one block, which is then wanted once.
     """
     path = digits(start, len(levels), fan_out)
+    last: list[Any] = [-1, b""]  # the last block sent: position, bytes
     # Walk the rightmost path from the top. At height h (1-based) its node has
     # children that are full subtrees of height h - 1 (records when h == 1).
     for height in range(len(levels), 0, -1):
@@ -146,7 +186,7 @@ def iter_coordinates(
                 height - 1,
                 lower,
                 node_struct(fan_out),
-                block_at,
+                last,
             )
         if first < count:
             # Later rightmost levels start from their beginning.
@@ -158,39 +198,106 @@ def _walk_full(
     height: int,
     path: list[int] | None,
     node: struct.Struct,
-    block_at: BlockAt,
-) -> Iterator[tuple[tuple[int, ...], tuple[int, ...]]]:
+    last: list[Any],
+) -> RunWalk:
     """Runs of coordinates in the full subtree of ``height`` at ``coordinate``.
 
     ``path`` (lowest digit first) gives where to start inside it; None means
-    from its first record.
+    from its first record. The leaf nodes under a node of height 2 are
+    walked here, not by a generator each (one per 32 records would cost
+    more than the records).
     """
-    position, offset = coordinate
-    block = block_at(position)
-    if offset + node.size > len(block):
-        raise InvalidCaptureFile(
-            "index node runs past the end of its block", offset=position
-        )
-    flat = node.unpack_from(block, offset)
+    flat = yield from _full_node(coordinate, node, last)
     first = path[height - 1] if path is not None else 0
     if height == 1:
         yield flat[2 * first :: 2], flat[2 * first + 1 :: 2]
         return
     for child in range(first, len(flat) // 2):
         lower = path[: height - 1] if (path is not None and child == first) else None
-        yield from _walk_full(
-            (flat[2 * child], flat[2 * child + 1]), height - 1, lower, node, block_at
+        below = (flat[2 * child], flat[2 * child + 1])
+        if height == 2:
+            leaf = yield from _full_node(below, node, last)
+            at = 0 if lower is None else 2 * lower[0]
+            yield leaf[at::2], leaf[at + 1 :: 2]
+        else:
+            yield from _walk_full(below, height - 1, lower, node, last)
+
+
+def _full_node(
+    coordinate: tuple[int, int], node: struct.Struct, last: list[Any]
+) -> Generator[int, bytes | None, tuple[int, ...]]:
+    """The coordinates in the full node at ``coordinate``, wanting its block
+    unless it is the last one sent."""
+    position, offset = coordinate
+    if last[0] == position:
+        block = last[1]
+    else:
+        block = yield position
+        last[0], last[1] = position, block
+    if offset + node.size > len(block):
+        raise InvalidCaptureFile(
+            "index node runs past the end of its block", offset=position
         )
+    flat: tuple[int, ...] = node.unpack_from(block, offset)
+    return flat
 
 
 def read_item(block: bytes, offset: int, position: int) -> bytes:
     """The sized item (record or metadata) at ``offset`` in a block."""
-    if offset + 4 > len(block):
-        raise InvalidCaptureFile("item lies past the end of its block", offset=position)
-    (size,) = _unpack_u32(block, offset)
-    end = offset + 4 + size
-    if end > len(block):
+    item: bytes = frame_items(block, (offset,), position)[0]
+    return item
+
+
+def frame_items(
+    block: bytes,
+    offsets: tuple[int, ...],
+    position: int,
+    text: str | None = None,
+    out: list[Any] | None = None,
+) -> list[Any]:
+    """The sized items at ``offsets`` in a block: the one framing reader of
+    capture files, for one record or thousands.
+
+    With ``text`` (the block decoded as Latin-1, whose characters stand one
+    for one for its bytes) items come out as UTF-8 ``str``: ASCII ones are
+    sliced from it, without a decode each, others decoded from the block.
+    They are added to ``out`` if given (a stream's batch), which is returned.
+    An item that does not lie wholly inside the block raises
+    [`InvalidCaptureFile`][aiorecords.errors.InvalidCaptureFile]: the index
+    (or a master node forged with a valid checksum) points outside the data.
+    """
+    size = len(block)
+    unpack = _unpack_u32
+    if out is None:
+        out = []
+    append = out.append
+    # Offsets are unsigned (the index stores them so); one past the end of
+    # the block makes unpack_from raise, caught once outside the loops.
+    try:
+        if text is None:
+            for offset in offsets:
+                (length,) = unpack(block, offset)
+                end = offset + 4 + length
+                if end > size:
+                    raise _overrun(length, position)
+                append(block[offset + 4 : end])
+        else:
+            for offset in offsets:
+                (length,) = unpack(block, offset)
+                end = offset + 4 + length
+                if end > size:
+                    raise _overrun(length, position)
+                item = text[offset + 4 : end]
+                append(item if item.isascii() else block[offset + 4 : end].decode())
+    except struct.error:
         raise InvalidCaptureFile(
-            f"item of {size} bytes runs past the end of its block", offset=position
-        )
-    return block[offset + 4 : end]
+            "a record's coordinate points past the end of its block",
+            offset=position,
+        ) from None
+    return out
+
+
+def _overrun(length: int, position: int) -> InvalidCaptureFile:
+    return InvalidCaptureFile(
+        f"record of {length} bytes runs past the end of its block", offset=position
+    )

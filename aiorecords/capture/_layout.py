@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import struct
 import zlib
+from collections.abc import Generator
 from dataclasses import dataclass
 from typing import Final
 
@@ -23,11 +24,13 @@ from crc32c import crc32c
 from .._codecs import (
     ZLIB_MAX_RATIO,
     DecodeError,
+    LimitExceeded,
     zlib_compress,
     zlib_decompress,
     zstd_compress,
     zstd_decompress,
 )
+from .._wants import Read
 from ..errors import InvalidCaptureFile
 
 __all__ = [
@@ -35,6 +38,8 @@ __all__ = [
     "Layout",
     "MasterNode",
     "U32",
+    "capture_version",
+    "is_capture",
     "commit_damage",
     "compress_block",
     "decode_block",
@@ -42,7 +47,9 @@ __all__ = [
     "decode_master",
     "encode_header",
     "encode_master",
+    "fetch_block",
     "parse_block_header",
+    "written_end",
 ]
 
 V2_MAGIC: Final = b"MioCapture\0"
@@ -229,6 +236,21 @@ def decode_header(data: bytes) -> Layout:
         return Layout(native, page_size, block_size, fan_out)
     except ValueError as error:
         raise InvalidCaptureFile(f"first page is damaged: {error}", offset=15) from None
+
+
+def is_capture(head: bytes) -> bool:
+    """Whether a file's first bytes begin with a capture file's signature
+    (of either layout)."""
+    return head[:11] in (V2_MAGIC, V2_OLD_MAGIC, NATIVE_MAGIC)
+
+
+def capture_version(head: bytes) -> int | None:
+    """The format version a capture file's first bytes name; None if they
+    are too few (under 15) or not a capture file's."""
+    if len(head) < 15 or not is_capture(head):
+        return None
+    version: int = U32.unpack_from(head, 11)[0]
+    return version
 
 
 # --------------------------------------------------------------------------
@@ -534,3 +556,68 @@ def decode_block(layout: Layout, crc: int, payload: bytes, limit: int) -> bytes:
             raise DecodeError("data block checksum does not match")
         return zstd_decompress(payload, limit)
     return zlib_decompress(payload, min(limit, ZLIB_MAX_RATIO * len(payload) + 64))
+
+
+def fetch_block(
+    layout: Layout, position: int, data_end: int, limit: int
+) -> Generator[Read, bytes, bytes]:
+    """Read and decode the data block at ``position`` (push-style: it yields
+    the byte ranges it wants and is sent them): its uncompressed bytes, at
+    most ``limit`` of them.
+
+    ``data_end`` is where the committed data ends; a block reaching past it,
+    or bytes missing before it, raise
+    [`InvalidCaptureFile`][aiorecords.errors.InvalidCaptureFile].
+    """
+    header = layout.block_header_size
+    available = data_end - position - header
+    if position < layout.data_start or available < 0:
+        raise InvalidCaptureFile("data block lies outside the data", offset=position)
+    # One read usually covers header and payload: payloads are compressed
+    # blocks, rarely larger than the block size.
+    size = header + min(available, layout.block_size)
+    first = yield Read(position, size)
+    _check_read(first, position, size)
+    length, crc = parse_block_header(layout, first)
+    if length > available:
+        raise InvalidCaptureFile(
+            f"data block length {length} runs past the end of the data",
+            offset=position,
+        )
+    end = header + length
+    payload = first[header:end]
+    if len(payload) < length:
+        more = yield Read(position + len(first), end - len(first))
+        _check_read(more, position + len(first), end - len(first))
+        payload += more
+    try:
+        return decode_block(layout, crc, payload, limit)
+    except LimitExceeded as error:
+        hint = "" if layout.native else " (a larger max_record_size may read it)"
+        raise InvalidCaptureFile(f"{error}{hint}", offset=position) from None
+    except DecodeError as error:
+        raise InvalidCaptureFile(str(error), offset=position) from None
+
+
+def _check_read(data: bytes, offset: int, size: int) -> None:
+    if len(data) < size:
+        raise InvalidCaptureFile(
+            "file ends before its committed data does", offset=offset + len(data)
+        )
+
+
+#: Bytes looked at per read when finding where data written ends.
+_DATA_END_STEP: Final = 1 << 20
+
+
+def written_end(start: int, end: int) -> Generator[Read, bytes, int]:
+    """The end of the last non-zero byte in ``[start, end)`` of the file
+    (``start`` if none), push-style: what lies after it is space grown ahead
+    of need, not data."""
+    while end > start:
+        at = max(start, end - _DATA_END_STEP)
+        chunk = (yield Read(at, end - at)).rstrip(b"\0")
+        if chunk:
+            return at + len(chunk)
+        end = at
+    return start

@@ -1,56 +1,47 @@
 """The capture file work that runs in worker threads.
 
-Each function here is one thread hop of `aiorecords.capture`: it does
-its I/O through `aiorecords._io.FileIO` and its format work through
-the sans-IO core, and touches nothing the event loop changes.
+Each function here is one thread hop of `aiorecords.capture`: it answers
+the wants of the sans-IO cores with reads through `aiorecords._io.FileIO`,
+and touches nothing the event loop changes.
 """
 
 from __future__ import annotations
 
-import codecs
-import struct
-from typing import Any, Final
+from typing import Any, Final, TypeVar
 
 from .. import _io
 from .._cache import block_cache
-from .._codecs import DecodeError, LimitExceeded
-from ..errors import (
-    CaptureFileAlreadyOpen,
-    InvalidCaptureFile,
-    RecordNotText,
-    StorageError,
-)
-from ._index import NodeAt, iter_coordinates, read_item, record_coordinate
+from .._wants import answer_all, answer_reads
+from ..errors import CaptureFileAlreadyOpen, InvalidCaptureFile, StorageError
+from ._index import Blocks
 from ._layout import (
     HEADER_SIZE,
-    U32,
     WRITER_LOCK_OFFSET,
     Layout,
     MasterNode,
     MasterNodesInconsistent,
     choose_master,
     commit_damage,
-    decode_block,
     decode_header,
     encode_header,
-    parse_block_header,
+    fetch_block,
+    written_end,
 )
+from ._stream import RecordStream
 from ._writer import CaptureWriter, FlushJob, FlushResult, ReadView
 
 __all__ = [
     "BlockReader",
-    "Stream",
+    "MasterSlots",
     "create_file",
-    "item_in_thread",
+    "finish_walk",
     "open_existing",
     "read_state",
-    "record_in_thread",
-    "MasterSlots",
     "run_flush",
+    "take_records",
 ]
 
-#: The most record bytes one streaming batch gathers.
-MAX_BATCH_BYTES: Final = 4 * 1024 * 1024
+T = TypeVar("T")
 
 #: A streaming reader reads the data area this much at a time: blocks lie
 #: back to back, so one read serves several of them.
@@ -66,7 +57,6 @@ class BlockReader:
     """
 
     __slots__ = (
-        "_header",
         "_io",
         "_keep",
         "_layout",
@@ -93,7 +83,6 @@ class BlockReader:
         self._namespace = namespace
         self._limit = limit
         self._keep = keep
-        self._header = layout.block_header_size
         self.loaded: dict[int, bytes] = {}
         self._window = b""
         self._window_start = 0
@@ -117,32 +106,10 @@ class BlockReader:
         return block
 
     def _load(self, position: int) -> bytes:
-        layout = self._layout
-        available = self.view.data_end - position - self._header
-        if position < layout.data_start or available < 0:
-            raise InvalidCaptureFile(
-                "data block lies outside the data", offset=position
-            )
-        # One read usually covers header and payload: payloads are compressed
-        # blocks, rarely larger than the block size.
-        first = self._read(position, self._header + min(available, layout.block_size))
-        length, crc = parse_block_header(layout, first)
-        if length > available:
-            raise InvalidCaptureFile(
-                f"data block length {length} runs past the end of the data",
-                offset=position,
-            )
-        end = self._header + length
-        payload = first[self._header : end]
-        if len(payload) < length:
-            payload += self._read(position + len(first), end - len(first))
-        try:
-            return decode_block(layout, crc, payload, self._limit)
-        except LimitExceeded as error:
-            hint = "" if layout.native else " (a larger max_record_size may read it)"
-            raise InvalidCaptureFile(f"{error}{hint}", offset=position) from None
-        except DecodeError as error:
-            raise InvalidCaptureFile(str(error), offset=position) from None
+        return answer_reads(
+            fetch_block(self._layout, position, self.view.data_end, self._limit),
+            self._read,
+        )
 
     def _read(self, position: int, size: int) -> bytes:
         """Data-area bytes, taking the last partial page from the master node."""
@@ -163,169 +130,25 @@ class BlockReader:
         else:
             data = self._io.pread(position, from_file)
         if len(data) < from_file:
-            raise InvalidCaptureFile(
-                "file ends before its committed data does", offset=position + len(data)
-            )
+            return data  # cut short: the core says where
         if from_file < size:
             data += view.tail[: size - from_file]
         return data
 
 
-def record_in_thread(
-    reader: BlockReader, fan_out: int, index: int, node_at: NodeAt | None = None
-) -> bytes:
-    """The record at 0-based ``index``."""
-    position, offset = record_coordinate(
-        reader.view.levels, fan_out, index, reader, node_at
-    )
-    return read_item(reader(position), offset, position)
+def finish_walk(steps: Blocks[T], position: int, reader: BlockReader) -> T:
+    """Run a walk that wants the block at ``position`` to its end."""
+    try:
+        while True:
+            position = steps.send(reader(position))
+    except StopIteration as done:
+        result: T = done.value
+        return result
 
 
-def item_in_thread(reader: BlockReader, coordinate: tuple[int, int]) -> bytes:
-    """The sized item (record or metadata) at ``coordinate``."""
-    position, offset = coordinate
-    return read_item(reader(position), offset, position)
-
-
-class Stream:
-    """A sequential read in progress, taken a batch at a time.
-
-    The coordinate walk is a generator kept between batches, so the index
-    nodes above the records are read once per stream, not once per batch.
-    """
-
-    __slots__ = (
-        "_block_position",
-        "_encoding",
-        "_offsets",
-        "_positions",
-        "_reader",
-        "_runs",
-        "_text",
-        "_text_position",
-        "_utf8",
-    )
-
-    def __init__(
-        self, reader: BlockReader, fan_out: int, start: int, encoding: str | None
-    ) -> None:
-        self._reader = reader
-        self._runs = iter_coordinates(reader.view.levels, fan_out, start, reader)
-        self._positions: tuple[int, ...] = ()
-        self._offsets: tuple[int, ...] = ()
-        self._encoding = encoding
-        self._utf8 = encoding is not None and codecs.lookup(encoding).name == "utf-8"
-        self._text = ""
-        self._text_position = -1
-        self._block_position = 0  # of the block being read, for errors
-
-    def take(self, count: int) -> list[Any]:
-        """Up to ``count`` records: fewer at the end, or once the blocks read
-        pass `MAX_BATCH_BYTES` (so huge records come a few at a time).
-
-        A record that lies outside its block, or is not text in the file's
-        encoding, raises `InvalidCaptureFile`."""
-        try:
-            return self._take(count)
-        except struct.error:
-            # An offset past the end of its block: the index (or a master
-            # node forged with a valid checksum) points outside the data.
-            raise InvalidCaptureFile(
-                "a record's coordinate points past the end of its block",
-                offset=self._block_position,
-            ) from None
-        except UnicodeDecodeError as error:
-            raise RecordNotText(
-                f"a record is not {self._encoding} text ({error.reason}); "
-                "open the file with encoding=None to read its bytes",
-                error,
-                offset=self._block_position,
-            ) from None
-
-    def _take(self, count: int) -> list[Any]:
-        reader = self._reader
-        encoding = self._encoding
-        unpack = U32.unpack_from
-        out: list[Any] = []
-        append = out.append
-        budget = MAX_BATCH_BYTES
-        positions, offsets = self._positions, self._offsets
-        while len(out) < count and budget > 0:
-            if not offsets:
-                run = next(self._runs, None)
-                if run is None:
-                    break
-                positions, offsets = run
-            room = count - len(out)
-            if room < len(offsets):
-                positions, rest_positions = positions[:room], positions[room:]
-                offsets, rest_offsets = offsets[:room], offsets[room:]
-            else:
-                rest_positions = rest_offsets = ()
-            first = self._block_position = positions[0]
-            if first == positions[-1]:
-                # The usual case: the whole run lies in one block (positions
-                # never decrease along the records).
-                block = reader(first)
-                size = len(block)
-                budget -= size
-                if self._utf8:
-                    # Most text records are ASCII: decode the block once as
-                    # Latin-1 (one byte, one character) and slice it; a slice
-                    # that is not all ASCII is decoded properly instead.
-                    if self._text_position != first:
-                        self._text = block.decode("latin-1")
-                        self._text_position = first
-                    text = self._text
-                    for offset in offsets:
-                        (length,) = unpack(block, offset)
-                        end = offset + 4 + length
-                        if end > size:
-                            raise _overrun(first, length)
-                        record = text[offset + 4 : end]
-                        append(
-                            record
-                            if record.isascii()
-                            else block[offset + 4 : end].decode("utf-8")
-                        )
-                elif encoding:
-                    for offset in offsets:
-                        (length,) = unpack(block, offset)
-                        end = offset + 4 + length
-                        if end > size:
-                            raise _overrun(first, length)
-                        append(block[offset + 4 : end].decode(encoding))
-                else:
-                    for offset in offsets:
-                        (length,) = unpack(block, offset)
-                        end = offset + 4 + length
-                        if end > size:
-                            raise _overrun(first, length)
-                        append(block[offset + 4 : end])
-            else:
-                last = -1
-                block = b""
-                for position, offset in zip(positions, offsets, strict=True):
-                    if position != last:
-                        self._block_position = position
-                        block = reader(position)
-                        budget -= len(block)
-                        last = position
-                    (length,) = unpack(block, offset)
-                    end = offset + 4 + length
-                    if end > len(block):
-                        raise _overrun(position, length)
-                    data = block[offset + 4 : end]
-                    append(data.decode(encoding) if encoding else data)
-            positions, offsets = rest_positions, rest_offsets
-        self._positions, self._offsets = positions, offsets
-        return out
-
-
-def _overrun(position: int, length: int) -> InvalidCaptureFile:
-    return InvalidCaptureFile(
-        f"record of {length} bytes runs past the end of its block", offset=position
-    )
+def take_records(stream: RecordStream, count: int, reader: BlockReader) -> list[Any]:
+    """The next batch of up to ``count`` records of ``stream``."""
+    return answer_all(stream.take(count), reader)
 
 
 def read_state(
@@ -375,25 +198,15 @@ def read_state(
         file_size=file_size,
     )
     if damage is not None:
-        unreachable = _data_end(io, node.data_end, file_size) - node.data_end
+        unreachable = (
+            answer_reads(written_end(node.data_end, file_size), io.pread)
+            - node.data_end
+        )
         damage += (
             f"; the file opens at commit {node.serial}, and {unreachable} bytes "
             "of data written after it are unreachable"
         )
     return layout, node, file_size, damage
-
-
-def _data_end(io: _io.FileIO, start: int, end: int) -> int:
-    """The end of the last non-zero byte in ``[start, end)`` of the file
-    (``start`` if none): what lies after it is space grown ahead of need."""
-    step = 1 << 20
-    while end > start:
-        at = max(start, end - step)
-        chunk = io.pread(at, end - at).rstrip(b"\0")
-        if chunk:
-            return at + len(chunk)
-        end = at
-    return start
 
 
 def open_existing(path: str, to_write: bool, require_lock: bool) -> _io.FileIO:

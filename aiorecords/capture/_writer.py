@@ -28,6 +28,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
+from .._limits import check_size
 from ._layout import (
     COORD,
     GROWTH_LIMIT,
@@ -296,6 +297,8 @@ class CaptureWriter:
         "_block_position",
         "_block_size",
         "_flushing",
+        "_held",
+        "_held_bytes",
         "_leaf",
         "_levels",
         "_next_sequence",
@@ -347,21 +350,33 @@ class CaptureWriter:
         self._block_size = layout.block_size
         self._node_size = layout.node_size
         self._flushing = False
+        # Records added while a flush job is out: they join the blocks once
+        # it is done (the job owns what it was given).
+        self._held: list[bytes | bytearray] = []
+        self._held_bytes = 0
         self._synced_pages = self.pages_written
 
     # -- adding ------------------------------------------------------------
 
-    def add_record(self, data: bytes | bytearray) -> int:
-        """Append a record and return the new record count, or 0 if a flush
-        is now due (the count is then `count`).
+    def check(self, data: bytes | bytearray) -> None:
+        """Raise `ValueError` if ``data`` is over the largest record allowed."""
+        if len(data) > self.max_record_size:
+            check_size(len(data), self.max_record_size)
 
-        Not to be called while a flush job is out.
+    def add_record(self, data: bytes | bytearray) -> int:
+        """Append a record and return the new record count (`count`), or 0 if
+        a flush is now due.
+
+        While a flush job is out the record is held, and placed when the job
+        is finished (`finish_flush()`); the count includes it at once.
         """
         if len(data) > self.max_record_size:
-            raise ValueError(
-                f"record of {len(data)} bytes is over the largest allowed, "
-                f"{self.max_record_size}"
-            )
+            check_size(len(data), self.max_record_size)
+        if self._flushing:
+            self._held.append(data)
+            self._held_bytes += len(data)
+            self.count += 1
+            return self.count
         block = self._block
         leaf = self._leaf
         leaf += _pack_coord(self._block_position, len(block))
@@ -379,11 +394,9 @@ class CaptureWriter:
         if data is None:
             self.metadata = None
             return False
-        if len(data) > self.max_record_size:
-            raise ValueError(
-                f"metadata of {len(data)} bytes is over the largest item allowed, "
-                f"{self.max_record_size}"
-            )
+        check_size(len(data), self.max_record_size, "metadata")
+        if self._flushing:
+            raise RuntimeError("metadata cannot be set while a flush is out")
         block = self._block
         self.metadata = (self._block_position, len(block))
         block += _pack_u32(len(data))
@@ -423,6 +436,11 @@ class CaptureWriter:
         self._next_sequence += 1
 
     @property
+    def held(self) -> tuple[int, int]:
+        """Records held while a flush is out, and their bytes."""
+        return len(self._held), self._held_bytes
+
+    @property
     def flush_due(self) -> bool:
         """True when enough full blocks wait in memory to be flushed."""
         return len(self._pending) >= FLUSH_BLOCKS or self._pending_bytes >= FLUSH_BYTES
@@ -431,7 +449,7 @@ class CaptureWriter:
 
     def begin_flush(self, commit: bool = False) -> FlushJob:
         """A job placing every full block; with ``commit``, also the next
-        master node. No adds until `finish_flush()`."""
+        master node. Records added until `finish_flush()` are held."""
         if self._flushing:
             raise RuntimeError("a flush is already under way")
         self._flushing = True
@@ -467,11 +485,20 @@ class CaptureWriter:
             self.serial = result.master.serial
             self._synced_pages = self.pages_written
         self._flushing = False
+        held, self._held = self._held, []
+        self._held_bytes = 0
+        self.count -= len(held)
+        for data in held:  # in the order they came
+            self.add_record(data)
 
     def abandon_flush(self) -> None:
         """The job failed; the writer may not be used again (its file is in an
-        unknown state), but reads of what it holds still work."""
+        unknown state), but reads of what it holds still work. Records held
+        meanwhile are dropped."""
         self._flushing = False
+        self.count -= len(self._held)
+        self._held = []
+        self._held_bytes = 0
 
     @property
     def pages_written(self) -> int:
@@ -486,7 +513,8 @@ class CaptureWriter:
     # -- reading back --------------------------------------------------------
 
     def read_view(self) -> ReadView:
-        """A snapshot of everything added so far, for reading it back."""
+        """A snapshot of everything added so far, for reading it back (not
+        while a flush is out: records held then are not in it)."""
         memory = {block.position: block.data for block in self._pending}
         memory[self._block_position] = bytes(self._block)
         return ReadView(

@@ -16,6 +16,10 @@ waits for the disk), any other by one hop per block; none per record.
 Decoding is in-memory work done on the event loop.
 """
 
-from ._files import RecordsReader, RecordsWriter, split
+from ._reader import RecordsReader, split
+from ._writer import RecordsWriter
 
 __all__ = ["RecordsReader", "RecordsWriter", "split"]
+
+# Public: split() is documented here, the classes at the top level.
+split.__module__ = __name__

@@ -40,6 +40,7 @@ __all__ = [
     "AppendPoint",
     "Record",
     "mask_crc",
+    "starts_like_log",
     "unmask_crc",
 ]
 
@@ -73,6 +74,18 @@ def unmask_crc(masked: int) -> int:
 
 def _header(kind: int, data: bytes | bytearray | memoryview) -> bytes:
     return _HEADER.pack(mask_crc(crc32c(data, _TYPE_CRC[kind])), len(data), kind)
+
+
+def starts_like_log(head: bytes) -> bool:
+    """Whether ``head`` (a file's first block, or the whole of a shorter
+    file) begins with a whole LevelDB log fragment whose checksum holds."""
+    if len(head) < HEADER_SIZE:
+        return False
+    checksum, length, kind = _HEADER.unpack_from(head)
+    if kind not in (FULL, FIRST, MIDDLE, LAST) or length > BLOCK_SIZE - HEADER_SIZE:
+        return False
+    data = head[HEADER_SIZE : HEADER_SIZE + length]
+    return len(data) == length and crc32c(data, _TYPE_CRC[kind]) == unmask_crc(checksum)
 
 
 class LogEncoder:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from aiorecords._wants import answer_reads
 from aiorecords.archive._format import (
     CURRENT,
     ArchiveEntry,
@@ -11,7 +12,7 @@ from aiorecords.archive._format import (
     ElementLayout,
     check_file_header,
 )
-from aiorecords.archive._stream import EntryDecoder, EntryEncoder
+from aiorecords.archive._stream import CHUNK, EntryDecoder, EntryEncoder
 from aiorecords.archive._walk import Listing, extend_listing
 
 CODECS = {None: Codec.NONE, "gzip": Codec.GZIP, "zstd": Codec.ZSTD}
@@ -71,16 +72,37 @@ def reader(data: bytes):
     return pread
 
 
+class Decoding:
+    """An `EntryDecoder` driven over a ``pread`` function: its reads are
+    answered as a worker thread answers them."""
+
+    def __init__(self, pread, *arguments) -> None:
+        self.decoder = EntryDecoder(*arguments)
+        self.pread = pread
+
+    @property
+    def done(self) -> bool:
+        return self.decoder.done
+
+    def read(self, limit: int = CHUNK) -> bytes:
+        return answer_reads(self.decoder.read(limit), self.pread)
+
+
+def walk(steps, data: bytes):
+    """Run a walk of the archive ``data`` to its end, answering its reads."""
+    return answer_reads(steps, reader(data))
+
+
 def listing(data: bytes) -> Listing:
     """The listing of the archive ``data``, walked from scratch (in the
     layout its file header names)."""
     layout = check_file_header(data)
-    return extend_listing(reader(data), len(data), Listing(layout))
+    return answer_reads(extend_listing(len(data), Listing(layout)), reader(data))
 
 
 def payload(data: bytes, entry: ArchiveEntry, limit: int = 1 << 20) -> bytes:
     """The data of ``entry`` decoded from ``data``, ``limit`` bytes a step."""
-    decoder = EntryDecoder(
+    decoder = Decoding(
         reader(data),
         entry.payload_offset,
         entry.stored_size,

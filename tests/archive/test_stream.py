@@ -18,6 +18,8 @@ from aiorecords.archive._stream import (
     GzipInflater,
 )
 
+from .build import Decoding
+
 DATA = [b"", b"x", b"hello world " * 1000, os.urandom(3 * CHUNK + 17)]
 CODECS = [Codec.NONE, Codec.GZIP, Codec.ZSTD]
 
@@ -34,7 +36,7 @@ def encode(
 def decode(
     codec: int, stored: bytes, encoder: EntryEncoder, limit: int = CHUNK
 ) -> bytes:
-    decoder = EntryDecoder(
+    decoder = Decoding(
         lambda offset, size: stored[offset : offset + size],
         0,
         len(stored),
@@ -141,7 +143,7 @@ def test_a_gzip_bomb_inflates_a_bounded_piece_at_a_time() -> None:
 def test_a_zstd_bomb_decodes_a_bounded_piece_at_a_time() -> None:
     size = 64 * CHUNK
     stored = zstandard.ZstdCompressor().compress(bytes(size))
-    decoder = EntryDecoder(
+    decoder = Decoding(
         lambda offset, n: stored[offset : offset + n],
         0,
         len(stored),
@@ -173,7 +175,7 @@ def test_sizes_that_disagree_with_the_trailer_are_refused(codec: int) -> None:
     data = b"size " * 1000
     stored, encoder = encode(codec, False, [data])
     for claimed in (len(data) - 1, len(data) + 1, 0):
-        decoder = EntryDecoder(
+        decoder = Decoding(
             lambda offset, n: stored[offset : offset + n],
             0,
             len(stored),
@@ -193,7 +195,7 @@ def read_to_the_end(decoder: EntryDecoder) -> None:
 
 def test_stored_bytes_missing_from_the_file_are_refused() -> None:
     stored, encoder = encode(Codec.NONE, False, [b"x" * 100])
-    decoder = EntryDecoder(
+    decoder = Decoding(
         lambda offset, n: stored[offset : offset + n][:50],
         0,
         len(stored),
@@ -210,7 +212,7 @@ def test_stored_bytes_missing_from_the_file_are_refused() -> None:
 def test_reads_of_changing_sizes_get_exactly_what_they_ask(codec: int) -> None:
     data = os.urandom(100_000) + b"tail " * 300_000
     stored, encoder = encode(codec, False, [data])
-    decoder = EntryDecoder(
+    decoder = Decoding(
         lambda offset, n: stored[offset : offset + n],
         0,
         len(stored),
@@ -234,7 +236,7 @@ def test_reads_of_changing_sizes_get_exactly_what_they_ask(codec: int) -> None:
 
 def test_the_read_that_reaches_the_end_checks_it() -> None:
     stored, encoder = encode(Codec.NONE, False, [b"small"])
-    decoder = EntryDecoder(
+    decoder = Decoding(
         lambda offset, n: stored[offset : offset + n],
         0,
         len(stored),

@@ -18,9 +18,8 @@ from hypothesis import strategies as st
 
 from aiorecords._codecs import DecodeError
 from aiorecords.archive._format import V2, Codec, Stuffer, stuff, unstuff
-from aiorecords.archive._stream import EntryDecoder
 
-from .build import CODECS, Element, archive_bytes, listing, payload, reader
+from .build import CODECS, Decoding, Element, archive_bytes, listing, payload, reader
 
 MAGIC = V2.trailer_magic
 RUN = MAGIC[:-1]
@@ -149,7 +148,7 @@ def test_stuffing_that_was_never_written_is_damage(body: bytes) -> None:
     data = bytearray(archive_bytes(Element("e", b"-" * len(body)), layout=V2))
     (entry,) = listing(bytes(data)).entries
     data[entry.payload_offset : entry.payload_offset + entry.stored_size] = body
-    decoder = EntryDecoder(
+    decoder = Decoding(
         reader(bytes(data)),
         entry.payload_offset,
         len(body),

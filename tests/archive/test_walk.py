@@ -11,6 +11,7 @@ import pytest
 from crc32c import crc32c
 
 from aiorecords._codecs import DecodeError
+from aiorecords._wants import answer_reads
 from aiorecords.archive._format import (
     CURRENT,
     FILE_HEADER,
@@ -30,12 +31,14 @@ from aiorecords.errors import CorruptArchiveError
 
 from .build import (
     CODECS,
+    Decoding,
     Element,
     archive_bytes,
     element_bytes,
     listing,
     payload,
     reader,
+    walk,
 )
 
 ELEMENTS = [
@@ -77,8 +80,7 @@ def test_an_empty_archive_has_no_entries() -> None:
     data = archive_bytes()
     assert listing(data).entries == ()
     assert (
-        valid_end(reader(data), len(data), FILE_HEADER_SIZE, CURRENT)
-        == FILE_HEADER_SIZE
+        walk(valid_end(len(data), FILE_HEADER_SIZE, CURRENT), data) == FILE_HEADER_SIZE
     )
 
 
@@ -93,14 +95,14 @@ def test_every_prefix_lists_exactly_the_whole_elements_in_it() -> None:
         whole = [
             element for element, end in zip(ELEMENTS, ends, strict=True) if end <= size
         ]
-        scratch = extend_listing(reader(prefix), size, Listing(CURRENT))
+        scratch = walk(extend_listing(size, Listing(CURRENT)), prefix)
         assert summary(scratch.entries) == expected(whole), size
         assert scratch.damage == ()
         assert scratch.end == max([FILE_HEADER_SIZE, *(e for e in ends if e <= size)])
-        known = extend_listing(reader(prefix), size, known)
+        known = walk(extend_listing(size, known), prefix)
         assert known.entries == scratch.entries
         assert known.end == scratch.end
-        assert valid_end(reader(prefix), size, FILE_HEADER_SIZE, CURRENT) == scratch.end
+        assert walk(valid_end(size, FILE_HEADER_SIZE, CURRENT), prefix) == scratch.end
 
 
 @pytest.mark.parametrize(
@@ -125,9 +127,9 @@ def test_trailing_garbage_is_a_torn_tail(garbage: bytes) -> None:
     assert found.end == len(data)
     assert found.damage == ()
     size = len(data) + len(garbage)
-    assert valid_end(reader(data + garbage), size, FILE_HEADER_SIZE, CURRENT) == len(
-        data
-    )
+    assert answer_reads(
+        valid_end(size, FILE_HEADER_SIZE, CURRENT), reader(data + garbage)
+    ) == len(data)
 
 
 def test_a_torn_element_holding_an_archive_is_not_mistaken_for_elements() -> None:
@@ -206,7 +208,9 @@ def test_every_single_byte_of_damage_is_caught() -> None:
         data = bytearray(clean)
         data[at] ^= 1 << rng.randrange(8)
         damaged = bytes(data)
-        found = extend_listing(reader(damaged), len(damaged), Listing(CURRENT))
+        found = answer_reads(
+            extend_listing(len(damaged), Listing(CURRENT)), reader(damaged)
+        )
         holder = next(e for e in originals if e.offset <= at < e.end)
         listed = {e.offset: e for e in found.entries}
         for original, element in zip(originals, reversed(elements), strict=True):
@@ -235,17 +239,19 @@ def test_find_stops_at_the_newest_match() -> None:
         reads.append(offset)
         return data[offset : offset + size]
 
-    found, grown = find_back(counting, len(data), Listing(CURRENT), "n5")
+    found, grown = answer_reads(find_back(len(data), Listing(CURRENT), "n5"), counting)
     assert found is not None
     assert found.name == "n5"
     assert payload(data, found) == elements[96].data
     assert grown is None  # the walk stopped early: no full listing
     assert min(reads) >= len(data) - WINDOW  # one window, not the archive
-    found, grown = find_back(reader(data), len(data), Listing(CURRENT), "missing")
+    found, grown = answer_reads(
+        find_back(len(data), Listing(CURRENT), "missing"), reader(data)
+    )
     assert found is None
     assert grown is not None
     assert len(grown.entries) == len(elements)
-    found, _ = find_back(reader(data), len(data), grown, "n1")
+    found, _ = walk(find_back(len(data), grown, "n1"), data)
     assert found is grown.latest["n1"]
     assert payload(data, found) == elements[99].data
 
@@ -255,14 +261,18 @@ def test_find_refuses_to_guess_past_damage() -> None:
     entries = listing(bytes(data)).entries
     data[entries[1].end - 2] ^= 0xFF  # the trailer of "c"
     damaged = bytes(data)
-    found, _ = find_back(reader(damaged), len(damaged), Listing(CURRENT), "d/e.html")
+    found, _ = answer_reads(
+        find_back(len(damaged), Listing(CURRENT), "d/e.html"), reader(damaged)
+    )
     assert found is not None  # newer than the damage
     with pytest.raises(CorruptArchiveError) as caught:
-        find_back(reader(damaged), len(damaged), Listing(CURRENT), "a")
+        walk(find_back(len(damaged), Listing(CURRENT), "a"), damaged)
     assert caught.value.offset is not None
-    known = extend_listing(reader(damaged), len(damaged), Listing(CURRENT))
+    known = answer_reads(
+        extend_listing(len(damaged), Listing(CURRENT)), reader(damaged)
+    )
     with pytest.raises(CorruptArchiveError):
-        find_back(reader(damaged), len(damaged), known, "missing")
+        walk(find_back(len(damaged), known, "missing"), damaged)
 
 
 def read_to_the_end(decoder: EntryDecoder) -> None:
@@ -302,7 +312,7 @@ def test_hostile_lengths_allocate_nothing_large() -> None:
             found = listing(data)
             for entry in found.entries:
                 if entry.name == "x":
-                    decoder = EntryDecoder(
+                    decoder = Decoding(
                         reader(data),
                         entry.payload_offset,
                         entry.stored_size,
@@ -324,11 +334,11 @@ def test_trailer_magic_near_the_start_is_not_read_before_the_file() -> None:
     for gap in range(0, 60, 4):
         data = FILE_HEADER + b"\0" * gap + b"\xe5\x01GAR trailer v212345" + b"GARe"
         assert listing(data).entries == ()
-        assert valid_end(reader(data), len(data), FILE_HEADER_SIZE, CURRENT) == (
-            FILE_HEADER_SIZE
-        )
+        assert answer_reads(
+            valid_end(len(data), FILE_HEADER_SIZE, CURRENT), reader(data)
+        ) == (FILE_HEADER_SIZE)
         data = V1.file_header + b"\0" * gap + b"GARt1234" + b"GARe"
         assert listing(data).entries == ()
-        assert valid_end(reader(data), len(data), FILE_HEADER_SIZE, V1) == (
-            FILE_HEADER_SIZE
-        )
+        assert answer_reads(
+            valid_end(len(data), FILE_HEADER_SIZE, V1), reader(data)
+        ) == (FILE_HEADER_SIZE)

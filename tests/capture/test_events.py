@@ -23,6 +23,7 @@ from aiorecords import (
     _io,
     _watch,
 )
+from aiorecords.capture._layout import HEADER_SIZE, Layout, decode_header
 
 WORKER = str(Path(__file__).parent.parent / "helpers" / "capture_worker.py")
 
@@ -54,9 +55,16 @@ def gate():
         _io.remove_observer(held)
 
 
+def layout_of(cf: CaptureFile) -> Layout:
+    """The layout of a capture file, from its first page (the core's
+    decoder: no private attribute of the object)."""
+    with open(cf.file_name, "rb") as f:
+        return decode_header(f.read(HEADER_SIZE))
+
+
 def commits_made(io_trace, cf: CaptureFile) -> int:
     """Commits seen by the trace: writes of a master node."""
-    slots = cf._layout.slots
+    slots = layout_of(cf).slots
     return sum(
         1 for op, _, offset, _ in io_trace.calls if op == "pwrite" and offset in slots
     )
@@ -274,12 +282,11 @@ async def test_a_failed_commit_fails_every_caller_in_it(path: str) -> None:
 @pytest.fixture
 def no_polling(monkeypatch):
     """Only in-process wake-ups can end a follower's wait (polls take 60 s)."""
-    from aiorecords.capture import _file as capture
-    from aiorecords.records import _files as records
+    from aiorecords import _watch
 
-    for module in (capture, records):
-        monkeypatch.setattr(module, "_FOLLOW_FIRST_WAIT", 60.0)
-        monkeypatch.setattr(module, "_FOLLOW_LAST_WAIT", 60.0)
+    # The one back-off of every format's followers.
+    monkeypatch.setattr(_watch, "FOLLOW_FIRST_WAIT", 60.0)
+    monkeypatch.setattr(_watch, "FOLLOW_LAST_WAIT", 60.0)
 
 
 async def take(iterator, n: int) -> list:
@@ -423,7 +430,7 @@ async def test_a_small_commit_rewrites_only_the_master_pages_that_changed(
     async with CaptureFile(path, to_write=True) as cf:
         for n in range(4):  # both slots have been written whole by now
             await cf.append("x" * 100 + str(n))
-        layout = cf._layout
+        layout = layout_of(cf)
         io_trace.clear()
         await cf.append("one more small event")
         master = [

@@ -1,0 +1,320 @@
+"""An open archive: its storage, its listing and the locks that order it.
+
+[`OpenArchive`][aiorecords.archive._opened.OpenArchive] is what the
+`Archive` facade and the entry streams (`archive._entries`) share: the one
+holder of the descriptor (every thread hop that uses it is counted, and
+closing waits for them), the cached listing, and the steps of an append.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import functools
+import logging
+from collections.abc import AsyncIterator, Callable
+from typing import Any, Final, Literal, TypeVar
+
+from .. import _io
+from .._lifetime import InFlight
+from .._skipped import SkippedRegion
+from .._wants import answer_reads
+from .._watch import Backoff
+from ..errors import (
+    ArchiveLocked,
+    ArchiveReadOnly,
+    ClosedError,
+    CorruptArchiveError,
+    WriterFailedError,
+)
+from . import _files as files
+from ._format import CURRENT, FILE_HEADER_SIZE, ArchiveEntry, ElementLayout
+from ._walk import Listing, find_back
+
+__all__ = ["Mode", "OpenArchive"]
+
+logger = logging.getLogger("aiorecords")
+
+T = TypeVar("T")
+
+Mode = Literal["rdonly", "rdwr", "rdwr_exclusive"]
+
+# Waiting for another process's lock: the first and the longest pause.
+_FIRST_WAIT: Final = 0.001
+_LAST_WAIT: Final = 0.05
+
+
+class OpenArchive:
+    """The state of one open archive, and its blocking steps' drivers."""
+
+    def __init__(
+        self,
+        storage: files.Storage,
+        *,
+        path: str | None,
+        mode: Mode,
+        wait: bool,
+    ) -> None:
+        self.path = path
+        self.mode: Mode = mode
+        self.wait = wait
+        self.storage: files.Storage | None = storage
+        """None from the moment close() begins: no new call may start."""
+        # A file's layout is known once its header is read (prepare()).
+        self.listing = Listing(
+            storage.layout if isinstance(storage, files.MemoryArchive) else CURRENT
+        )
+        # True once the listing covers every byte and nothing but this object
+        # can add any (an archive in memory, or one open rdwr_exclusive).
+        self._settled = False
+        # Appends this object has made: a listing read while one completed
+        # may lack it, and must not be taken as settled.
+        self._appends = 0
+        self._end = FILE_HEADER_SIZE  # where a rdwr_exclusive append writes
+        self._listing_lock = asyncio.Lock()
+        self._entry_lock = asyncio.Lock()
+        self._entry_owner: asyncio.Task[Any] | None = None
+        self._reported: set[SkippedRegion] = set()
+        self._failed: BaseException | None = None
+        self._in_flight = InFlight()
+
+    def __repr__(self) -> str:
+        where = repr(self.path) if self.path is not None else "in memory"
+        state = "closed" if self.storage is None else self.mode
+        return f"<Archive {where} {state}>"
+
+    @property
+    def closed(self) -> bool:
+        """True once close() has begun."""
+        return self.storage is None
+
+    @property
+    def name(self) -> str:
+        """The path, or a description of an archive in memory."""
+        return self.path if self.path is not None else "archive in memory"
+
+    async def prepare(self) -> None:
+        """Check (or, for an empty file, write) the header; take the owner
+        lock and find the end for ``rdwr_exclusive``."""
+        storage = self.live("open")
+        assert isinstance(storage, _io.FileIO)
+        backoff = Backoff(_FIRST_WAIT, _LAST_WAIT)
+        if self.mode == "rdwr_exclusive":
+            while not await self.offload(files.take_owner_lock, storage):
+                if not self.wait:
+                    raise ArchiveLocked(f"{self.name} is open in another writer")
+                await backoff.sleep()
+        while (
+            layout := await self.offload(self.checked(self.layout_of), storage)
+        ) is None:
+            await backoff.sleep()  # another writer is giving it its header
+        self.listing = Listing(layout)
+        if self.mode == "rdwr_exclusive":
+            # No one else appends while this object is open: find the end
+            # now (cutting off a torn tail) and keep it.
+            while True:
+                end = await self.offload(
+                    self.checked(files.begin_append),
+                    storage,
+                    FILE_HEADER_SIZE,
+                    False,
+                    layout,
+                )
+                if isinstance(end, int):
+                    break
+                await backoff.sleep()
+            await self.offload(files.end_append, storage, False)
+            self._end = end
+
+    def layout_of(self, io: _io.FileIO) -> ElementLayout | None:
+        # In a worker thread: a file someone left empty gets its header.
+        # None: another writer is giving it one.
+        layout = files.check_header(io)
+        if layout is not None:
+            return layout
+        if self.mode == "rdonly":
+            raise CorruptArchiveError("the file is empty", offset=0)
+        return files.check_header(io) if files.initialize(io) else None
+
+    def live(self, action: str) -> files.Storage:
+        """The storage, unless close() has begun (then `ClosedError`)."""
+        storage = self.storage
+        if storage is None:
+            raise ClosedError(f"cannot {action}: {self!r} is closed")
+        return storage
+
+    def writable(self, action: str) -> _io.FileIO:
+        """The file, if this archive may append (not read-only, not failed)."""
+        storage = self.live(action)
+        if not isinstance(storage, _io.FileIO) or self.mode == "rdonly":
+            raise ArchiveReadOnly(f"cannot {action}: {self!r} is read-only")
+        if self._failed is not None:
+            raise WriterFailedError(
+                f"cannot {action}: an earlier I/O error ({self._failed}) left "
+                f"{self.path!r} in an unknown state; close and reopen it"
+            ) from self._failed
+        return storage
+
+    async def offload(self, function: Callable[..., T], /, *args: Any) -> T:
+        """Run a blocking step in a worker thread; close() waits for it."""
+        outcome, cancelled = await self.run(function, *args)
+        if cancelled is not None:
+            raise cancelled
+        return outcome.unwrap()
+
+    def checked(self, function: Callable[..., T]) -> Callable[..., T]:
+        """``function``, its format errors naming this archive's file."""
+
+        @functools.wraps(function)
+        def checked(*args: Any) -> T:
+            try:
+                return function(*args)
+            except CorruptArchiveError as error:
+                if error.path is not None or self.path is None:
+                    raise
+                raise CorruptArchiveError(
+                    error.reason, path=self.path, offset=error.offset
+                ) from None
+
+        return checked
+
+    @contextlib.asynccontextmanager
+    async def one_entry_at_a_time(self) -> AsyncIterator[None]:
+        task = asyncio.current_task()
+        if task is not None and self._entry_owner is task:
+            raise RuntimeError(
+                "this task is already appending or reading an entry of this "
+                "archive: finish that block first (one entry at a time)"
+            )
+        async with self._entry_lock:
+            self._entry_owner = task
+            try:
+                yield
+            finally:
+                self._entry_owner = None
+
+    async def current_listing(self) -> Listing:
+        """The listing of the archive as it is now (read from where the
+        cached one ends, unless settled); damage is logged once."""
+        storage = self.live("list the entries")
+        if self._settled:
+            return self.listing
+        async with self._listing_lock:
+            appends = self._appends
+            listing = await self.offload(
+                self.checked(files.extend), storage, self.listing
+            )
+            self.listing = listing
+            self._settled = appends == self._appends and (
+                isinstance(storage, files.MemoryArchive)
+                or self.mode == "rdwr_exclusive"
+            )
+        for damage in listing.damage:
+            if damage.region not in self._reported:
+                self._reported.add(damage.region)
+                region = damage.region
+                logger.warning(
+                    "%s: damaged archive bytes %d to %d: %s",
+                    self.name,
+                    region.start,
+                    region.end,
+                    region.reason,
+                )
+        return listing
+
+    def raise_damage(self, listing: Listing) -> None:
+        """Raise `CorruptArchiveError` for the newest damage of ``listing``."""
+        if listing.damage:
+            newest = listing.damage[0]
+            raise CorruptArchiveError(
+                f"{newest.region.reason} (older entries can be listed with "
+                f"contents(recover=True))",
+                path=self.path,
+                offset=newest.offset,
+            )
+
+    async def begin_append(self, io: _io.FileIO) -> tuple[int, bool | None]:
+        """Where the new element goes, and which append locks were taken
+        (for `end_append()`; None: none)."""
+        if self.mode == "rdwr_exclusive":
+            return self._end, None
+        backoff = Backoff(_FIRST_WAIT, _LAST_WAIT)
+        while True:
+            outcome, cancelled = await self.run(
+                self.checked(files.begin_append),
+                io,
+                self.listing.end,
+                True,
+                self.listing.layout,
+            )
+            where = outcome.unwrap() if cancelled is None else outcome.value
+            if cancelled is not None:
+                if isinstance(where, int):  # the locks were taken: give them back
+                    await self.run(files.end_append, io, True)
+                raise cancelled
+            assert where is not None
+            if isinstance(where, int):
+                return where, True
+            # Another rdwr append is brief: wait for it. A rdwr_exclusive
+            # writer may keep the archive for a long time.
+            if where == "owner" and not self.wait:
+                raise ArchiveLocked(f"{self.name} is open in a rdwr_exclusive writer")
+            await backoff.sleep()
+
+    def appended(self, entry: ArchiveEntry) -> None:
+        """Note an element this object has just appended."""
+        if self.mode == "rdwr_exclusive":
+            self._end = entry.end
+        self._appends += 1
+        listing = self.listing
+        # If the listing was current up to where the element went, it still
+        # is with the element noted; unless a worker thread is reading it.
+        # Otherwise the next listing reads the file from where it stopped.
+        if listing.end == entry.offset and not self._listing_lock.locked():
+            listing.add(entry)
+        else:
+            self._settled = False
+
+    def poison(self, error: BaseException) -> None:
+        """Refuse further appends: the file's state after ``error`` is unknown."""
+        self._failed = error
+
+    def warn(self, message: str) -> None:
+        """Log a warning naming this archive."""
+        logger.warning("%s: %s", self.name, message)
+
+    async def run(
+        self, function: Callable[..., T], /, *args: Any
+    ) -> tuple[_io.Outcome[T], asyncio.CancelledError | None]:
+        """Run a step in a worker thread to its end; close() waits for it.
+
+        Refused once close() has begun: the step would reach the descriptor
+        while, or after, it is closed (and its number may be reused)."""
+        self.live("use the file")
+        with self._in_flight.held():
+            return await _io.run_to_completion(function, *args)
+
+    async def finish_close(self, storage: files.Storage) -> None:
+        """Wait for the work in flight, then close the file (a task of its
+        own, awaited through cancellations by ``Archive.close()``)."""
+        await self._in_flight.idle()
+        if isinstance(storage, _io.FileIO):
+            (await _io.run_to_completion(storage.close))[0].unwrap()
+
+    async def find(self, name: str) -> ArchiveEntry | None:
+        """The newest entry named ``name``, or None (see `Archive.find()`)."""
+        storage = self.live("find an entry")
+        if self._settled:
+            listing = self.listing
+            # Settled: the listing covers every byte, so this reads nothing.
+            found, _ = self.checked(answer_reads)(
+                find_back(listing.size, listing, name), storage.pread
+            )  # type: (ArchiveEntry | None, Listing | None)
+        else:
+            async with self._listing_lock:
+                found, grown = await self.offload(
+                    self.checked(files.find), storage, self.listing, name
+                )
+                if grown is not None:
+                    self.listing = grown
+        return found
