@@ -319,8 +319,16 @@ def test_tail_follow_in_a_terminal(tmp_path: Path) -> None:
     path = tmp_path / "live.capture"
     asyncio.run(make_capture(path, n=3))
     controller, terminal = pty.openpty()
+    # A shell gives its foreground job Ctrl-C at the default action; a test
+    # runner started in the background (``pytest &``, nohup) ignores SIGINT,
+    # and an ignored signal is inherited across exec, so the command would
+    # rightly ignore it too. Reset it, as the shell would, before exec.
+    foreground = (
+        "import os, signal, sys; signal.signal(signal.SIGINT, signal.SIG_DFL);"
+        " os.execv(sys.argv[1], sys.argv[1:])"
+    )
     process = subprocess.Popen(
-        [SCRIPT, "tail", "-f", "-n", "2", str(path)],
+        [sys.executable, "-c", foreground, SCRIPT, "tail", "-f", "-n", "2", str(path)],
         stdin=terminal,
         stdout=terminal,
         stderr=terminal,
