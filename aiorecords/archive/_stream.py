@@ -75,6 +75,27 @@ class GzipInflater:
                 break
             yield out
 
+    def step(self, data: bytes | bytearray | memoryview) -> tuple[int, bytes]:
+        """Inflate from the start of ``data``, at most a chunk: how many bytes
+        of ``data`` that used, and the output. With nothing left to feed,
+        ``data`` empty gives what the inflater still holds."""
+        if not data and not self._mid_member:
+            return 0, b""
+        self._mid_member = True
+        try:
+            out = self._inflater.decompress(data, CHUNK)
+        except zlib.error as error:
+            raise DecodeError(f"gzip data is damaged ({error})") from None
+        if self._inflater.eof:
+            # A member ended; what follows it is the next member's.
+            used = len(data) - len(self._inflater.unused_data)
+            self._inflater = zlib.decompressobj(_GZIP)
+            self._mid_member = False
+            self._members += 1
+        else:
+            used = len(data) - len(self._inflater.unconsumed_tail)
+        return used, out
+
     def finish(self) -> None:
         """Raise `DecodeError` if the stream stopped inside a member."""
         if self._mid_member:
@@ -84,12 +105,15 @@ class GzipInflater:
 # A zstd block regenerates at most this many bytes (the format's
 # Block_Maximum_Size), whatever its compressed size (an RLE block is 4 bytes).
 _ZSTD_BLOCK_MAX: Final = 128 * 1024
-# Blocks completed per call of the decompressor: its output is then at most
-# this many blocks and part of one more, a chunk.
-_ZSTD_BLOCKS_PER_STEP: Final = CHUNK // _ZSTD_BLOCK_MAX - 1
 _ZSTD_MAGIC: Final = b"\x28\xb5\x2f\xfd"
-# States of the frame walk.
-_HEADER, _BLOCK_HEADER, _BLOCK_BODY, _CHECKSUM, _DONE = range(5)
+# Where the frame walk stands: each names the unit that comes next.
+_HEADER, _BLOCK, _CHECKSUM, _DONE = range(4)
+# Stored bytes a step may want beyond a chunk: a chunk's worth of whole
+# incompressible blocks is a chunk plus their 3-byte headers and the frame's.
+SLACK: Final = 4096
+# An inflated payload is read again once fewer stored bytes than this are
+# held, so that a step has enough to make a whole chunk.
+_REFILL: Final = CHUNK // 2
 
 
 class ZstdInflater:
@@ -97,18 +121,13 @@ class ZstdInflater:
 
     python-zstandard's push decompressor gives all the output of what it is
     fed, so a few bytes of RLE blocks could make gigabytes. The frame is
-    therefore walked here, block header by block header, and fed to it a few
-    whole blocks at a time: no step makes more than a chunk.
+    therefore walked here, unit by unit (the frame header, each block, the
+    checksum), and `step()` feeds it only whole units whose output fits a
+    chunk. A step's output is one piece, so a chunk of incompressible data
+    is one chunk out, with no joins.
     """
 
-    __slots__ = (
-        "_checksum",
-        "_decompressor",
-        "_header",
-        "_last",
-        "_left",
-        "_state",
-    )
+    __slots__ = ("_checksum", "_decompressor", "_state")
 
     def __init__(self) -> None:
         # Output a chunk at a time (what a step makes at most): no joins.
@@ -116,104 +135,87 @@ class ZstdInflater:
             write_size=CHUNK
         )
         self._state = _HEADER
-        self._header = b""  # the frame or block header gathered so far
-        self._left = 0  # bytes of the current block body, or checksum
         self._checksum = False
-        self._last = 0  # the block being read is the frame's last
 
-    def feed(
-        self, data: bytes | bytearray | memoryview, limit: int = CHUNK
-    ) -> Iterator[bytes]:
-        """The data decompressed from ``data``, a bounded piece at a time
-        (``limit`` is for the interface's sake: pieces are at most a chunk)."""
+    def step(self, data: bytes | bytearray | memoryview) -> tuple[int, bytes]:
+        """Decompress the whole units at the start of ``data`` whose output
+        fits a chunk: how many bytes of ``data`` that used, and their
+        output. Using none means ``data`` ends inside its first unit: step
+        again with the same bytes and more after them.
+
+        Raises `DecodeError` for a damaged header, as soon as its bytes
+        are in ``data``.
+        """
         view = memoryview(data)
-        while view:
-            piece, view = self._split(view)
-            try:
-                out = self._decompressor.decompress(piece)
-            except zstandard.ZstdError as error:
-                raise DecodeError(f"zstd data is damaged ({error})") from None
-            if out:
-                yield out
+        end = self._whole_units(view)
+        if not end:
+            return 0, b""
+        try:
+            return end, self._decompressor.decompress(view[:end])
+        except zstandard.ZstdError as error:
+            raise DecodeError(f"zstd data is damaged ({error})") from None
 
-    def _split(self, view: memoryview) -> tuple[memoryview, memoryview]:
-        """The first piece of ``view`` to decompress (ending once a few
-        blocks are complete), and the rest."""
-        at = 0
-        blocks = 0
-        while at < len(view) and blocks < _ZSTD_BLOCKS_PER_STEP:
-            state = self._state
+    def _whole_units(self, view: memoryview) -> int:
+        """How many bytes at the start of ``view`` make whole units whose
+        output fits a chunk; the walk's state moves past them."""
+        at = out = 0
+        size = len(view)
+        state, checksum = self._state, self._checksum
+        while at < size:
             if state == _DONE:
                 raise DecodeError("bytes follow the end of the compressed data")
-            if state in (_BLOCK_BODY, _CHECKSUM):
-                step = min(self._left, len(view) - at)
-                at += step
-                self._left -= step
-                if not self._left:
-                    if state == _CHECKSUM:
-                        self._state = _DONE
-                    else:
-                        blocks += 1
-                        self._end_block()
+            if state == _CHECKSUM:
+                if size - at < 4:
+                    break
+                at, state = at + 4, _DONE
                 continue
-            wanted = self._header_size()
-            take = min(wanted - len(self._header), len(view) - at)
-            self._header += bytes(view[at : at + take])
-            at += take
-            if len(self._header) == wanted or (
-                state == _HEADER and len(self._header) == 5
-            ):
-                self._parse_header()
-        return view[:at], view[at:]
-
-    def _header_size(self) -> int:
-        if self._state == _BLOCK_HEADER:
-            return 3
-        if len(self._header) < 5:
-            return 5
-        descriptor = self._header[4]
-        single = descriptor & 0x20
-        content_size = (0, 2, 4, 8)[descriptor >> 6] or (1 if single else 0)
-        return 5 + (0 if single else 1) + (0, 1, 2, 4)[descriptor & 3] + content_size
-
-    def _parse_header(self) -> None:
-        header = self._header
-        if self._state == _BLOCK_HEADER:
-            value = int.from_bytes(header, "little")
-            kind, size = (value >> 1) & 3, value >> 3
-            self._last = value & 1
+            if state == _HEADER:
+                unit = _frame_header_size(view[at : at + 5])
+                if unit is None or size - at < unit:
+                    break
+                checksum = bool(view[at + 4] & 0x04)
+                at, state = at + unit, _BLOCK
+                continue
+            if size - at < 3:
+                break
+            header = int.from_bytes(view[at : at + 3], "little")
+            kind, regenerated = (header >> 1) & 3, header >> 3
             if kind == 3:
                 raise DecodeError("zstd data is damaged (reserved block type)")
-            if size > _ZSTD_BLOCK_MAX:
+            if regenerated > _ZSTD_BLOCK_MAX:
                 raise DecodeError("zstd data is damaged (block too large)")
-            self._header = b""
-            self._left = 1 if kind == 1 else size
-            self._state = _BLOCK_BODY
-            if not self._left:
-                self._end_block()
-            return
-        if header[:4] != _ZSTD_MAGIC:
-            raise DecodeError("zstd data is damaged (not a zstd frame)")
-        if header[4] & 0x08:
-            raise DecodeError("zstd data is damaged (reserved frame header bit)")
-        if len(header) < self._header_size():
-            return  # the descriptor is known; the rest of the header comes
-        self._checksum = bool(header[4] & 0x04)
-        self._header = b""
-        self._state = _BLOCK_HEADER
-
-    def _end_block(self) -> None:
-        if not self._last:
-            self._state = _BLOCK_HEADER
-        elif self._checksum:
-            self._state, self._left = _CHECKSUM, 4
-        else:
-            self._state = _DONE
+            # A compressed block's header gives its compressed size; what it
+            # regenerates is at most the maximum.
+            unit = 3 + (1 if kind == 1 else regenerated)
+            if kind == 2:
+                regenerated = _ZSTD_BLOCK_MAX
+            if size - at < unit or (out and out + regenerated > CHUNK):
+                break
+            at, out = at + unit, out + regenerated
+            if header & 1:  # the frame's last block
+                state = _CHECKSUM if checksum else _DONE
+        self._state, self._checksum = state, checksum
+        return at
 
     def finish(self) -> None:
         """Raise `DecodeError` if the data stopped inside the frame."""
         if self._state != _DONE or not self._decompressor.eof:
             raise DecodeError("zstd data ends before its frame does")
+
+
+def _frame_header_size(head: memoryview) -> int | None:
+    """The size of the zstd frame header that ``head`` (its first five
+    bytes) begins; None if fewer than five bytes are there yet."""
+    if len(head) < 5:
+        return None
+    if bytes(head[:4]) != _ZSTD_MAGIC:
+        raise DecodeError("zstd data is damaged (not a zstd frame)")
+    descriptor = head[4]
+    if descriptor & 0x08:
+        raise DecodeError("zstd data is damaged (reserved frame header bit)")
+    single = descriptor & 0x20
+    content_size = (0, 2, 4, 8)[descriptor >> 6] or (1 if single else 0)
+    return 5 + (0 if single else 1) + (0, 1, 2, 4)[descriptor & 3] + content_size
 
 
 class EntryEncoder:
@@ -308,42 +310,52 @@ class EntryEncoder:
 
 class _PayloadSource:
     """The stored bytes of one entry, read in order, their checksum kept;
-    unstuffed as they are read if the archive stuffs payloads."""
+    unstuffed as they are read if the archive stuffs payloads.
 
-    __slots__ = ("_end", "_position", "crc", "stuffed")
+    An inflater may leave the end of a read unused (the start of a block it
+    needs whole): those bytes are `held`. Unstuffed, they are the file's own,
+    so the next read starts again where they start and the file gives them
+    again with what follows, in one piece and with no copy. Stuffed bytes,
+    undone as they are read, are kept and joined to the next read's.
+    """
+
+    __slots__ = ("_end", "_position", "_read_to", "crc", "held", "stuffed")
 
     def __init__(self, offset: int, size: int, stuffed: bool) -> None:
-        self._position = offset
+        self._position = offset  # the first stored byte not yet used
+        self._read_to = offset  # the first stored byte not yet read
         self._end = offset + size
         self.stuffed = stuffed
         self.crc = 0
+        self.held = memoryview(b"")
 
     @property
     def left(self) -> int:
-        return self._end - self._position
+        """How many stored bytes are not read yet."""
+        return self._end - self._read_to
 
     def want(self, size: int) -> Read | None:
-        """The stored bytes to read next (up to ``size``); None at the end."""
-        size = min(size, self.left, CHUNK)
-        if size <= 0:
+        """The stored bytes to read next (up to ``size``, and more than are
+        held); None if every stored byte is read."""
+        if not self.left:
             return None
         if self.stuffed:
             size = min(max(size, 16), self.left)  # more than a held-back end
-        return Read(self._position, size)
+            return Read(self._read_to, size)
+        return Read(self._position, min(size, self._end - self._position))
 
-    def take(self, want: Read, data: bytes) -> bytes:
-        """The entry's data in ``data``, the bytes `want()` asked for."""
+    def _checked(self, want: Read, data: bytes) -> bytes:
         if len(data) != want.size:
             raise DecodeError("the archive ends inside an entry")
-        final = want.size == self.left
-        if self.stuffed and not final and (cut := unfinished_run(data)):
+        if not self.stuffed:
+            self._read_to = want.offset + len(data)
+            return data
+        if want.offset + want.size != self._end and (cut := unfinished_run(data)):
             # A run and the 00 after it are undone together: read what may
             # begin one with what follows, next time.
             data = data[:-cut]
-        self._position += len(data)
+        self._read_to += len(data)
         self.crc = crc32c(data, self.crc)
-        if not self.stuffed:
-            return data
         plain = unstuff(data)
         if plain is None:
             raise DecodeError(
@@ -352,11 +364,35 @@ class _PayloadSource:
             )
         return plain
 
+    def take(self, want: Read, data: bytes) -> bytes:
+        """The entry's data in ``data``, the bytes `want()` asked for, all
+        used at once (for a payload stored as it is)."""
+        plain = self._checked(want, data)
+        if not self.stuffed:
+            self.crc = crc32c(plain, self.crc)
+            self._position = self._read_to
+        return plain
+
+    def hold(self, want: Read, data: bytes) -> None:
+        """Hold ``data``, the bytes `want()` asked for, to be `use()`d."""
+        plain = self._checked(want, data)
+        if not self.stuffed:
+            self.held = memoryview(plain)  # it starts with what was held
+        elif self.held:
+            self.held = memoryview(bytes(self.held) + plain)
+        else:
+            self.held = memoryview(plain)
+
+    def use(self, size: int) -> None:
+        """The first ``size`` held bytes are used."""
+        if not self.stuffed:
+            self.crc = crc32c(self.held[:size], self.crc)
+            self._position += size
+        self.held = self.held[size:]
+
 
 class _Inflater(Protocol):
-    def feed(
-        self, data: bytes | bytearray | memoryview, limit: int = ...
-    ) -> Iterator[bytes]: ...
+    def step(self, data: bytes | bytearray | memoryview) -> tuple[int, bytes]: ...
 
     def finish(self) -> None: ...
 
@@ -368,7 +404,6 @@ class EntryDecoder:
         "_done",
         "_inflater",
         "_leftover",
-        "_pending",
         "_source",
         "crc",
         "data_size",
@@ -388,7 +423,6 @@ class EntryDecoder:
         self.crc = crc
         self.size = data_size
         self.data_size = 0
-        self._pending: Iterator[bytes] = iter(())
         self._leftover = b""
         self._done = False
         self._inflater: _Inflater | None = (
@@ -452,24 +486,36 @@ class EntryDecoder:
         if self._leftover:
             piece, self._leftover = self._leftover[:limit], self._leftover[limit:]
             return piece
-        while True:
-            for out in self._pending:
-                self._count(out)
-                if len(out) > limit:
-                    out, self._leftover = out[:limit], out[limit:]
-                return out
-            want = self._source.want(CHUNK if self._inflater else limit)
-            data = b"" if want is None else self._source.take(want, (yield want))
-            if not data:
-                if self._inflater is not None:
-                    self._inflater.finish()
+        source, inflater = self._source, self._inflater
+        if inflater is None:
+            want = source.want(limit)
+            if want is None:
                 return b""
-            if self._inflater is None:
-                out = self._count(data)
-                if len(out) > limit:  # a stuffed read may give a few bytes more
-                    out, self._leftover = out[:limit], out[limit:]
-                return out
-            self._pending = self._inflater.feed(data)
+            return self._cut(source.take(want, (yield want)), limit)
+        stalled = False
+        while True:
+            if source.left and (stalled or len(source.held) < _REFILL):
+                # Too little is held for a chunk of output, or it ends inside
+                # what the inflater needs whole: read more.
+                want = source.want(CHUNK + SLACK)
+                assert want is not None
+                source.hold(want, (yield want))
+            used, out = inflater.step(source.held)
+            if used:
+                source.use(used)
+            if out:
+                return self._cut(out, limit)
+            stalled = not used
+            if stalled and not source.left:
+                inflater.finish()  # raises if the data stopped short
+                return b""
+
+    def _cut(self, out: bytes, limit: int) -> bytes:
+        """``out``, counted; what passes ``limit`` is kept for next time."""
+        self._count(out)
+        if len(out) > limit:
+            out, self._leftover = out[:limit], out[limit:]
+        return out
 
     def _count(self, out: bytes) -> bytes:
         self.data_size += len(out)
@@ -479,7 +525,7 @@ class EntryDecoder:
 
     def _finish(self) -> None:
         self._done = True
-        if self._source.left:
+        if self._source.left or self._source.held:
             raise DecodeError("bytes follow the end of the compressed data")
         if self._source.crc != self.crc:
             raise DecodeError("entry checksum does not match")

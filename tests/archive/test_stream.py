@@ -10,6 +10,7 @@ import zstandard
 from crc32c import crc32c
 
 from aiorecords._codecs import DecodeError
+from aiorecords._wants import answer_reads
 from aiorecords.archive._format import Codec, unstuff
 from aiorecords.archive._stream import (
     CHUNK,
@@ -247,3 +248,35 @@ def test_the_read_that_reaches_the_end_checks_it() -> None:
     )
     with pytest.raises(DecodeError, match="checksum"):
         decoder.read()
+
+
+@pytest.mark.parametrize("stuffed", [False, True], ids=["v1", "v2"])
+def test_a_stream_step_of_incompressible_zstd_is_a_whole_chunk(stuffed: bool) -> None:
+    # What a worker-thread hop does: one read1() step. Each should make a
+    # whole chunk from about one chunk of stored bytes, in one piece (the
+    # zstd blocks are fed whole, so no step is left a block's remainder).
+    data = os.urandom(9 * CHUNK + 1234)
+    stored, encoder = encode(
+        Codec.ZSTD,
+        False,
+        [data[i : i + CHUNK] for i in range(0, len(data), CHUNK)],
+        stuffed,
+    )
+    decoder = EntryDecoder(
+        0, len(stored), Codec.ZSTD, encoder.data_size, encoder.crc, stuffed
+    )
+    read_sizes: list[int] = []
+
+    def pread(offset: int, size: int) -> bytes:
+        read_sizes.append(size)
+        return stored[offset : offset + size]
+
+    chunks = []
+    while chunk := answer_reads(decoder.read1(CHUNK), pread):
+        chunks.append(chunk)
+    assert b"".join(chunks) == data
+    assert decoder.done
+    assert [len(chunk) for chunk in chunks[:-1]] == [CHUNK] * 9
+    # Stored bytes read: the payload, and at most a block again per chunk.
+    assert sum(read_sizes) <= len(stored) + 10 * (128 * 1024 + 3)
+    assert len(read_sizes) <= 2 * len(chunks)

@@ -41,12 +41,21 @@ def frames(data: bytes) -> list[bytes]:
 
 
 def inflate(inflater: ZstdInflater, pieces: list[bytes]) -> bytes:
+    """Drive ``inflater`` as a driver does: bytes it leaves unused are kept
+    and given again, with the next piece after them."""
     out = []
+    held = b""
     for piece in pieces:
-        for chunk in inflater.feed(piece):
+        held += piece
+        while True:
+            used, chunk = inflater.step(held)
             assert len(chunk) <= CHUNK
             out.append(chunk)
-    inflater.finish()
+            held = held[used:]
+            if not used:
+                break
+    inflater.finish()  # refuses a frame cut short
+    assert not held, "a whole frame left bytes unused"
     return b"".join(out)
 
 
@@ -95,9 +104,13 @@ def test_no_step_makes_more_than_a_chunk_of_a_bomb() -> None:
     )
     inflater = ZstdInflater()
     total = 0
-    for chunk in inflater.feed(frame):
+    view = memoryview(frame)
+    while view:
+        used, chunk = inflater.step(view)
+        assert used
         assert len(chunk) <= CHUNK
         total += len(chunk)
+        view = view[used:]
     inflater.finish()
     assert total == 2001 * 128 * 1024
 
