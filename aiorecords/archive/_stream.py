@@ -313,18 +313,22 @@ class _PayloadSource:
     unstuffed as they are read if the archive stuffs payloads.
 
     An inflater may leave the end of a read unused (the start of a block it
-    needs whole): those bytes are `held`. Unstuffed, they are the file's own,
-    so the next read starts again where they start and the file gives them
-    again with what follows, in one piece and with no copy. Stuffed bytes,
-    undone as they are read, are kept and joined to the next read's.
+    needs whole): those bytes are `held`. While they are the file's own
+    bytes (always, unstuffed; stuffed, unless the read held a run to undo,
+    which almost never happens), the next read starts again where they
+    start and the file gives them again with what follows, in one piece
+    with no copy; their checksum is taken as they are used, so that what is
+    checked is what is decoded. Bytes changed by unstuffing are checked as
+    they are read, and the next read's are joined to them.
     """
 
-    __slots__ = ("_end", "_position", "_read_to", "crc", "held", "stuffed")
+    __slots__ = ("_changed", "_end", "_position", "_read_to", "crc", "held", "stuffed")
 
     def __init__(self, offset: int, size: int, stuffed: bool) -> None:
-        self._position = offset  # the first stored byte not yet used
+        self._position = offset  # where the held bytes start in the file
         self._read_to = offset  # the first stored byte not yet read
         self._end = offset + size
+        self._changed = False  # the held bytes are not the file's own
         self.stuffed = stuffed
         self.crc = 0
         self.held = memoryview(b"")
@@ -339,56 +343,66 @@ class _PayloadSource:
         held); None if every stored byte is read."""
         if not self.left:
             return None
+        start = self._read_to if self._changed else self._position
+        size = min(size, self._end - start)
         if self.stuffed:
-            size = min(max(size, 16), self.left)  # more than a held-back end
-            return Read(self._read_to, size)
-        return Read(self._position, min(size, self._end - self._position))
+            size = min(max(size, 16), self._end - start)  # past a held-back end
+        return Read(start, size)
 
-    def _checked(self, want: Read, data: bytes) -> bytes:
+    def _plain(self, want: Read, data: bytes) -> bytes:
+        """``data`` checked and unstuffed; what is read moves past it."""
         if len(data) != want.size:
             raise DecodeError("the archive ends inside an entry")
-        if not self.stuffed:
-            self._read_to = want.offset + len(data)
-            return data
-        if want.offset + want.size != self._end and (cut := unfinished_run(data)):
-            # A run and the 00 after it are undone together: read what may
-            # begin one with what follows, next time.
-            data = data[:-cut]
-        self._read_to += len(data)
-        self.crc = crc32c(data, self.crc)
-        plain = unstuff(data)
-        if plain is None:
-            raise DecodeError(
-                "stuffed payload holds a run of the trailer magic without "
-                "the 00 after it"
-            )
+        if self.stuffed:
+            if want.offset + want.size != self._end and (cut := unfinished_run(data)):
+                # A run and the 00 after it are undone together: read what
+                # may begin one with what follows, next time.
+                data = data[:-cut]
+            plain = unstuff(data)
+            if plain is None:
+                raise DecodeError(
+                    "stuffed payload holds a run of the trailer magic without "
+                    "the 00 after it"
+                )
+        else:
+            plain = data
+        self._read_to = want.offset + len(data)
+        if plain is not data and len(plain) != len(data):
+            self.crc = crc32c(data, self.crc)  # the file's bytes, not these
+            self._changed = True
         return plain
 
     def take(self, want: Read, data: bytes) -> bytes:
         """The entry's data in ``data``, the bytes `want()` asked for, all
         used at once (for a payload stored as it is)."""
-        plain = self._checked(want, data)
-        if not self.stuffed:
+        plain = self._plain(want, data)
+        if not self._changed:
             self.crc = crc32c(plain, self.crc)
-            self._position = self._read_to
+        self._changed = False
+        self._position = self._read_to
         return plain
 
     def hold(self, want: Read, data: bytes) -> None:
         """Hold ``data``, the bytes `want()` asked for, to be `use()`d."""
-        plain = self._checked(want, data)
-        if not self.stuffed:
-            self.held = memoryview(plain)  # it starts with what was held
-        elif self.held:
+        was_changed = self._changed
+        plain = self._plain(want, data)
+        if was_changed:
+            # Held bytes already checked: these join them.
             self.held = memoryview(bytes(self.held) + plain)
         else:
+            # ``data`` starts where the held bytes do. Bytes changed now were
+            # checked as read, and so were those held again with them.
             self.held = memoryview(plain)
 
     def use(self, size: int) -> None:
         """The first ``size`` held bytes are used."""
-        if not self.stuffed:
+        if not self._changed:
             self.crc = crc32c(self.held[:size], self.crc)
             self._position += size
         self.held = self.held[size:]
+        if not self.held:
+            self._changed = False
+            self._position = self._read_to
 
 
 class _Inflater(Protocol):

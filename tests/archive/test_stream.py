@@ -280,3 +280,42 @@ def test_a_stream_step_of_incompressible_zstd_is_a_whole_chunk(stuffed: bool) ->
     # Stored bytes read: the payload, and at most a block again per chunk.
     assert sum(read_sizes) <= len(stored) + 10 * (128 * 1024 + 3)
     assert len(read_sizes) <= 2 * len(chunks)
+
+
+@pytest.mark.parametrize("codec", [Codec.GZIP, Codec.ZSTD])
+@pytest.mark.parametrize("spacing", [40_000, 97_001, 400_000])
+def test_stuffed_runs_inside_compressed_payloads(codec: int, spacing: int) -> None:
+    # Incompressible data is stored verbatim inside zstd raw blocks and
+    # deflate stored blocks, so the trailer magic's run planted in it
+    # reaches the stored payload (where no earlier copy is matched) and must be
+    # stuffed and undone, however the decoder's reads and held bytes fall
+    # around it. The first straddles the end of the decoder's first read.
+    run = b"\xe5\x01GAR trailer v"
+    data = bytearray(os.urandom(4 * CHUNK + 333))
+    for at in range(CHUNK - 7, len(data) - len(run), spacing):
+        data[at : at + len(run)] = run
+    data = bytes(data)
+    stored, encoder = encode(
+        codec, False, [data[i : i + 65536] for i in range(0, len(data), 65536)]
+    )
+    assert run + b"\0" in stored  # (a deflate block's header may split one)
+    for limit in (CHUNK, 70_000):
+        assert decode(codec, stored, encoder, limit) == data
+    decoder = EntryDecoder(0, len(stored), codec, encoder.data_size, encoder.crc, True)
+    chunks = []
+    while chunk := answer_reads(decoder.read1(CHUNK), lambda o, n: stored[o : o + n]):
+        chunks.append(chunk)
+    assert b"".join(chunks) == data
+    # A byte changed anywhere is found, by the codec or by the checksum.
+    for at in (len(stored) // 3, len(stored) - 9):
+        damaged = bytearray(stored)
+        damaged[at] ^= 0x40
+        with pytest.raises(DecodeError):
+            read_all(codec, bytes(damaged), encoder)
+
+
+def read_all(codec: int, stored: bytes, encoder: EntryEncoder) -> None:
+    """Step a stuffed entry's decoder through ``stored`` to its end."""
+    decoder = EntryDecoder(0, len(stored), codec, encoder.data_size, encoder.crc, True)
+    while answer_reads(decoder.read1(CHUNK), lambda o, n: stored[o : o + n]):
+        pass
