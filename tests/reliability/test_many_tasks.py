@@ -459,3 +459,78 @@ async def test_records_reader_storm(seed: int, tmp_path) -> None:
     storm = Storm(rng, path)
     await run_storm(storm, reader_worker(reader, records), reader.close)
     count("many-task storms, records reader: storms", 1)
+
+
+# ----------------------------------------------------------------------
+# Archive entries streamed by many tasks
+
+
+def stream_worker(archive: Archive, entries: dict[str, bytes]):
+    """Each worker streams whole entries with reads of random sizes, and
+    checks every chunk against the bytes at its place in the entry."""
+
+    async def work(storm: Storm, worker_id: int) -> None:
+        rng = random.Random(storm.rng.random())
+        while True:
+            name = rng.choice(sorted(entries))
+            data = entries[name]
+            got = 0
+            async with archive.read(name) as stream:
+                while True:
+                    how = rng.random()
+                    if how < 0.4:
+                        chunk = await stream.read1(
+                            rng.choice((1, 777, 70_000, 1 << 20))
+                        )
+                    elif how < 0.7:
+                        chunk = await stream.read(rng.choice((5, 300_000, 2_500_000)))
+                    else:
+                        chunk = await stream.__anext__() if got < len(data) else b""
+                    assert chunk == data[got : got + len(chunk)], (
+                        f"{name}: wrong bytes at {got}"
+                    )
+                    got += len(chunk)
+                    if not chunk:
+                        break
+            assert got == len(data), f"{name}: {got} of {len(data)} bytes"
+            storm.note("entry streamed whole")
+            count("many-task storms, archive streams: entries streamed whole", 1)
+
+    return work
+
+
+@pytest.mark.parametrize("seed", range(STORMS // 4))
+async def test_archive_stream_storm(seed: int, tmp_path) -> None:
+    """Many tasks streaming the same large entries of one archive, in
+    pieces of every size, cancelled at random and closed at a random
+    moment: every chunk any of them gets is the entry's own bytes at its
+    place (incompressible data, in zstd raw blocks and deflate stored
+    blocks, with the trailer magic's run planted in it so that version 2
+    stuffs it)."""
+    path = str(tmp_path / "streams.gar")
+    rng = random.Random(seed)
+    run = b"\xe5\x01GAR trailer v"
+    entries = {}
+    async with Archive.open(path, mode="rdwr_exclusive") as archive:
+        for name, compression, size in (
+            ("zstd", "zstd", 3 * (1 << 20) + 4321),
+            ("gzip", "gzip", 2 * (1 << 20) + 17),
+            ("stored", None, (1 << 20) + 5),
+            ("small zstd", "zstd", 3000),
+        ):
+            data = bytearray(rng.randbytes(size))
+            for at in range(rng.randrange(1 << 16), size - len(run), 200_003):
+                data[at : at + len(run)] = run
+            entries[name] = bytes(data)
+            async with archive.append(name, compression=compression) as out:
+                await out.write(entries[name])
+    reader = await Archive.open(path)
+    storm = Storm(rng, path)
+    await run_storm(
+        storm,
+        stream_worker(reader, entries),
+        reader.close,
+        tasks=6,
+        acknowledged=lambda: storm.outcomes.get("entry streamed whole", 0),
+    )
+    count("many-task storms, archive streams: storms", 1)
