@@ -174,7 +174,7 @@ def info(file: str, fmt: str | None, as_json: bool) -> None:
     A damaged file is described as far as it can be read, with what is
     damaged; the exit status is then 1.
     """
-    facts = run(_info(file, format_of(file, fmt)))
+    facts = run(_facts(file, format_of(file, fmt)))
     if as_json:
         click.echo(json.dumps(facts, indent=2))
     else:
@@ -186,7 +186,7 @@ def info(file: str, fmt: str | None, as_json: bool) -> None:
         sys.exit(1)
 
 
-async def _info(path: str, fmt: Format) -> dict[str, Any]:
+async def _facts(path: str, fmt: Format) -> dict[str, Any]:
     size = _io.file_size(path)
     facts: dict[str, Any] = {"file": path, "format": fmt, "size_on_disk": size}
     head = _io.read_head(path, 16)

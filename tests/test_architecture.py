@@ -212,10 +212,15 @@ def declared(extra: str | None) -> set[str]:
 )
 def test_runtime_dependencies_are_what_the_library_imports() -> None:
     """Issue 14: a runtime dependency is one the library imports; the
-    command line's are in its extra."""
+    command line's are in its extra. Issue 16: fsspec, imported only for a
+    URL, is in its own extra."""
     cli = {PACKAGE / "_cli.py"}
     library = [p for p in PACKAGE.rglob("*.py") if p not in cli]
-    assert third_party_imports(library) == declared(None) == {"zstandard", "crc32c"}
+    assert declared(None) == {"zstandard", "crc32c"}
+    assert declared("fsspec") == {"fsspec"}
+    assert third_party_imports(library) == declared(None) | declared("fsspec")
+    optional = [p for p in library if "fsspec" in third_party_imports([p])]
+    assert optional == [PACKAGE / "_remote.py"], "fsspec only behind the seam"
     assert third_party_imports(list(cli)) <= declared("cli") | declared(None)
     assert declared("cli") == {"click", "rich"}
 

@@ -8,7 +8,7 @@ import logging
 from collections.abc import AsyncIterator, Callable
 from typing import Any, Final, Protocol
 
-from .. import _io, _watch
+from .. import _io, _remote, _watch
 from .._lifetime import CloseOnce, open_owned
 from .._limits import DEFAULT_MAX_RECORD_SIZE
 from .._scheduling import RECORDS_PER_TURN, let_others_run
@@ -25,6 +25,9 @@ _DECODE_SLICE: Final = 500
 #: Bytes the reader asks a worker thread for at a time (a whole number of
 #: blocks); bytes in the page cache are read a block at a time without one.
 DEFAULT_READ_SIZE: Final = BLOCK_SIZE
+#: Bytes asked of object storage at a time: a request costs milliseconds,
+#: so few and large (a whole number of blocks).
+REMOTE_READ_SIZE: Final = 4 * 1024 * 1024
 #: A reader that never waits for a thread lets other tasks run once it has
 #: decoded this many bytes, or RECORDS_PER_TURN records, since it last did.
 _READER_YIELD_BYTES: Final = 256 * 1024
@@ -54,9 +57,14 @@ CorruptionCallback = Callable[[SkippedRegion], None]
 class RecordsReader:
     """Reads records in the LevelDB log format, as LevelDB's reader does.
 
-    ``source`` is a path, or an async file object with ``read(n)``,
-    ``seek(offset)`` and ``tell()`` (reading then starts at its current
-    position, unless ``start`` is given).
+    ``source`` is a path, an fsspec URL (``"s3://bucket/events.log"``,
+    ``"https://..."``, ``"memory://..."``; with ``storage_options`` for its
+    file system), a path on the fsspec file system ``fs``, or an async file
+    object with ``read(n)``, ``seek(offset)`` and ``tell()`` (reading then
+    starts at its current position, unless ``start`` is given). An object
+    on an asynchronous file system (s3fs, gcsfs, HTTP, ...) is read on the
+    event loop, ``remote_read_size`` bytes a request; other file systems are
+    read by a worker thread. fsspec is the optional ``aiorecords[fsspec]``.
 
     A damaged physical record (bad checksum, impossible length, unknown
     type, fragments out of order) is dropped with the rest of its block, as
@@ -89,15 +97,34 @@ class RecordsReader:
         on_corruption: CorruptionCallback | None = None,
         max_record_size: int = DEFAULT_MAX_RECORD_SIZE,
         read_size: int = DEFAULT_READ_SIZE,
+        storage_options: dict[str, Any] | None = None,
+        fs: Any = None,
+        remote_read_size: int = REMOTE_READ_SIZE,
     ) -> None:
         if read_size < BLOCK_SIZE or read_size % BLOCK_SIZE:
             raise ValueError("read_size must be a whole number of 32 KiB blocks")
+        if remote_read_size < BLOCK_SIZE or remote_read_size % BLOCK_SIZE:
+            raise ValueError("remote_read_size must be a whole number of 32 KiB blocks")
+        self.remote_read_size = remote_read_size
+        # An fsspec object: a URL (not file://), or a path on ``fs``.
+        self._url: str | None = None
+        if fs is not None or (
+            _remote.is_url(source) and _remote.local_path(str(source)) is None
+        ):
+            if not isinstance(source, str):
+                raise TypeError("with fs=, the source is a path on it")
+            self._url = source
+        elif _remote.is_url(source):
+            source = _remote.local_path(str(source)) or source
+        self._storage_options = storage_options
+        self._fs = fs
+        self._remote: _remote.RemoteFile | None = None
         self.strict = strict
         self.on_corruption = on_corruption
         self.max_record_size = max_record_size
         self.read_size = read_size
         self._source = source
-        self._path = _io.path_of(source)
+        self._path = None if self._url is not None else _io.path_of(source)
         self._io: _io.FileIO | None = None
         self._start = start
         self._stop = stop
@@ -116,12 +143,12 @@ class RecordsReader:
         self._unyielded_records = 0
 
     def __repr__(self) -> str:
-        return f"<RecordsReader {self._path or repr(self._source)}>"
+        return f"<RecordsReader {self.name}>"
 
     @property
     def name(self) -> str:
-        """The path read, or a description of the file object."""
-        return self._path or repr(self._source)
+        """The path or URL read, or a description of the file object."""
+        return self._path or self._url or repr(self._source)
 
     async def __aenter__(self) -> RecordsReader:
         """Open the file (for a path) and return the reader."""
@@ -143,8 +170,16 @@ class RecordsReader:
                     await _io.run_to_completion(io.close)
                     raise ClosedError(f"{self!r} was closed while it opened")
                 self._io = io
+            elif self._url is not None and self._remote is None:
+                remote = await _remote.open_remote(
+                    self._url, fs=self._fs, storage_options=self._storage_options
+                )
+                if self._closed:
+                    await remote.close()
+                    raise ClosedError(f"{self!r} was closed while it opened")
+                self._remote = remote
             start = self._start
-            if start is None and self._path is None:
+            if start is None and self._path is None and self._url is None:
                 start = await self._source.tell()  # type: ignore[union-attr]
                 self._source_position = start
             self._new_decoder(start or 0)
@@ -193,6 +228,10 @@ class RecordsReader:
                 data = await _io.offload(self._io.pread, wanted, self.read_size)
                 self._unyielded_bytes = self._unyielded_records = 0
                 at_end = len(data) < self.read_size
+        elif self._remote is not None:
+            data = await self._remote.read(wanted, self.remote_read_size)
+            self._unyielded_bytes = self._unyielded_records = 0
+            at_end = wanted + len(data) >= self._remote.size
         else:
             if self._source_position != wanted:
                 await self._source.seek(wanted)  # type: ignore[union-attr]
@@ -251,6 +290,12 @@ class RecordsReader:
         if size < self._decoder.position:
             self._new_decoder(self._position)
 
+    def _check_open(self) -> None:
+        """Raise ClosedError once close() has begun (records decoded before
+        it are not handed out after it)."""
+        if self._closed:
+            raise ClosedError(f"{self!r} is closed")
+
     def _report(self, region: SkippedRegion) -> None:
         logger.warning(
             "%s: dropped %d bytes at offset %d: %s",
@@ -287,6 +332,7 @@ class RecordsReader:
         thread finishes, and the next call goes on from where this one was.
         """
         async with self._lock:
+            self._check_open()
             record = await self._next(follow=False)
         if record is None:
             raise EOFError(f"no more records in {self.name}")
@@ -302,6 +348,7 @@ class RecordsReader:
             # Records already decoded are handed out without the lock; the
             # lock only guards reading and decoding the next chunk.
             while self._index < len(pending):
+                self._check_open()
                 item = pending[self._index]
                 self._index += 1
                 if type(item) is tuple:
@@ -325,6 +372,7 @@ class RecordsReader:
         Cancellation: nothing happens.
         """
         async with self._lock:
+            self._check_open()
             await self._open()
         return self._position
 
@@ -337,6 +385,7 @@ class RecordsReader:
         if offset < 0:
             raise ValueError("offset cannot be negative")
         async with self._lock:
+            self._check_open()
             await self._open()
             self._new_decoder(offset)
 
@@ -358,6 +407,11 @@ class RecordsReader:
         """
         if self._closed:
             raise ClosedError(f"{self!r} is closed")
+        if self._url is not None:
+            raise ValueError(
+                f"{self._url}: follow() reads local files and file objects; "
+                "an object in storage is read to its end with async for"
+            )
         backoff = _watch.Backoff()
         key = _io.canonical_path(self._path) if self._path is not None else ""
         with _watch.watching(key) as watch:
@@ -402,6 +456,8 @@ class RecordsReader:
         async with self._lock:
             if self._io is not None:
                 (await _io.run_to_completion(self._io.close))[0].unwrap()
+            if self._remote is not None:
+                await self._remote.close()
 
 
 def _open_for_reading(path: str) -> _io.FileIO:
@@ -412,20 +468,42 @@ def _close_of(io: _io.FileIO) -> Callable[[], None]:
     return io.close
 
 
-async def split(path: _io.PathLike, n: int) -> list[tuple[int, int]]:
+async def split(
+    path: _io.PathLike,
+    n: int,
+    *,
+    storage_options: dict[str, Any] | None = None,
+    fs: Any = None,
+) -> list[tuple[int, int]]:
     """Cut a records file into at most ``n`` byte ranges ``(start, stop)``.
 
     The ranges cover the file and start on block boundaries. Reading each
     with ``RecordsReader(path, start=start, stop=stop)`` gives every record
     exactly once: a reader yields the records whose first fragment starts in
-    its range, reading past ``stop`` only to finish the last one.
+    its range, reading past ``stop`` only to finish the last one. ``path``
+    may be an fsspec URL or a path on ``fs``, as for `RecordsReader`.
+
+    Cancellation: nothing is left open.
     """
     if n < 1:
         raise ValueError("n must be at least 1")
-    name = _io.path_of(path)
-    if name is None:
-        raise TypeError("split() takes a path")
-    size = await _io.offload(_io.file_size, name)
+    if fs is not None or (
+        _remote.is_url(path) and _remote.local_path(str(path)) is None
+    ):
+        remote = await _remote.open_remote(
+            str(path), fs=fs, storage_options=storage_options
+        )
+        try:
+            size = remote.size
+        finally:
+            await remote.close()
+    else:
+        if _remote.is_url(path):
+            path = _remote.local_path(str(path)) or path
+        name = _io.path_of(path)
+        if name is None:
+            raise TypeError("split() takes a path or a URL")
+        size = await _io.offload(_io.file_size, name)
     blocks = -(-size // BLOCK_SIZE)
     per_range = -(-blocks // n) * BLOCK_SIZE
     return [

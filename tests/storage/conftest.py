@@ -1,0 +1,105 @@
+"""A real HTTP server on loopback serving objects with range requests, as
+object storage and web servers do (fsspec's HTTP file system reads it)."""
+
+from __future__ import annotations
+
+import re
+import socket
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import pytest
+
+
+@dataclass
+class Objects:
+    """What the server serves, and what it was asked."""
+
+    data: dict[str, bytes] = field(default_factory=dict)
+    ranges: list[tuple[str, int, int]] = field(default_factory=list)
+    # After this many range requests, drop each connection unanswered.
+    fail_after: int | None = None
+    url: str = ""
+
+    def put(self, name: str, data: bytes) -> str:
+        self.data[name] = data
+        return f"{self.url}/{name}"
+
+
+def _handler(objects: Objects) -> type[BaseHTTPRequestHandler]:
+    class Handler(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+
+        def setup(self) -> None:
+            super().setup()
+            # Headers and body go out in two writes: without this, Nagle's
+            # algorithm and the client's delayed ACK make each request 40 ms.
+            self.request.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+
+        def log_message(self, *args: object) -> None:
+            pass  # quiet
+
+        def _object(self) -> bytes | None:
+            data = objects.data.get(self.path.lstrip("/"))
+            if data is None:
+                self.send_response(404)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+            return data
+
+        def do_HEAD(self) -> None:
+            data = self._object()
+            if data is not None:
+                self.send_response(200)
+                self.send_header("Content-Length", str(len(data)))
+                self.send_header("Accept-Ranges", "bytes")
+                self.end_headers()
+
+        def do_GET(self) -> None:
+            data = self._object()
+            if data is None:
+                return
+            wanted = re.fullmatch(r"bytes=(\d+)-(\d*)", self.headers.get("Range", ""))
+            if wanted is None:
+                self.send_response(200)
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+                return
+            start = int(wanted[1])
+            end = min(int(wanted[2]) + 1 if wanted[2] else len(data), len(data))
+            objects.ranges.append((self.path, start, end))
+            if (
+                objects.fail_after is not None
+                and len(objects.ranges) > objects.fail_after
+            ):
+                self.close_connection = True  # the server goes away mid-read
+                return
+            self.send_response(206)
+            self.send_header("Content-Range", f"bytes {start}-{end - 1}/{len(data)}")
+            self.send_header("Content-Length", str(end - start))
+            self.end_headers()
+            self.wfile.write(data[start:end])
+
+    return Handler
+
+
+@pytest.fixture
+def http_objects() -> Iterator[Objects]:
+    """Objects served over HTTP on 127.0.0.1; ``put()`` gives each a URL."""
+    objects = Objects()
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _handler(objects))
+    server.daemon_threads = True
+    objects.url = f"http://127.0.0.1:{server.server_address[1]}"
+    thread = threading.Thread(
+        target=server.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True
+    )
+    thread.start()
+    try:
+        yield objects
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join()

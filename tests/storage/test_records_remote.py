@@ -1,0 +1,185 @@
+"""LevelDB logs read from fsspec file systems: fsspec's memory file system
+(synchronous, read by a worker thread) and its HTTP file system against a
+real server on loopback (asynchronous, read on the event loop), beside the
+same bytes read from a local file."""
+
+from __future__ import annotations
+
+import random
+from pathlib import Path
+
+import fsspec
+import pytest
+
+from aiorecords import RecordsReader, RecordsWriter, SkippedRegion
+from aiorecords.errors import ClosedError, StorageError
+from aiorecords.records import split
+
+from .conftest import Objects
+
+BLOCK = 32 * 1024
+
+
+def make_records(seed: int = 7) -> list[bytes]:
+    rng = random.Random(seed)
+    return [
+        rng.randbytes(rng.choice((0, 1, 100, 5_000, 40_000, 200_000)))
+        for _ in range(120)
+    ]
+
+
+async def log_bytes(tmp_path: Path, records: list[bytes]) -> bytes:
+    path = tmp_path / "local.log"
+    async with RecordsWriter(str(path)) as writer:
+        await writer.write_many(records)
+    return path.read_bytes()
+
+
+async def read_all(
+    source: str, **options: object
+) -> tuple[list[bytes], list[SkippedRegion]]:
+    skipped: list[SkippedRegion] = []
+    async with RecordsReader(source, on_corruption=skipped.append, **options) as reader:  # type: ignore[arg-type]
+        records = [record async for record in reader]
+    return records, skipped
+
+
+@pytest.fixture
+def memory_fs():
+    fs = fsspec.filesystem("memory")
+    yield fs
+    fs.store.clear()
+    fs.pseudo_dirs.clear()
+    fs.pseudo_dirs.append("")
+
+
+@pytest.mark.parametrize("read_size", [BLOCK, 3 * BLOCK, 4 * 1024 * 1024])
+async def test_a_log_reads_the_same_over_http(
+    http_objects: Objects, tmp_path: Path, read_size: int
+) -> None:
+    records = make_records()
+    data = await log_bytes(tmp_path, records)
+    url = http_objects.put("events.log", data)
+    got, skipped = await read_all(url, remote_read_size=read_size)
+    assert got == records
+    assert skipped == []
+    # Whole ranges of the asked size, in order, each asked once.
+    starts = [start for _, start, _ in http_objects.ranges]
+    assert starts == list(range(0, len(data), read_size))
+
+
+async def test_a_log_reads_the_same_from_memory(memory_fs, tmp_path: Path) -> None:
+    records = make_records(8)
+    data = await log_bytes(tmp_path, records)
+    memory_fs.pipe_file("/logs/a.log", data)
+    assert (await read_all("memory://logs/a.log", remote_read_size=BLOCK))[0] == records
+    # The seed's openfile_filesys: a file system instance and a path on it.
+    got, _ = await read_all("/logs/a.log", fs=memory_fs)
+    assert got == records
+
+
+async def test_a_file_url_is_the_local_file(tmp_path: Path) -> None:
+    records = make_records(9)
+    await log_bytes(tmp_path, records)
+    url = (tmp_path / "local.log").as_uri()
+    async with RecordsReader(url) as reader:
+        assert reader.name == str(tmp_path / "local.log")
+        assert [record async for record in reader] == records
+
+
+@pytest.mark.parametrize(
+    "damage",
+    ["truncated mid-record", "a bit flipped", "zeros at the end", "garbage after"],
+)
+async def test_damaged_objects_read_as_the_damaged_file_does(
+    http_objects: Objects, tmp_path: Path, damage: str
+) -> None:
+    data = bytearray(await log_bytes(tmp_path, make_records(10)))
+    if damage == "truncated mid-record":
+        data = data[: len(data) * 2 // 3 + 5]
+    elif damage == "a bit flipped":
+        data[len(data) // 2] ^= 0x10
+    elif damage == "zeros at the end":
+        data += bytes(50_000)
+    else:
+        data += random.Random(1).randbytes(70_000)
+    local = tmp_path / "damaged.log"
+    local.write_bytes(bytes(data))
+    url = http_objects.put("damaged.log", bytes(data))
+    remote = await read_all(url, remote_read_size=2 * BLOCK)
+    assert remote == await read_all(str(local))
+    if damage == "a bit flipped":
+        assert remote[1], "the damage was reported"
+
+
+async def test_a_missing_object_is_a_storage_error_naming_it(
+    http_objects: Objects, memory_fs
+) -> None:
+    for url in (f"{http_objects.url}/nothing.log", "memory://no/such.log"):
+        with pytest.raises(StorageError) as raised:
+            await read_all(url)
+        assert url in str(raised.value)
+
+
+async def test_a_server_gone_mid_read_is_a_storage_error_after_whole_records(
+    http_objects: Objects, tmp_path: Path
+) -> None:
+    records = make_records(11)
+    url = http_objects.put("cut.log", await log_bytes(tmp_path, records))
+    http_objects.fail_after = 3
+    got: list[bytes] = []
+
+    async def read_into_got() -> None:
+        async with RecordsReader(url, remote_read_size=BLOCK) as reader:
+            async for record in reader:
+                got.append(record)
+
+    with pytest.raises(StorageError) as raised:
+        await read_into_got()
+    assert url in str(raised.value)
+    assert got == records[: len(got)], "only whole records, in order"
+    assert len(got) < len(records)
+
+
+async def test_split_ranges_of_a_url_are_those_of_the_file(
+    http_objects: Objects, tmp_path: Path
+) -> None:
+    records = make_records(12)
+    data = await log_bytes(tmp_path, records)
+    url = http_objects.put("split.log", data)
+    ranges = await split(url, 5)
+    assert ranges == await split(str(tmp_path / "local.log"), 5)
+    got = []
+    for start, stop in ranges:
+        async with RecordsReader(url, start=start, stop=stop) as reader:
+            got += [record async for record in reader]
+    assert got == records
+
+
+async def test_follow_is_refused_on_object_storage(http_objects: Objects) -> None:
+    url = http_objects.put("f.log", b"")
+    reader = RecordsReader(url)
+    with pytest.raises(ValueError, match="follow"):
+        async for _ in reader.follow():
+            pass
+    await reader.close()
+
+
+async def test_no_record_is_handed_out_after_close(
+    http_objects: Objects, tmp_path: Path
+) -> None:
+    # Records decoded before close() stay unread: every call after it
+    # raises, for an object in storage as for a local file.
+    records = make_records(13)
+    url = http_objects.put("c.log", await log_bytes(tmp_path, records))
+    for source in (url, str(tmp_path / "local.log")):
+        reader = RecordsReader(source, remote_read_size=BLOCK)
+        async with reader:
+            assert await reader.read() == records[0]
+        with pytest.raises(ClosedError):
+            await reader.read()
+        with pytest.raises(ClosedError):
+            await reader.tell()
+        with pytest.raises(ClosedError):
+            async for _ in reader:
+                pass
