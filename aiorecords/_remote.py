@@ -117,9 +117,9 @@ class RemoteFile:
         session = getattr(fs, "_session", None)  # HTTP (aiohttp)
         if session is not None:
             await session.close()
-        client = getattr(fs, "_s3", None)  # s3fs (aiobotocore)
-        if client is not None:
-            await client.__aexit__(None, None, None)
+        creator = getattr(fs, "_s3creator", None)  # s3fs (aiobotocore)
+        if creator is not None and hasattr(creator, "__aexit__"):
+            await creator.__aexit__(None, None, None)
 
 
 async def open_remote(

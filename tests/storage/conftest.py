@@ -3,6 +3,7 @@ object storage and web servers do (fsspec's HTTP file system reads it)."""
 
 from __future__ import annotations
 
+import contextlib
 import re
 import socket
 import threading
@@ -103,3 +104,77 @@ def http_objects() -> Iterator[Objects]:
         server.shutdown()
         server.server_close()
         thread.join()
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+@dataclass
+class S3:
+    """A real S3 protocol server (moto in server mode) on loopback."""
+
+    endpoint: str
+    server: object
+
+    @property
+    def options(self) -> dict[str, object]:
+        """The ``storage_options`` s3fs needs to reach it."""
+        return {
+            "key": "testing",
+            "secret": "testing",
+            "endpoint_url": self.endpoint,
+            "client_kwargs": {"region_name": "us-east-1"},
+        }
+
+    def client(self):
+        import boto3
+
+        return boto3.client(
+            "s3",
+            endpoint_url=self.endpoint,
+            aws_access_key_id="testing",
+            aws_secret_access_key="testing",
+            region_name="us-east-1",
+        )
+
+    def put(self, key: str, data: bytes) -> str:
+        """Store ``data`` as ``key`` in a bucket of its own; its URL."""
+        bucket = f"b{len(data)}-{abs(hash(key)) % 10**8}"
+        client = self.client()
+        with contextlib.suppress(client.exceptions.BucketAlreadyOwnedByYou):
+            client.create_bucket(Bucket=bucket)
+        client.put_object(Bucket=bucket, Key=key, Body=data)
+        return f"s3://{bucket}/{key}"
+
+
+def _start_s3() -> S3:
+    from moto.server import ThreadedMotoServer
+
+    port = _free_port()
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
+    server.start()
+    return S3(f"http://127.0.0.1:{port}", server)
+
+
+@pytest.fixture(scope="session")
+def s3() -> Iterator[S3]:
+    """One moto S3 server for the test session."""
+    started = _start_s3()
+    try:
+        yield started
+    finally:
+        started.server.stop()  # type: ignore[attr-defined]
+
+
+@pytest.fixture
+def s3_own() -> Iterator[S3]:
+    """A moto S3 server of the test's own, which it may stop."""
+    started = _start_s3()
+    try:
+        yield started
+    finally:
+        with contextlib.suppress(Exception):
+            started.server.stop()  # type: ignore[attr-defined]

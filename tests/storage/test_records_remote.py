@@ -183,3 +183,57 @@ async def test_no_record_is_handed_out_after_close(
         with pytest.raises(ClosedError):
             async for _ in reader:
                 pass
+
+
+# ----------------------------------------------------------------------
+# A real S3 protocol server (moto), through s3fs in async mode
+
+
+async def test_a_log_reads_the_same_from_s3(s3, tmp_path: Path) -> None:
+    records = make_records(14)
+    data = await log_bytes(tmp_path, records)
+    url = s3.put("logs/events.log", data)
+    got, skipped = await read_all(
+        url, storage_options=s3.options, remote_read_size=2 * BLOCK
+    )
+    assert got == records
+    assert skipped == []
+    ranges = await split(url, 3, storage_options=s3.options)
+    assert ranges == await split(str(tmp_path / "local.log"), 3)
+
+
+async def test_a_missing_s3_object_is_a_storage_error(s3) -> None:
+    url = s3.put("here.log", b"")
+    missing = url.replace("here.log", "not-here.log")
+    with pytest.raises(StorageError) as raised:
+        await read_all(missing, storage_options=s3.options)
+    assert missing in str(raised.value)
+
+
+async def test_s3_stopped_mid_read(s3_own, tmp_path: Path) -> None:
+    records = make_records(15)
+    url = s3_own.put("cut.log", await log_bytes(tmp_path, records))
+    options = {
+        **s3_own.options,
+        "config_kwargs": {
+            "connect_timeout": 1,
+            "read_timeout": 2,
+            "retries": {"max_attempts": 1},
+        },
+    }
+    got: list[bytes] = []
+
+    async def read_until_stopped() -> None:
+        async with RecordsReader(
+            url, storage_options=options, remote_read_size=BLOCK
+        ) as reader:
+            async for record in reader:
+                got.append(record)
+                if len(got) == 5:
+                    s3_own.server.stop()
+
+    with pytest.raises(StorageError) as raised:
+        await read_until_stopped()
+    assert url in str(raised.value)
+    assert got == records[: len(got)]
+    assert len(got) < len(records)
