@@ -14,8 +14,12 @@ files and keep the local code path (`local_path()`).
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import json
 import re
 import urllib.parse
+import weakref
+from collections.abc import AsyncIterator
 from typing import Any, Final
 
 from . import _io
@@ -65,9 +69,9 @@ def _failure(error: Exception, operation: str, url: str) -> StorageError:
 class RemoteFile:
     """One object on an fsspec file system, read by byte ranges."""
 
-    __slots__ = ("_close_fs", "fs", "is_async", "path", "size", "url")
+    __slots__ = ("fs", "is_async", "path", "size", "url")
 
-    def __init__(self, fs: Any, path: str, url: str, size: int, close_fs: bool) -> None:
+    def __init__(self, fs: Any, path: str, url: str, size: int) -> None:
         self.fs = fs
         self.path = path
         self.url = url
@@ -75,7 +79,6 @@ class RemoteFile:
         self.is_async = bool(getattr(fs, "async_impl", False)) and bool(
             getattr(fs, "asynchronous", False)
         )
-        self._close_fs = close_fs
 
     def __repr__(self) -> str:
         return f"<RemoteFile {self.url}>"
@@ -109,17 +112,8 @@ class RemoteFile:
         return bytes(data)
 
     async def close(self) -> None:
-        """Let go of a file system opened for this object (its sessions)."""
-        fs, self._close_fs = (self.fs if self._close_fs else None), False
-        if fs is None or not self.is_async:
-            return
-        # Async file systems hold client sessions bound to this loop.
-        session = getattr(fs, "_session", None)  # HTTP (aiohttp)
-        if session is not None:
-            await session.close()
-        creator = getattr(fs, "_s3creator", None)  # s3fs (aiobotocore)
-        if creator is not None and hasattr(creator, "__aexit__"):
-            await creator.__aexit__(None, None, None)
+        """Nothing to let go of: the file system is shared or the caller's
+        (kept so that every storage closes the same way)."""
 
 
 async def open_remote(
@@ -130,41 +124,109 @@ async def open_remote(
 ) -> RemoteFile:
     """Open the object ``url`` names (or the path ``url`` on ``fs``).
 
-    A file system made here from the URL is asynchronous where its kind can
-    be (bound to the running loop) and is let go of by `RemoteFile.close()`;
-    one given as ``fs`` is the caller's and is used as it is.
+    A file system made here from the URL is, where its kind can be,
+    asynchronous and bound to the running loop, shared by the loop's readers
+    of the same kind and options, and let go of (its client sessions
+    closed) when the loop shuts its async generators down, as
+    ``asyncio.run()`` does. One given as ``fs`` is the caller's and is used
+    as it is.
 
     Cancellation: nothing is left open.
     """
     if url is None:
         raise TypeError("a URL, or a path with fs=, is needed")
-    close_fs = fs is None
     if fs is None:
+        fs, path = await _file_systems().get(url, storage_options or {})
+    else:
+        path = url
+        url = f"{_protocol_of(fs)}://{path}" if "://" not in path else path
+    remote = RemoteFile(fs, path, url, 0)
+    remote.size = await _object_size(remote)
+    return remote
+
+
+class _LoopFileSystems:
+    """The async file systems made for one event loop, by kind and options.
+
+    They are closed by an async generator the loop holds: a loop shutting
+    its async generators down (``asyncio.run()`` does, before it closes
+    the loop) closes them, while the loop can still run their closing."""
+
+    def __init__(self) -> None:
+        self.made: dict[str, Any] = {}
+        self.making: dict[str, asyncio.Future[Any]] = {}
+        self._keeper = self._keep()
+        self._started = False
+
+    async def _keep(self) -> AsyncIterator[None]:
+        try:
+            yield
+        finally:
+            made, self.made = self.made, {}
+            for fs in made.values():
+                with contextlib.suppress(Exception):
+                    await _close_file_system(fs)
+
+    async def get(self, url: str, options: dict[str, Any]) -> tuple[Any, str]:
         fsspec = _fsspec()
         protocol = urllib.parse.urlsplit(url).scheme
         try:
             kind = fsspec.get_filesystem_class(protocol)
         except (ImportError, ValueError) as error:
             raise ImportError(f"{url}: {error}") from None
-        options = dict(storage_options or {})
-        if getattr(kind, "async_impl", False):
-            options.update(asynchronous=True, loop=asyncio.get_running_loop())
-        # A fresh instance: fsspec's cache would hand an async one bound to
-        # another (perhaps closed) loop, or one from before a fork.
-        options["skip_instance_cache"] = True
-        fs, path = fsspec.core.url_to_fs(url, **options)
-        if getattr(fs, "async_impl", False) and hasattr(fs, "set_session"):
-            await fs.set_session()
-    else:
-        path = url
-        url = f"{_protocol_of(fs)}://{path}" if "://" not in path else path
-    remote = RemoteFile(fs, path, url, 0, close_fs)
-    try:
-        remote.size = await _object_size(remote)
-    except BaseException:
-        await remote.close()
-        raise
-    return remote
+        if not getattr(kind, "async_impl", False):
+            # Synchronous: fsspec's own instance cache serves.
+            fs, path = fsspec.core.url_to_fs(url, **options)
+            return fs, path
+        key = json.dumps([protocol, options], sort_keys=True, default=repr)
+        if key not in self.made:
+            if not self._started:
+                self._started = True
+                await self._keeper.__anext__()  # now the loop holds it
+            if key not in self.making:
+                self.making[key] = asyncio.ensure_future(self._make(url, options, key))
+            await asyncio.shield(self.making[key])
+        fs = self.made[key]
+        return fs, fs._strip_protocol(url)
+
+    async def _make(self, url: str, options: dict[str, Any], key: str) -> None:
+        try:
+            fs, _ = _fsspec().core.url_to_fs(
+                url,
+                asynchronous=True,
+                loop=asyncio.get_running_loop(),
+                # Not fsspec's cache: it could give one bound to another loop.
+                skip_instance_cache=True,
+                **options,
+            )
+            if hasattr(fs, "set_session"):
+                await fs.set_session()
+            self.made[key] = fs
+        finally:
+            del self.making[key]
+
+
+_BY_LOOP: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _LoopFileSystems] = (
+    weakref.WeakKeyDictionary()
+)
+
+
+def _file_systems() -> _LoopFileSystems:
+    loop = asyncio.get_running_loop()
+    found = _BY_LOOP.get(loop)
+    if found is None:
+        found = _BY_LOOP[loop] = _LoopFileSystems()
+    return found
+
+
+async def _close_file_system(fs: Any) -> None:
+    """Close the client sessions an async file system holds."""
+    session = getattr(fs, "_session", None)  # HTTP (aiohttp)
+    if session is not None:
+        await session.close()
+    creator = getattr(fs, "_s3creator", None)  # s3fs (aiobotocore)
+    if creator is not None and hasattr(creator, "__aexit__"):
+        await creator.__aexit__(None, None, None)
 
 
 def _protocol_of(fs: Any) -> str:

@@ -20,6 +20,8 @@ class Objects:
 
     data: dict[str, bytes] = field(default_factory=dict)
     ranges: list[tuple[str, int, int]] = field(default_factory=list)
+    # The client ports that connected: one per connection.
+    connections: set[int] = field(default_factory=set)
     # After this many range requests, drop each connection unanswered.
     fail_after: int | None = None
     url: str = ""
@@ -43,6 +45,7 @@ def _handler(objects: Objects) -> type[BaseHTTPRequestHandler]:
             pass  # quiet
 
         def _object(self) -> bytes | None:
+            objects.connections.add(self.client_address[1])
             data = objects.data.get(self.path.lstrip("/"))
             if data is None:
                 self.send_response(404)

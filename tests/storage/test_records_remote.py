@@ -237,3 +237,15 @@ async def test_s3_stopped_mid_read(s3_own, tmp_path: Path) -> None:
     assert url in str(raised.value)
     assert got == records[: len(got)]
     assert len(got) < len(records)
+
+
+async def test_readers_in_one_loop_share_one_client(
+    http_objects: Objects, tmp_path: Path
+) -> None:
+    # A file system (and its client session) per loop, not per reader: the
+    # second reader's requests go over the first one's connection.
+    records = make_records(16)
+    url = http_objects.put("shared.log", await log_bytes(tmp_path, records))
+    for _ in range(3):
+        assert (await read_all(url))[0] == records
+    assert len(http_objects.connections) == 1
