@@ -25,7 +25,7 @@ from typing import Any, Final
 from . import _io
 from .errors import StorageError
 
-__all__ = ["RemoteFile", "is_url", "local_path", "open_remote"]
+__all__ = ["ReadAhead", "RemoteFile", "is_url", "local_path", "open_remote"]
 
 _URL: Final = re.compile(r"^[A-Za-z][A-Za-z0-9+.\-]*://")
 
@@ -251,3 +251,74 @@ async def _object_size(remote: RemoteFile) -> int:
     if size is None:
         raise StorageError(OSError(5, "its size is not known"), "open", remote.url)
     return int(size)
+
+
+class ReadAhead:
+    """Reads an object in ranges of ``size`` bytes (aligned to ``size``)
+    with the next ones already requested: up to ``depth`` requests in
+    flight beyond the one awaited, so that the store works while the caller
+    decodes. Memory: at most ``depth + 1`` ranges."""
+
+    __slots__ = ("_ahead", "_held", "_held_at", "depth", "remote", "size")
+
+    def __init__(self, remote: RemoteFile, size: int, depth: int = 2) -> None:
+        self.remote = remote
+        self.size = size
+        self.depth = depth
+        self._ahead: dict[int, asyncio.Task[bytes]] = {}
+        self._held = b""  # the range last read, whole
+        self._held_at = -1
+
+    async def read(self, offset: int, limit: int) -> bytes:
+        """Up to ``limit`` bytes at ``offset`` (fewer at the end of a range
+        or of the object; b"" at its end).
+
+        Cancellation: the request goes on and serves the next call.
+        """
+        first = offset - offset % self.size
+        if first != self._held_at:
+            self._held = await self._range(first)
+            self._held_at = first
+        return self._held[offset - first : offset - first + limit]
+
+    async def _range(self, first: int) -> bytes:
+        task = self._ahead.get(first)
+        if task is None:
+            self._drop()  # a jump: what was read ahead is of no use
+            task = self._ahead[first] = self._start(first)
+        for n in range(1, self.depth + 1):
+            later = first + n * self.size
+            if later < self.remote.size and later not in self._ahead:
+                self._ahead[later] = self._start(later)
+        data = await asyncio.shield(task)  # cancelled: it stays for next time
+        del self._ahead[first]
+        return data
+
+    def _start(self, offset: int) -> asyncio.Task[bytes]:
+        task = asyncio.ensure_future(self.remote.read(offset, self.size))
+        task.add_done_callback(_retrieve)
+        return task
+
+    def _drop(self) -> None:
+        for task in self._ahead.values():
+            task.cancel()
+        self._ahead.clear()
+
+    async def close(self) -> None:
+        """Cancel the requests in flight and wait for them to end.
+
+        Cancellation: they are cancelled all the same.
+        """
+        tasks = list(self._ahead.values())
+        self._drop()
+        self._held = b""
+        for task in tasks:
+            with contextlib.suppress(BaseException):
+                await task
+
+
+def _retrieve(task: asyncio.Task[bytes]) -> None:
+    # A request read ahead and dropped, or failed: its error is raised to
+    # whoever awaits it, if anyone does; asyncio must not log it.
+    if not task.cancelled():
+        task.exception()

@@ -132,7 +132,7 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--mib", type=int, default=200)
     parser.add_argument("--repeat", type=int, default=3)
-    parser.add_argument("--read-size", type=int, default=4, help="MiB a request")
+    parser.add_argument("--read-size", type=int, default=8, help="MiB a request")
     args = parser.parse_args()
     read_size = args.read_size * MIB
 

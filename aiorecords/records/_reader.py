@@ -27,7 +27,9 @@ _DECODE_SLICE: Final = 500
 DEFAULT_READ_SIZE: Final = BLOCK_SIZE
 #: Bytes asked of object storage at a time: a request costs milliseconds,
 #: so few and large (a whole number of blocks).
-REMOTE_READ_SIZE: Final = 4 * 1024 * 1024
+REMOTE_READ_SIZE: Final = 8 * 1024 * 1024
+#: Bytes of a range fed to the decoder at a time.
+_REMOTE_PIECE: Final = 4 * BLOCK_SIZE
 #: A reader that never waits for a thread lets other tasks run once it has
 #: decoded this many bytes, or RECORDS_PER_TURN records, since it last did.
 _READER_YIELD_BYTES: Final = 256 * 1024
@@ -118,7 +120,7 @@ class RecordsReader:
             source = _remote.local_path(str(source)) or source
         self._storage_options = storage_options
         self._fs = fs
-        self._remote: _remote.RemoteFile | None = None
+        self._remote: _remote.ReadAhead | None = None
         self.strict = strict
         self.on_corruption = on_corruption
         self.max_record_size = max_record_size
@@ -177,7 +179,7 @@ class RecordsReader:
                 if self._closed:
                     await remote.close()
                     raise ClosedError(f"{self!r} was closed while it opened")
-                self._remote = remote
+                self._remote = _remote.ReadAhead(remote, self.remote_read_size)
             start = self._start
             if start is None and self._path is None and self._url is None:
                 start = await self._source.tell()  # type: ignore[union-attr]
@@ -229,9 +231,11 @@ class RecordsReader:
                 self._unyielded_bytes = self._unyielded_records = 0
                 at_end = len(data) < self.read_size
         elif self._remote is not None:
-            data = await self._remote.read(wanted, self.remote_read_size)
-            self._unyielded_bytes = self._unyielded_records = 0
-            at_end = wanted + len(data) >= self._remote.size
+            # Fed a piece at a time, as a local file's blocks are: decoding
+            # a whole range at once would hold the loop for milliseconds.
+            data = await self._remote.read(wanted, _REMOTE_PIECE)
+            self._unyielded_bytes += len(data)
+            at_end = wanted + len(data) >= self._remote.remote.size
         else:
             if self._source_position != wanted:
                 await self._source.seek(wanted)  # type: ignore[union-attr]
@@ -458,6 +462,7 @@ class RecordsReader:
                 (await _io.run_to_completion(self._io.close))[0].unwrap()
             if self._remote is not None:
                 await self._remote.close()
+                await self._remote.remote.close()
 
 
 def _open_for_reading(path: str) -> _io.FileIO:
