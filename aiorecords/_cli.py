@@ -23,7 +23,7 @@ from rich.console import Console
 from rich.progress import Progress
 from rich.table import Table
 
-from . import _io
+from . import _io, _remote
 from ._skipped import SkippedRegion
 from .archive import Archive, ArchiveEntry
 from .archive._format import archive_version, is_archive
@@ -73,17 +73,66 @@ def run(coroutine: Awaitable[T]) -> T:
 # Format detection
 
 
+# fsspec storage_options for FILEs given as URLs (--storage-option).
+STORAGE_OPTIONS: dict[str, Any] = {}
+
+
+def is_remote(path: str) -> bool:
+    """Whether ``path`` is a URL of an fsspec file system (not file://)."""
+    return _remote.is_url(path) and _remote.local_path(path) is None
+
+
+async def _head(path: str, size: int) -> bytes:
+    """The first ``size`` bytes of a file or object."""
+    if not is_remote(path):
+        return _io.read_head(_remote.local_path(path) or path, size)
+    remote = await _remote.open_remote(path, storage_options=STORAGE_OPTIONS)
+    try:
+        return await remote.read(0, size)
+    finally:
+        await remote.close()
+
+
+async def _size(path: str) -> int:
+    """The size of a file or object."""
+    if not is_remote(path):
+        return _io.file_size(_remote.local_path(path) or path)
+    remote = await _remote.open_remote(path, storage_options=STORAGE_OPTIONS)
+    await remote.close()
+    return remote.size
+
+
+def records_reader(path: str, **options: Any) -> RecordsReader:
+    """A reader of the log at ``path`` (a URL with --storage-option)."""
+    if is_remote(path):
+        options["storage_options"] = STORAGE_OPTIONS
+    return RecordsReader(path, **options)
+
+
+def local_only(path: str, fmt: Format) -> None:
+    """Refuse, clearly, what object storage cannot do yet."""
+    if is_remote(path) and fmt != "records":
+        kind = "capture files" if fmt == "capture" else "archives"
+        fail(
+            f"{path}: {kind} are not read from object storage yet (LevelDB "
+            "logs are); copy it to a local file first"
+        )
+
+
 def detect(path: str) -> Format:
     """The format of ``path``, from its first bytes."""
     try:
-        head = _io.read_head(path, 64)
+        if is_remote(path):
+            head = asyncio.run(_head(path, BLOCK_SIZE))
+        else:
+            head = _io.read_head(_remote.local_path(path) or path, BLOCK_SIZE)
     except OSError as error:
         fail(f"{path}: {error.strerror or error}")
     if is_capture(head):
         return "capture"
     if is_archive(head):
         return "archive"
-    if starts_like_log(_io.read_head(path, BLOCK_SIZE)):
+    if starts_like_log(head):
         return "records"
     if not head:
         fail(f"{path}: the file is empty; give --format")
@@ -91,7 +140,9 @@ def detect(path: str) -> Format:
 
 
 def format_of(path: str, given: str | None) -> Format:
-    return given if given is not None else detect(path)  # type: ignore[return-value]
+    fmt: Format = given if given is not None else detect(path)  # type: ignore[assignment]
+    local_only(path, fmt)
+    return fmt
 
 
 # --------------------------------------------------------------------------
@@ -116,7 +167,7 @@ async def records_of(
         finally:
             await cf.close()
     elif fmt == "records":
-        async with RecordsReader(path) as reader:
+        async with records_reader(path) as reader:
             number = 0
             async for record in reader:
                 number += 1
@@ -138,12 +189,31 @@ async def records_of(
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.option("--debug", is_flag=True, help="Show tracebacks.")
+@click.option(
+    "-o",
+    "--storage-option",
+    "storage_options",
+    multiple=True,
+    metavar="KEY=VALUE",
+    help="An fsspec storage option for FILEs given as URLs (s3://, https://, "
+    "...); VALUE is read as JSON if it can be. Repeatable.",
+)
 @click.version_option(package_name="aiorecords")
 @click.pass_context
-def cli(context: click.Context, debug: bool) -> None:
+def cli(context: click.Context, debug: bool, storage_options: tuple[str, ...]) -> None:
     """Look into, check, follow and convert capture files, LevelDB logs and
-    archives. The format is detected from a file's first bytes."""
+    archives. The format is detected from a file's first bytes. A FILE may
+    be an fsspec URL (LevelDB logs only, for now)."""
     context.obj = Options(debug)
+    STORAGE_OPTIONS.clear()
+    for option in storage_options:
+        key, equals, value = option.partition("=")
+        if not equals or not key:
+            fail(f"--storage-option {option!r}: give KEY=VALUE")
+        try:
+            STORAGE_OPTIONS[key] = json.loads(value)
+        except ValueError:
+            STORAGE_OPTIONS[key] = value
 
 
 as_option = click.option(
@@ -187,9 +257,9 @@ def info(file: str, fmt: str | None, as_json: bool) -> None:
 
 
 async def _facts(path: str, fmt: Format) -> dict[str, Any]:
-    size = _io.file_size(path)
+    size = await _size(path)
     facts: dict[str, Any] = {"file": path, "format": fmt, "size_on_disk": size}
-    head = _io.read_head(path, 16)
+    head = await _head(path, 16)
     # The LevelDB log format has no version field: logs get none.
     version = capture_version(head) if fmt == "capture" else archive_version(head)
     if fmt != "records" and version is not None:
@@ -227,7 +297,7 @@ async def _facts(path: str, fmt: Format) -> dict[str, Any]:
     elif fmt == "records":
         total = count = 0
         dropped: list[SkippedRegion] = []
-        async with RecordsReader(path, on_corruption=dropped.append) as reader:
+        async with records_reader(path, on_corruption=dropped.append) as reader:
             async for record in reader:
                 count += 1
                 total += len(record)
@@ -352,7 +422,9 @@ async def _tail(
     # A log has no index: read through, keeping the last records, then
     # follow from where that read ended.
     recent: list[bytes] = []
-    async with RecordsReader(path) as reader:
+    if follow and is_remote(path):
+        fail(f"{path}: tail -f follows local files; an object does not grow")
+    async with records_reader(path) as reader:
         async for record in reader:
             recent.append(record)
             if len(recent) > last:
@@ -382,7 +454,7 @@ def verify(file: str, fmt: str | None) -> None:
 
 
 async def _verify(path: str, fmt: Format) -> bool:
-    size = _io.file_size(path)
+    size = await _size(path)
     regions: list[SkippedRegion] = []
     problems: list[str] = []  # damage that is not a region of bytes
     show = size >= PROGRESS_FROM and sys.stderr.isatty()
@@ -390,7 +462,7 @@ async def _verify(path: str, fmt: Format) -> bool:
         task = progress.add_task("verifying", total=size)
         if fmt == "records":
             count = 0
-            async with RecordsReader(path, on_corruption=regions.append) as reader:
+            async with records_reader(path, on_corruption=regions.append) as reader:
                 async for _ in reader:
                     count += 1
                     if count % 1000 == 0:
@@ -567,7 +639,7 @@ async def _convert_into(
     metadata: bytes | None,
     shown_as: str,
 ) -> int:
-    size = _io.file_size(source)
+    size = await _size(source)
     show = size >= PROGRESS_FROM and sys.stderr.isatty()
     records = records_of(source, fmt)
     count = 0
@@ -717,6 +789,7 @@ def _entry_facts(entry: ArchiveEntry) -> dict[str, Any]:
 
 
 async def _entries(path: str, every: bool) -> list[ArchiveEntry]:
+    local_only(path, "archive")
     if detect(path) != "archive":
         fail(f"{path}: not an archive")
     async with Archive.open(path) as archive:
@@ -769,6 +842,7 @@ async def _extract(
     path: str, names: tuple[str, ...], directory: str, force: bool
 ) -> tuple[int, int]:
     """Extract; how many entries were written, and how many were damaged."""
+    local_only(path, "archive")
     if detect(path) != "archive":
         fail(f"{path}: not an archive")
     damaged = 0
@@ -866,7 +940,7 @@ def main(argv: list[str] | None = None) -> None:
         sys.exit(130)
     except BrokenPipeError:
         _quiet_broken_pipe()
-    except (Failure, AiorecordsError, OSError) as error:
+    except (Failure, AiorecordsError, OSError, ImportError) as error:
         if debug:
             raise
         stderr.print(

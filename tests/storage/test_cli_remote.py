@@ -1,0 +1,81 @@
+"""The command line on URLs: LevelDB logs served over HTTP on loopback and
+by a real S3 protocol server, beside the same bytes in a local file."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from pathlib import Path
+
+from test_cli import aiorecords, make_capture
+
+from .conftest import S3, Objects
+from .test_records_remote import log_bytes, make_records
+
+
+def log(tmp_path: Path, seed: int = 20) -> tuple[list[bytes], bytes]:
+    records = [r[:300] for r in make_records(seed)]
+    return records, asyncio.run(log_bytes(tmp_path, records))
+
+
+def test_cat_info_and_verify_over_http(http_objects: Objects, tmp_path: Path) -> None:
+    records, data = log(tmp_path)
+    url = http_objects.put("events.log", data)
+    local = str(tmp_path / "local.log")
+    for command in (["cat", "--as", "hex"], ["verify"]):
+        remote = aiorecords(*command, url, cwd=tmp_path).stdout
+        here = aiorecords(*command, local, cwd=tmp_path).stdout
+        assert remote == here.replace(local.encode(), url.encode())
+    facts = json.loads(aiorecords("info", "--json", url, cwd=tmp_path).stdout)
+    assert facts["file"] == url
+    assert facts["format"] == "records"
+    assert facts["records"] == len(records)
+    assert facts["size_on_disk"] == len(data)
+    tail = aiorecords("tail", "-n", "2", "--as", "hex", url, cwd=tmp_path)
+    assert tail.stdout.splitlines() == [r.hex().encode() for r in records[-2:]]
+
+
+def test_verify_finds_damage_in_an_object(
+    http_objects: Objects, tmp_path: Path
+) -> None:
+    _, data = log(tmp_path, 21)
+    damaged = bytearray(data)
+    damaged[len(damaged) // 2] ^= 1
+    url = http_objects.put("damaged.log", bytes(damaged))
+    done = aiorecords("verify", url, cwd=tmp_path, check_status=1)
+    assert b"offset" in done.stdout + done.stderr
+
+
+def test_a_missing_object_names_its_url(http_objects: Objects, tmp_path: Path) -> None:
+    url = f"{http_objects.url}/nothing.log"
+    done = aiorecords("cat", url, cwd=tmp_path, check_status=2)
+    assert url.encode() in done.stderr
+    assert b"Traceback" not in done.stderr
+
+
+def test_capture_files_in_storage_are_refused_clearly(
+    http_objects: Objects, tmp_path: Path
+) -> None:
+    path = tmp_path / "c.capture"
+    asyncio.run(make_capture(path, n=3))
+    url = http_objects.put("c.capture", path.read_bytes())
+    done = aiorecords("cat", url, cwd=tmp_path, check_status=2)
+    assert b"not read from object storage yet" in done.stderr
+    assert b"Traceback" not in done.stderr
+    done = aiorecords("tail", "-f", url, cwd=tmp_path, check_status=2)
+    assert b"Traceback" not in done.stderr
+
+
+def test_cat_from_s3_with_storage_options(s3: S3, tmp_path: Path) -> None:
+    records, data = log(tmp_path, 22)
+    url = s3.put("cli/events.log", data)
+    options = []
+    for key, value in s3.options.items():
+        options += ["-o", f"{key}={json.dumps(value)}"]
+    done = aiorecords(*options, "cat", "--as", "hex", url, cwd=tmp_path)
+    assert done.stdout.splitlines() == [r.hex().encode() for r in records]
+    converted = tmp_path / "copy.log"
+    aiorecords(
+        *options, "convert", "--to", "records", url, str(converted), cwd=tmp_path
+    )
+    assert converted.read_bytes() == data
