@@ -39,6 +39,7 @@ from .errors import (
     RecordNotText,
     RecordsLocked,
     StorageError,
+    StorageNotSupported,
     WriterFailedError,
 )
 from .records import RecordsReader, RecordsWriter
@@ -90,6 +91,7 @@ __all__ = [
     "RecordIndexError",
     "RecordNotText",
     "StorageError",
+    "StorageNotSupported",
     "WriterFailedError",
 ]
 

@@ -557,6 +557,7 @@ def convert(
             f"(a {'log' if to == 'records' else 'archive'} is written as it is)"
         )
     compression = compression or "zstd"
+    _remote.refuse_storage(destination, "writing")
     if _io.same_file(source, destination):
         fail(f"{destination}: is {source} itself; convert into another file")
     if _io.is_file(destination) and not force:

@@ -23,9 +23,16 @@ from collections.abc import AsyncIterator
 from typing import Any, Final
 
 from . import _io
-from .errors import StorageError
+from .errors import StorageError, StorageNotSupported
 
-__all__ = ["ReadAhead", "RemoteFile", "is_url", "local_path", "open_remote"]
+__all__ = [
+    "ReadAhead",
+    "RemoteFile",
+    "is_url",
+    "local_path",
+    "open_remote",
+    "refuse_storage",
+]
 
 _URL: Final = re.compile(r"^[A-Za-z][A-Za-z0-9+.\-]*://")
 
@@ -41,6 +48,16 @@ def local_path(source: str) -> str | None:
     if parsed.scheme.lower() != "file" or parsed.netloc not in ("", "localhost"):
         return None
     return urllib.parse.unquote(parsed.path)
+
+
+def refuse_storage(path: object, what: str) -> None:
+    """Raise StorageNotSupported if ``path`` is a URL of an fsspec file
+    system (not ``file://``): ``what`` is not done there yet."""
+    if is_url(path) and local_path(str(path)) is None:
+        raise StorageNotSupported(
+            f"{path}: {what} on object storage is not supported yet (LevelDB "
+            "logs are read there: see the storage guide)"
+        )
 
 
 def _fsspec() -> Any:
@@ -184,7 +201,9 @@ class _LoopFileSystems:
                 self._started = True
                 await self._keeper.__anext__()  # now the loop holds it
             if key not in self.making:
-                self.making[key] = asyncio.ensure_future(self._make(url, options, key))
+                making = asyncio.ensure_future(self._make(url, options, key))
+                making.add_done_callback(_retrieve)  # its waiters may all leave
+                self.making[key] = making
             await asyncio.shield(self.making[key])
         fs = self.made[key]
         return fs, fs._strip_protocol(url)
@@ -317,7 +336,7 @@ class ReadAhead:
                 await task
 
 
-def _retrieve(task: asyncio.Task[bytes]) -> None:
+def _retrieve(task: asyncio.Future[Any]) -> None:
     # A request read ahead and dropped, or failed: its error is raised to
     # whoever awaits it, if anyone does; asyncio must not log it.
     if not task.cancelled():

@@ -7,6 +7,7 @@ builtin exception already says the right thing they derive from it as well, so e
 ```text
 AiorecordsError
 ├── StorageError (also OSError)         the OS failed a read, write or sync
+├── StorageNotSupported (also ValueError) not possible on that storage (yet)
 ├── CorruptionError                     the bytes are not what the format allows
 │   ├── InvalidCaptureFile              not a capture file, or a damaged one
 │   │   └── RecordNotText               not text (also UnicodeDecodeError)
@@ -39,6 +40,7 @@ from typing import Any
 __all__ = [
     "AiorecordsError",
     "StorageError",
+    "StorageNotSupported",
     "CorruptionError",
     "InvalidCaptureFile",
     "RecordNotText",
@@ -80,6 +82,12 @@ class StorageError(AiorecordsError, OSError):
 
     def __str__(self) -> str:
         return f"{self.operation} failed: {super().__str__()}"
+
+
+class StorageNotSupported(AiorecordsError, ValueError):
+    """What was asked cannot be done where the bytes are: writing, or
+    reading a capture file or an archive, at an object storage URL (not
+    yet; see the storage guide)."""
 
 
 class CorruptionError(AiorecordsError):

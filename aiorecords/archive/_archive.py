@@ -9,7 +9,7 @@ from collections.abc import Callable, Generator
 from dataclasses import dataclass
 from typing import Any, Final, Literal, TypeVar
 
-from .. import _io
+from .. import _io, _remote
 from .._lifetime import CloseOnce, open_owned
 from .._skipped import SkippedRegion
 from . import _files as files
@@ -133,6 +133,7 @@ class Archive:
         """
         if mode not in _MODES:
             raise ValueError(f"mode must be one of {', '.join(_MODES)}, not {mode!r}")
+        _remote.refuse_storage(path, "an archive")
         name = _io.path_of(path)
         if name is None:
             raise TypeError(f"an archive path is str or os.PathLike, not {path!r}")

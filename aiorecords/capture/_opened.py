@@ -15,7 +15,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Final, TypeVar
 
-from .. import _io, _watch
+from .. import _io, _remote, _watch
 from .._cache import block_cache
 from .._lifetime import InFlight, open_owned
 from .._limits import DEFAULT_MAX_RECORD_SIZE
@@ -187,6 +187,7 @@ async def open_capture(
     process. Cancellation: nothing is left open, no file half made.
     """
     name = settings.file_name
+    _remote.refuse_storage(name, "a capture file")
     path = _io.canonical_path(name)
     if (to_write or create) and _writers.get(path) is not None:
         raise CaptureFileAlreadyOpen(f"capture file {name!r} is already open for write")

@@ -8,7 +8,7 @@ import logging
 from collections.abc import Iterable
 from typing import Any, Final, Protocol
 
-from .. import _io, _watch
+from .. import _io, _remote, _watch
 from .._lifetime import CloseOnce
 from .._scheduling import RECORDS_PER_TURN, let_others_run
 from ..errors import (
@@ -102,6 +102,7 @@ class RecordsWriter:
         self.replace = replace
         """Whether an existing file is replaced by a new log."""
         self.buffer_size = buffer_size
+        _remote.refuse_storage(target, "writing a log")
         self._target = target
         self._path = _io.path_of(target)
         self._io: _io.FileIO | None = None

@@ -79,3 +79,15 @@ def test_cat_from_s3_with_storage_options(s3: S3, tmp_path: Path) -> None:
         *options, "convert", "--to", "records", url, str(converted), cwd=tmp_path
     )
     assert converted.read_bytes() == data
+
+
+def test_convert_to_a_url_is_refused(http_objects: Objects, tmp_path: Path) -> None:
+    _, data = log(tmp_path, 23)
+    url = http_objects.put("src.log", data)
+    for to in ("records", "capture", "archive"):
+        done = aiorecords(
+            "convert", "--to", to, url, "s3://bucket/out", cwd=tmp_path, check_status=2
+        )
+        assert b"not supported yet" in done.stderr, done.stderr
+        assert b"Traceback" not in done.stderr
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["local.log"]
