@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import json
 import re
 import urllib.parse
@@ -192,8 +193,11 @@ class _LoopFileSystems:
         except (ImportError, ValueError) as error:
             raise ImportError(f"{url}: {error}") from None
         if not getattr(kind, "async_impl", False):
-            # Synchronous: fsspec's own instance cache serves.
-            fs, path = fsspec.core.url_to_fs(url, **options)
+            # Synchronous: fsspec's own instance cache serves. Made in a
+            # worker thread: some connect as they are made (SFTP, FTP).
+            fs, path = await _io.offload(
+                functools.partial(fsspec.core.url_to_fs, url, **options)
+            )
             return fs, path
         key = json.dumps([protocol, options], sort_keys=True, default=repr)
         if key not in self.made:
