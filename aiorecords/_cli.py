@@ -9,6 +9,7 @@ traceback unless ``--debug``.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import datetime
 import errno
@@ -109,25 +110,43 @@ def records_reader(path: str, **options: Any) -> RecordsReader:
     return RecordsReader(path, **options)
 
 
+def archive_at(path: str) -> contextlib.AbstractAsyncContextManager[Archive]:
+    """The archive at ``path``, read-only (a URL with --storage-option)."""
+    if is_remote(path):
+        return Archive.open(path, storage_options=STORAGE_OPTIONS)
+    return Archive.open(path)
+
+
 def local_only(path: str, fmt: Format) -> None:
     """Refuse, clearly, what object storage cannot do yet."""
-    if is_remote(path) and fmt != "records":
-        kind = "capture files" if fmt == "capture" else "archives"
+    if is_remote(path) and fmt == "capture":
         fail(
-            f"{path}: {kind} are not read from object storage yet (LevelDB "
-            "logs are); copy it to a local file first"
+            f"{path}: capture files are not read from object storage yet "
+            "(LevelDB logs and archives are); copy it to a local file first"
         )
 
 
 def detect(path: str) -> Format:
     """The format of ``path``, from its first bytes."""
+    if is_remote(path):
+        return asyncio.run(detect_async(path))
     try:
-        if is_remote(path):
-            head = asyncio.run(_head(path, BLOCK_SIZE))
-        else:
-            head = _io.read_head(_remote.local_path(path) or path, BLOCK_SIZE)
+        head = _io.read_head(_remote.local_path(path) or path, BLOCK_SIZE)
     except OSError as error:
         fail(f"{path}: {error.strerror or error}")
+    return _format_of_head(path, head)
+
+
+async def detect_async(path: str) -> Format:
+    """`detect()`, for a caller on the event loop."""
+    try:
+        head = await _head(path, BLOCK_SIZE)
+    except OSError as error:
+        fail(f"{path}: {error.strerror or error}")
+    return _format_of_head(path, head)
+
+
+def _format_of_head(path: str, head: bytes) -> Format:
     if is_capture(head):
         return "capture"
     if is_archive(head):
@@ -177,7 +196,7 @@ async def records_of(
                     break
                 yield record
     else:
-        async with Archive.open(path) as archive:
+        async with archive_at(path) as archive:
             entries = list(reversed(await archive.contents()))
             for entry in entries[start - 1 : stop]:
                 yield await archive.read_bytes(entry)
@@ -306,7 +325,7 @@ async def _facts(path: str, fmt: Format) -> dict[str, Any]:
         damage += [f"offset {r.start}, {r.length} bytes: {r.reason}" for r in dropped]
     else:
         regions: list[SkippedRegion] = []
-        async with Archive.open(path) as archive:
+        async with archive_at(path) as archive:
             entries = await archive.contents(recover=True, on_corruption=regions.append)
             facts["entries"] = len(entries)
             facts["names"] = len({entry.name for entry in entries})
@@ -413,7 +432,7 @@ async def _tail(
     if fmt == "archive":
         if follow:
             fail(f"{path}: tail -f follows capture files and LevelDB logs")
-        async with Archive.open(path) as archive:
+        async with archive_at(path) as archive:
             entries = list(reversed(await archive.contents()))
             for entry in entries[len(entries) - last :] if last else []:
                 out.write(_rendered(await archive.read_bytes(entry), as_))
@@ -469,7 +488,7 @@ async def _verify(path: str, fmt: Format) -> bool:
                         progress.update(task, completed=await reader.tell())
             what = f"{count} records"
         elif fmt == "archive":
-            async with Archive.open(path) as archive:
+            async with archive_at(path) as archive:
                 entries = await archive.contents(
                     recover=True, on_corruption=regions.append
                 )
@@ -600,7 +619,7 @@ async def _copy_archive(
     count. (This rewrites an archive in the current format version.)"""
     count = 0
     async with (
-        Archive.open(source) as old,
+        archive_at(source) as old,
         Archive.open(destination, mode="rdwr_exclusive", durable=False) as new,
     ):
         for entry in reversed(await old.contents()):
@@ -714,7 +733,7 @@ async def _record_total(path: str, fmt: Format) -> int | None:
         finally:
             await cf.close()
     if fmt == "archive":
-        async with Archive.open(path) as archive:
+        async with archive_at(path) as archive:
             return len(await archive.contents())
     return None
 
@@ -790,10 +809,9 @@ def _entry_facts(entry: ArchiveEntry) -> dict[str, Any]:
 
 
 async def _entries(path: str, every: bool) -> list[ArchiveEntry]:
-    local_only(path, "archive")
-    if detect(path) != "archive":
+    if await detect_async(path) != "archive":
         fail(f"{path}: not an archive")
-    async with Archive.open(path) as archive:
+    async with archive_at(path) as archive:
         if every:
             return await archive.contents()
         latest = await archive.latest()
@@ -843,11 +861,10 @@ async def _extract(
     path: str, names: tuple[str, ...], directory: str, force: bool
 ) -> tuple[int, int]:
     """Extract; how many entries were written, and how many were damaged."""
-    local_only(path, "archive")
-    if detect(path) != "archive":
+    if await detect_async(path) != "archive":
         fail(f"{path}: not an archive")
     damaged = 0
-    async with Archive.open(path) as archive:
+    async with archive_at(path) as archive:
         regions: list[SkippedRegion] = []
         latest: dict[str, ArchiveEntry] = {}
         for entry in await archive.contents(recover=True, on_corruption=regions.append):

@@ -12,6 +12,7 @@ from typing import Any, Final, Literal, TypeVar
 from .. import _io, _remote
 from .._lifetime import CloseOnce, open_owned
 from .._skipped import SkippedRegion
+from ..errors import StorageNotSupported
 from . import _files as files
 from ._entries import Appending, EntryReader, EntryWriter, NewEntry, Reading
 from ._format import (
@@ -83,7 +84,8 @@ class Archive:
     ) -> None:
         # Private: use Archive.open() or Archive.from_bytes().
         self.path = path
-        """The file's path, or None for an archive held in memory."""
+        """The file's path (or, on an fsspec file system, its URL), or None
+        for an archive held in memory."""
         self.mode: Mode = mode
         """``"rdonly"``, ``"rdwr"`` or ``"rdwr_exclusive"``."""
         self.durable = durable
@@ -105,6 +107,8 @@ class Archive:
         *,
         wait: bool = False,
         durable: bool = False,
+        fs: Any = None,
+        storage_options: dict[str, Any] | None = None,
     ) -> _Opening:
         """Open the archive at ``path``: ``await`` the result, or use it with
         ``async with`` (which closes the archive at the end of the block).
@@ -124,20 +128,43 @@ class Archive:
         ``durable`` is the default of [`append()`][aiorecords.Archive.append]'s
         ``durable``.
 
+        ``path`` may also be an fsspec URL (``"s3://bucket/a.archive"``,
+        ``"https://..."``, ``"memory://..."``) with ``storage_options`` for
+        its file system, or a path on ``fs``, an fsspec file system (the
+        seed's ``openfile_filesys``). Such an archive is read-only
+        (``"rdonly"``; writing is refused with
+        [`StorageNotSupported`][aiorecords.errors.StorageNotSupported]): it is read
+        as the object was when opened, in ranges awaited on the event loop,
+        until [`refresh()`][aiorecords.Archive.refresh] sees it changed. See the
+        storage guide.
+
         Raises `FileNotFoundError` for a missing file in ``"rdonly"``
-        mode and [`CorruptArchiveError`][aiorecords.errors.CorruptArchiveError] for a
-        file that is not an archive.
+        mode (a [`StorageError`][aiorecords.errors.StorageError] for a missing
+        object) and [`CorruptArchiveError`][aiorecords.errors.CorruptArchiveError] for
+        a file that is not an archive.
 
         Cancellation: nothing stays open (a file just created stays: it is a
         valid, empty archive).
         """
         if mode not in _MODES:
             raise ValueError(f"mode must be one of {', '.join(_MODES)}, not {mode!r}")
-        _remote.refuse_storage(path, "an archive")
+        if fs is not None or _remote.is_remote(path):
+            if mode != "rdonly":
+                raise StorageNotSupported(
+                    f"{path}: an archive on an fsspec file system is read-only "
+                    "here (append to a local copy, then upload it)"
+                )
+            if not isinstance(path, str):
+                raise TypeError(f"an archive URL is a str, not {path!r}")
+            return _Opening(path, mode, wait, durable, (fs, storage_options))
+        if storage_options is not None:
+            raise TypeError("storage_options is for URLs of fsspec file systems")
+        if _remote.is_url(path):
+            path = _remote.local_path(str(path)) or path
         name = _io.path_of(path)
         if name is None:
             raise TypeError(f"an archive path is str or os.PathLike, not {path!r}")
-        return _Opening(name, mode, wait, durable)
+        return _Opening(name, mode, wait, durable, None)
 
     @classmethod
     def from_bytes(cls, data: bytes | bytearray | memoryview) -> Archive:
@@ -156,10 +183,24 @@ class Archive:
         )
 
     @classmethod
-    async def _open(cls, path: str, mode: Mode, wait: bool, durable: bool) -> Archive:
-        writable = mode != "rdonly"
-        io = await open_owned(files.open_archive, _close_of, path, writable)
-        archive = cls(io, path=path, mode=mode, durable=durable, wait=wait)
+    async def _open(
+        cls,
+        path: str,
+        mode: Mode,
+        wait: bool,
+        durable: bool,
+        remote: tuple[Any, dict[str, Any] | None] | None,
+    ) -> Archive:
+        storage: files.Storage
+        if remote is not None:
+            fs, options = remote
+            found = await _remote.open_remote(path, fs=fs, storage_options=options)
+            storage, path = files.RemoteArchive(found), found.url
+        else:
+            storage = await open_owned(
+                files.open_archive, _close_of, path, mode != "rdonly"
+            )
+        archive = cls(storage, path=path, mode=mode, durable=durable, wait=wait)
         try:
             await archive._opened.prepare()
         except BaseException:
@@ -182,6 +223,18 @@ class Archive:
     def closed(self) -> bool:
         """True once [`close()`][aiorecords.Archive.close] has run."""
         return self._opened.closed
+
+    async def refresh(self) -> bool:
+        """Look again at an archive on object storage: if the object changed
+        (its size, ETag or modification time), forget what was read of it,
+        so that the next listing reads it anew. True if it changed.
+
+        A local archive needs no refresh (every listing sees what the file
+        holds now): this returns False for it.
+
+        Cancellation: nothing changes.
+        """
+        return await self._opened.refresh()
 
     async def close(self) -> None:
         """Close the archive, releasing its lock. Closing twice does nothing.
@@ -395,8 +448,15 @@ class _Opening:
 
     __slots__ = ("_archive", "_args")
 
-    def __init__(self, path: str, mode: Mode, wait: bool, durable: bool) -> None:
-        self._args = (path, mode, wait, durable)
+    def __init__(
+        self,
+        path: str,
+        mode: Mode,
+        wait: bool,
+        durable: bool,
+        remote: tuple[Any, dict[str, Any] | None] | None,
+    ) -> None:
+        self._args = (path, mode, wait, durable, remote)
         self._archive: Archive | None = None
 
     def __await__(self) -> Generator[Any, None, Archive]:

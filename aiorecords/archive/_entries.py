@@ -13,11 +13,11 @@ from dataclasses import dataclass
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Final
 
-from .. import _io
+from .. import _io, _remote
 from .._codecs import DecodeError
 from .._wants import answer_reads
 from ..errors import ClosedError, CorruptArchiveError, StorageError, WriterFailedError
-from ._files import MemoryArchive, Storage, end_append
+from ._files import MemoryArchive, RemoteArchive, end_append
 from ._format import ArchiveEntry, Codec
 from ._stream import CHUNK, EntryDecoder, EntryEncoder
 
@@ -29,6 +29,8 @@ __all__ = ["Appending", "EntryReader", "EntryWriter", "NewEntry", "Reading"]
 #: Bytes written to an entry that are gathered before a worker thread
 #: compresses and writes them.
 _WRITE_BUFFER: Final = CHUNK
+# An entry on object storage is read in ranges this large, two ahead.
+_REMOTE_RANGE: Final = 8 * 1024 * 1024
 # Entries of an in-memory archive at most this large (as stored) are read on
 # the event loop: decompressing them takes well under a millisecond.
 _INLINE_READ: Final = 64 * 1024
@@ -55,6 +57,7 @@ class EntryReader:
             archive.listing.layout.stuffed,
         )
         self._closed = False
+        self._ranges: _remote.RangeCache | None = None  # on object storage
 
     def __repr__(self) -> str:
         return f"<EntryReader {self.entry.name!r} of {self._archive!r}>"
@@ -74,17 +77,41 @@ class EntryReader:
             raise StopAsyncIteration
         return chunk
 
-    def _step(self, storage: Storage, limit: int) -> bytes:
+    def _step(self, storage: _io.FileIO | MemoryArchive, limit: int) -> bytes:
         # In a worker thread (or, for bytes in memory, on the loop): read
         # and decode the next piece.
         try:
             return answer_reads(self._decoder.read1(limit), storage.pread)
         except DecodeError as error:
-            raise CorruptArchiveError(
-                f"entry {self.entry.name!r} is damaged: {error}",
-                path=self._archive.path,
-                offset=self.entry.offset,
-            ) from None
+            raise self._damaged(error) from None
+
+    async def _remote_step(self, storage: RemoteArchive, limit: int) -> bytes:
+        # Decoded in worker-thread hops over the ranges held; the others
+        # are awaited on the loop, read ahead while the stream goes on.
+        if self._ranges is None:
+            start = self.entry.payload_offset
+            self._ranges = _remote.RangeCache(
+                storage.remote, _REMOTE_RANGE, keep=2, forward=True
+            )
+            await self._ranges.range(start // _REMOTE_RANGE)  # reads ahead too
+        try:
+            return await _remote.answer_reads_held(
+                self._decoder.read1(limit), self._ranges, self._archive.offload
+            )
+        except DecodeError as error:
+            raise self._damaged(error) from None
+
+    def _damaged(self, error: DecodeError) -> CorruptArchiveError:
+        return CorruptArchiveError(
+            f"entry {self.entry.name!r} is damaged: {error}",
+            path=self._archive.path,
+            offset=self.entry.offset,
+        )
+
+    async def _close_ranges(self) -> None:
+        ranges, self._ranges = self._ranges, None
+        if ranges is not None:
+            await ranges.close()
 
     async def read1(self, size: int = CHUNK) -> bytes:
         """At most ``size`` bytes (and at most 1 MiB) of the data, read with
@@ -105,6 +132,8 @@ class EntryReader:
             # Bytes already in memory, and little to inflate: a worker
             # thread would cost more than the work (~90 us a hop).
             return self._step(storage, size)
+        if isinstance(storage, RemoteArchive):
+            return await self._remote_step(storage, size)
         return await self._archive.offload(self._step, storage, size)
 
     async def read(self, size: int = -1) -> bytes:
@@ -161,6 +190,7 @@ class Reading:
     ) -> None:
         if self._stream is not None:
             self._stream._closed = True
+            await self._stream._close_ranges()
         if self._context is not None:
             await self._context.__aexit__(exc_type, exc, tb)
 

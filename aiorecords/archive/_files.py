@@ -9,8 +9,9 @@ from __future__ import annotations
 
 from typing import Final
 
-from .. import _io
+from .. import _io, _remote
 from .._wants import answer_reads
+from ..errors import CorruptArchiveError
 from ._format import (
     FILE_HEADER,
     FILE_HEADER_SIZE,
@@ -22,6 +23,7 @@ from ._walk import Listing, extend_listing, find_back, valid_end
 
 __all__ = [
     "MemoryArchive",
+    "RemoteArchive",
     "Storage",
     "begin_append",
     "check_header",
@@ -61,8 +63,39 @@ class MemoryArchive:
         return len(self.data)
 
 
+# An archive on object storage is read in ranges this large while it is
+# listed (the walk back reads windows of 256 KiB), the last few held.
+_LISTING_RANGE: Final = 1024 * 1024
+_LISTING_RANGES_HELD: Final = 4
+
+
+class RemoteArchive:
+    """An archive on an fsspec file system (object storage, HTTP, ...),
+    read-only: the bytes the object held when it was opened (or last
+    refreshed), fetched in aligned ranges on the event loop."""
+
+    __slots__ = ("ranges", "remote")
+
+    def __init__(self, remote: _remote.RemoteFile) -> None:
+        self.remote = remote
+        self.ranges = _remote.RangeCache(
+            remote, _LISTING_RANGE, keep=_LISTING_RANGES_HELD
+        )
+
+    def size(self) -> int:
+        """How many bytes the object held when last looked at."""
+        return self.remote.size
+
+    async def layout(self) -> ElementLayout:
+        """Check the file header and say which layout the archive has."""
+        head = await self.ranges.read(0, FILE_HEADER_SIZE)
+        if not head:
+            raise CorruptArchiveError("the file is empty", offset=0)
+        return check_file_header(head)
+
+
 #: Where an archive's bytes are.
-Storage = _io.FileIO | MemoryArchive
+Storage = _io.FileIO | MemoryArchive | RemoteArchive
 
 
 def _create(path: str) -> _io.FileIO:
@@ -155,13 +188,13 @@ def end_append(io: _io.FileIO, share_owner: bool) -> None:
         io.unlock(_OWNER_BYTE, 1)
 
 
-def extend(storage: Storage, known: Listing) -> Listing:
+def extend(storage: _io.FileIO | MemoryArchive, known: Listing) -> Listing:
     """The listing of the archive as it is now, reusing ``known``."""
     return answer_reads(extend_listing(storage.size(), known), storage.pread)
 
 
 def find(
-    storage: Storage, known: Listing, name: str
+    storage: _io.FileIO | MemoryArchive, known: Listing, name: str
 ) -> tuple[ArchiveEntry | None, Listing | None]:
     """The newest entry of ``name``, and the listing if it grew (see
     `find_back()`)."""

@@ -15,10 +15,10 @@ import logging
 from collections.abc import AsyncIterator, Callable
 from typing import Any, Final, Literal, TypeVar
 
-from .. import _io
+from .. import _io, _remote
 from .._lifetime import InFlight
 from .._skipped import SkippedRegion
-from .._wants import answer_reads
+from .._wants import Read, Steps, answer_reads
 from .._watch import Backoff
 from ..errors import (
     ArchiveLocked,
@@ -29,7 +29,7 @@ from ..errors import (
 )
 from . import _files as files
 from ._format import CURRENT, FILE_HEADER_SIZE, ArchiveEntry, ElementLayout
-from ._walk import Listing, find_back
+from ._walk import Listing, extend_listing, find_back
 
 __all__ = ["Mode", "OpenArchive"]
 
@@ -97,6 +97,12 @@ class OpenArchive:
         """Check (or, for an empty file, write) the header; take the owner
         lock and find the end for ``rdwr_exclusive``."""
         storage = self.live("open")
+        if isinstance(storage, files.RemoteArchive):
+            try:
+                self.listing = Listing(await storage.layout())
+            except CorruptArchiveError as error:
+                raise self.named(error) from None
+            return
         assert isinstance(storage, _io.FileIO)
         backoff = Backoff(_FIRST_WAIT, _LAST_WAIT)
         if self.mode == "rdwr_exclusive":
@@ -170,13 +176,30 @@ class OpenArchive:
             try:
                 return function(*args)
             except CorruptArchiveError as error:
-                if error.path is not None or self.path is None:
-                    raise
-                raise CorruptArchiveError(
-                    error.reason, path=self.path, offset=error.offset
-                ) from None
+                raise self.named(error) from None
 
         return checked
+
+    async def answer(self, steps: Steps[Read, T]) -> T:
+        """Run a walk of the core over this archive's bytes: in a worker
+        thread over a file; over a remote object in hops while the ranges
+        held serve it, the others fetched on the loop. Its format errors
+        name this archive's file."""
+        storage = self.live("read")
+        if isinstance(storage, files.RemoteArchive):
+            try:
+                return await _remote.answer_reads_held(
+                    steps, storage.ranges, self.offload
+                )
+            except CorruptArchiveError as error:
+                raise self.named(error) from None
+        return await self.offload(self.checked(answer_reads), steps, storage.pread)
+
+    def named(self, error: CorruptArchiveError) -> CorruptArchiveError:
+        """``error``, naming this archive's file if it does not yet."""
+        if error.path is not None or self.path is None:
+            return error
+        return CorruptArchiveError(error.reason, path=self.path, offset=error.offset)
 
     @contextlib.asynccontextmanager
     async def one_entry_at_a_time(self) -> AsyncIterator[None]:
@@ -201,12 +224,10 @@ class OpenArchive:
             return self.listing
         async with self._listing_lock:
             appends = self._appends
-            listing = await self.offload(
-                self.checked(files.extend), storage, self.listing
-            )
+            listing = await self.answer(extend_listing(storage.size(), self.listing))
             self.listing = listing
             self._settled = appends == self._appends and (
-                isinstance(storage, files.MemoryArchive)
+                isinstance(storage, (files.MemoryArchive, files.RemoteArchive))
                 or self.mode == "rdwr_exclusive"
             )
         for damage in listing.damage:
@@ -300,6 +321,9 @@ class OpenArchive:
         await self._in_flight.idle()
         if isinstance(storage, _io.FileIO):
             (await _io.run_to_completion(storage.close))[0].unwrap()
+        elif isinstance(storage, files.RemoteArchive):
+            await storage.ranges.close()
+            await storage.remote.close()
 
     async def find(self, name: str) -> ArchiveEntry | None:
         """The newest entry named ``name``, or None (see `Archive.find()`)."""
@@ -308,13 +332,32 @@ class OpenArchive:
             listing = self.listing
             # Settled: the listing covers every byte, so this reads nothing.
             found, _ = self.checked(answer_reads)(
-                find_back(listing.size, listing, name), storage.pread
+                find_back(listing.size, listing, name), _reads_nothing
             )  # type: (ArchiveEntry | None, Listing | None)
         else:
             async with self._listing_lock:
-                found, grown = await self.offload(
-                    self.checked(files.find), storage, self.listing, name
+                found, grown = await self.answer(
+                    find_back(storage.size(), self.listing, name)
                 )
                 if grown is not None:
                     self.listing = grown
         return found
+
+    async def refresh(self) -> bool:
+        """Look at the object again (an archive on object storage): if it
+        changed, forget what was read of it. True if it changed."""
+        storage = self.live("refresh")
+        if not isinstance(storage, files.RemoteArchive):
+            return False
+        async with self._listing_lock:
+            if not await storage.remote.refresh():
+                return False
+            storage.ranges.forget()
+            self.listing = Listing(self.listing.layout)
+            self._settled = False
+            self._reported.clear()
+        return True
+
+
+def _reads_nothing(offset: int, size: int) -> bytes:
+    raise AssertionError(f"a settled listing read {size} bytes at {offset}")

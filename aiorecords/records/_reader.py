@@ -120,7 +120,7 @@ class RecordsReader:
             source = _remote.local_path(str(source)) or source
         self._storage_options = storage_options
         self._fs = fs
-        self._remote: _remote.ReadAhead | None = None
+        self._remote: _remote.RangeCache | None = None
         self.strict = strict
         self.on_corruption = on_corruption
         self.max_record_size = max_record_size
@@ -179,7 +179,9 @@ class RecordsReader:
                 if self._closed:
                     await remote.close()
                     raise ClosedError(f"{self!r} was closed while it opened")
-                self._remote = _remote.ReadAhead(remote, self.remote_read_size)
+                self._remote = _remote.RangeCache(
+                    remote, self.remote_read_size, forward=True
+                )
             start = self._start
             if start is None and self._path is None and self._url is None:
                 start = await self._source.tell()  # type: ignore[union-attr]
@@ -233,7 +235,7 @@ class RecordsReader:
         elif self._remote is not None:
             # Fed a piece at a time, as a local file's blocks are: decoding
             # a whole range at once would hold the loop for milliseconds.
-            data = await self._remote.read(wanted, _REMOTE_PIECE)
+            data = await self._remote.piece(wanted, _REMOTE_PIECE)
             self._unyielded_bytes += len(data)
             at_end = wanted + len(data) >= self._remote.remote.size
         else:

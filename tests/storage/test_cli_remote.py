@@ -91,3 +91,56 @@ def test_convert_to_a_url_is_refused(http_objects: Objects, tmp_path: Path) -> N
         assert b"not supported yet" in done.stderr, done.stderr
         assert b"Traceback" not in done.stderr
     assert sorted(p.name for p in tmp_path.iterdir()) == ["local.log"]
+
+
+def archive_pair(http_objects: Objects, tmp_path: Path) -> tuple[str, Path]:
+    from ..archive.build import Element, archive_bytes
+
+    data = archive_bytes(
+        Element("notes/a.txt", b"first\n"),
+        Element("b.bin", bytes(range(256)) * 50, "zstd"),
+        Element("notes/a.txt", b"second\n", "gzip"),
+    )
+    local = tmp_path / "local.archive"
+    local.write_bytes(data)
+    return http_objects.put("cli.archive", data), local
+
+
+def test_archive_commands_over_http_match_the_local_file(
+    http_objects: Objects, tmp_path: Path
+) -> None:
+    url, local = archive_pair(http_objects, tmp_path)
+    for command in (
+        ["ls", "--json"],
+        ["ls", "--all"],
+        ["cat", "--as", "hex"],
+        ["verify"],
+        ["info", "--json"],
+        ["tail", "-n", "1", "--as", "hex"],
+    ):
+        remote = aiorecords(*command, url, cwd=tmp_path).stdout
+        here = aiorecords(*command, str(local), cwd=tmp_path).stdout
+        assert remote == here.replace(str(local).encode(), url.encode()), command
+    out = tmp_path / "out"
+    aiorecords("extract", url, "-C", str(out), cwd=tmp_path)
+    assert (out / "notes" / "a.txt").read_bytes() == b"second\n"
+    assert (out / "b.bin").read_bytes() == bytes(range(256)) * 50
+    converted = tmp_path / "copy.log"
+    aiorecords("convert", "--to", "records", url, str(converted), cwd=tmp_path)
+    assert converted.exists()
+
+
+def test_a_damaged_archive_object_is_reported_as_the_file_is(
+    http_objects: Objects, tmp_path: Path
+) -> None:
+    url, local = archive_pair(http_objects, tmp_path)
+    data = bytearray(local.read_bytes())
+    data[30] ^= 0xFF  # inside the first element
+    local.write_bytes(bytes(data))
+    http_objects.put("cli.archive", bytes(data))
+    for command in (["verify"], ["ls"]):
+        remote = aiorecords(*command, url, cwd=tmp_path, check_status=None)
+        here = aiorecords(*command, str(local), cwd=tmp_path, check_status=None)
+        assert remote.returncode == here.returncode != 0, command
+        assert b"Traceback" not in remote.stderr
+        assert remote.stdout == here.stdout.replace(str(local).encode(), url.encode())

@@ -303,7 +303,7 @@ async def test_what_storage_cannot_do_yet_is_refused_clearly(tmp_path: Path) -> 
     with pytest.raises(StorageNotSupported, match="s3://bucket/x"):
         RecordsWriter(url)
     with pytest.raises(StorageNotSupported, match="archive"):
-        await Archive.open(url)
+        await Archive.open(url, "rdwr")
     with pytest.raises(StorageNotSupported, match="capture file"):
         await CaptureFile(url)
     with pytest.raises(StorageNotSupported):
