@@ -117,13 +117,11 @@ def archive_at(path: str) -> contextlib.AbstractAsyncContextManager[Archive]:
     return Archive.open(path)
 
 
-def local_only(path: str, fmt: Format) -> None:
-    """Refuse, clearly, what object storage cannot do yet."""
-    if is_remote(path) and fmt == "capture":
-        fail(
-            f"{path}: capture files are not read from object storage yet "
-            "(LevelDB logs and archives are); copy it to a local file first"
-        )
+def capture_at(path: str) -> CaptureFile:
+    """The capture file at ``path``, to read (a URL with --storage-option)."""
+    if is_remote(path):
+        return CaptureFile(path, encoding=None, storage_options=STORAGE_OPTIONS)
+    return CaptureFile(path, encoding=None)
 
 
 def detect(path: str) -> Format:
@@ -160,7 +158,6 @@ def _format_of_head(path: str, head: bytes) -> Format:
 
 def format_of(path: str, given: str | None) -> Format:
     fmt: Format = given if given is not None else detect(path)  # type: ignore[assignment]
-    local_only(path, fmt)
     return fmt
 
 
@@ -174,7 +171,7 @@ async def records_of(
     """The records (an archive's entries' data, oldest first) numbered
     ``start`` to ``stop`` (from 1, inclusive)."""
     if fmt == "capture":
-        cf = await CaptureFile(path, encoding=None)
+        cf = await capture_at(path)
         try:
             end = cf.record_count() if stop is None else min(stop, cf.record_count())
             if start <= end:
@@ -286,9 +283,11 @@ async def _facts(path: str, fmt: Format) -> dict[str, Any]:
     damage: list[str] = []
     total: int | None = 0
     if fmt == "capture":
-        cf = await CaptureFile(path, encoding=None)
+        cf = await capture_at(path)
         try:
-            layout, commit = await read_commit(path)
+            layout, commit = await read_commit(
+                path, (None, STORAGE_OPTIONS) if is_remote(path) else None
+            )
             facts["layout"] = "aiorecords capture" if layout.native else "capture v2"
             facts["compression"] = "zstd" if layout.native else "zlib"
             facts["records"] = cf.record_count()
@@ -419,7 +418,7 @@ async def _tail(
     path: str, fmt: Format, last: int, follow: bool, as_: str, out: BinaryIO
 ) -> None:
     if fmt == "capture":
-        cf = await CaptureFile(path, encoding=None)
+        cf = await capture_at(path)
         try:
             start = max(1, cf.record_count() - last + 1)
             stream = cf.follow(start) if follow else cf.record_generator(start)
@@ -504,7 +503,7 @@ async def _verify(path: str, fmt: Format) -> bool:
                     progress.update(task, advance=entry.end - entry.offset)
             what = f"{len(entries)} entries"
         else:
-            cf = await CaptureFile(path, encoding=None)
+            cf = await capture_at(path)
             try:
                 if cf.damaged_commit is not None:
                     problems.append(cf.damaged_commit)
@@ -643,7 +642,7 @@ async def _copy_archive(
 async def _metadata_of(path: str, fmt: Format) -> bytes | None:
     if fmt != "capture":
         return None
-    cf = await CaptureFile(path, encoding=None)
+    cf = await capture_at(path)
     try:
         return await cf.get_metadata()
     finally:
@@ -727,7 +726,7 @@ async def _record_total(path: str, fmt: Format) -> int | None:
     """How many records a capture file or archive holds (None for a log,
     which does not say without being read)."""
     if fmt == "capture":
-        cf = await CaptureFile(path, encoding=None)
+        cf = await capture_at(path)
         try:
             return cf.record_count()
         finally:

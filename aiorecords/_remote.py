@@ -20,25 +20,21 @@ import json
 import re
 import urllib.parse
 import weakref
-from collections.abc import AsyncIterator, Awaitable, Callable
-from typing import Any, Final, TypeVar, cast
+from collections.abc import AsyncIterator
+from typing import Any, Final
 
 from . import _io
-from ._wants import Read, Steps
 from .errors import StorageError, StorageNotSupported
 
 __all__ = [
-    "RangeCache",
-    "answer_reads_held",
     "RemoteFile",
     "is_remote",
     "is_url",
     "local_path",
     "open_remote",
     "refuse_storage",
+    "retrieve",
 ]
-
-R = TypeVar("R")
 
 _URL: Final = re.compile(r"^[A-Za-z][A-Za-z0-9+.\-]*://")
 
@@ -67,8 +63,8 @@ def refuse_storage(path: object, what: str) -> None:
     system (not ``file://``): ``what`` is not done there yet."""
     if is_url(path) and local_path(str(path)) is None:
         raise StorageNotSupported(
-            f"{path}: {what} on object storage is not supported yet (LevelDB "
-            "logs are read there: see the storage guide)"
+            f"{path}: {what} on object storage is not supported yet (logs, "
+            "archives and capture files are read there: see the storage guide)"
         )
 
 
@@ -232,7 +228,7 @@ class _LoopFileSystems:
                 await self._keeper.__anext__()  # now the loop holds it
             if key not in self.making:
                 making = asyncio.ensure_future(self._make(url, options, key))
-                making.add_done_callback(_retrieve)  # its waiters may all leave
+                making.add_done_callback(retrieve)  # its waiters may all leave
                 self.making[key] = making
             await asyncio.shield(self.making[key])
         fs = self.made[key]
@@ -318,231 +314,7 @@ async def _object_state(remote: RemoteFile) -> tuple[int, tuple[Any, ...]]:
     return int(size), (int(size), *version)
 
 
-class RangeCache:
-    """An object read in aligned ranges of ``size`` bytes, the last
-    ``keep`` of them held in memory.
-
-    A miss that continues a run (the range after, or before, the one missed
-    last) also requests the next ``depth`` ranges that way, so that the
-    store works while the caller decodes: reading forward streams, and so
-    does walking an archive back from its end; a jump requests one range.
-    Memory: at most ``keep + depth`` ranges.
-
-    `held()` may be called from a worker thread (it only looks); the rest
-    runs on the event loop.
-    """
-
-    __slots__ = (
-        "_ahead",
-        "_forward",
-        "_held",
-        "_run",
-        "depth",
-        "keep",
-        "remote",
-        "size",
-    )
-
-    def __init__(
-        self,
-        remote: RemoteFile,
-        size: int,
-        *,
-        depth: int = 2,
-        keep: int = 1,
-        forward: bool = False,
-    ) -> None:
-        if size <= 0 or keep < 1 or depth < 0:
-            raise ValueError("a range cache needs size > 0, keep >= 1, depth >= 0")
-        self.remote = remote
-        self.size = size
-        self.depth = depth
-        self.keep = keep
-        self._held: dict[int, bytes] = {}  # by range index, oldest first
-        self._ahead: dict[int, asyncio.Task[bytes]] = {}
-        # Where the run of misses is: a reader that streams forward says so
-        # (``forward``), so that its first miss reads ahead too.
-        self._forward = forward
-        self._run: tuple[int, int] | None = None  # the ranges missed last
-
-    def held(self, offset: int, size: int) -> bytes | None:
-        """Bytes ``[offset, offset + size)`` (fewer where the object ends) if
-        the ranges held cover them, else None."""
-        end = min(offset + size, self.remote.size)
-        if offset >= end:
-            return b""
-        first, last = offset // self.size, (end - 1) // self.size
-        if first == last:
-            data = self._held.get(first)
-            if data is None:
-                return None
-            at = offset - first * self.size
-            return data[at : at + end - offset]
-        parts = []
-        for index in range(first, last + 1):
-            data = self._held.get(index)
-            if data is None:
-                return None
-            parts.append(data)
-        at = offset - first * self.size
-        return b"".join(parts)[at : at + end - offset]
-
-    async def read(self, offset: int, size: int) -> bytes:
-        """Bytes ``[offset, offset + size)``, fewer only where the object
-        ends.
-
-        Cancellation: requests go on and serve the next call.
-        """
-        end = min(offset + size, self.remote.size)
-        if offset >= end:
-            return b""
-        first, last = offset // self.size, (end - 1) // self.size
-        self._ask(first, last)
-        for index in range(first, last + 1):
-            await self._take(index)
-        found = self.held(offset, size)
-        if found is None:  # more ranges than are kept: read it whole
-            return await self.remote.read(offset, size)
-        return found
-
-    async def piece(self, offset: int, limit: int) -> bytes:
-        """Up to ``limit`` bytes at ``offset``, from one range (fewer at its
-        end or the object's; b"" at the object's end), without a copy of
-        the range when the piece is all of it.
-
-        Cancellation: requests go on and serve the next call.
-        """
-        if offset >= self.remote.size:
-            return b""
-        index, at = divmod(offset, self.size)
-        data = await self.range(index)
-        if at == 0 and limit >= len(data):
-            return data
-        return data[at : at + limit]
-
-    async def range(self, index: int) -> bytes:
-        """The range ``index`` (bytes ``[index * size, (index + 1) * size)``).
-
-        Cancellation: its request goes on and serves the next call.
-        """
-        self._ask(index, index)
-        return await self._take(index)
-
-    def _ask(self, first: int, last: int) -> None:
-        # Request the ranges first to last not held; and if they continue
-        # the run of misses (forward or back), the next depth ranges too.
-        missing = [
-            i
-            for i in range(first, last + 1)
-            if i not in self._held and i not in self._ahead
-        ]
-        if not missing:
-            return
-        for index in missing:
-            self._ahead[index] = self._start(index)
-        low, high = missing[0], missing[-1]
-        run, self._run = self._run, (low, high)
-        if run is None and self._forward:
-            run = (low - 1, low - 1)
-        if run is None:
-            return
-        if low == run[1] + 1:
-            later = range(high + 1, high + 1 + self.depth)
-        elif high == run[0] - 1:
-            later = range(low - 1, low - 1 - self.depth, -1)
-        else:
-            return  # a jump
-        count = -(-self.remote.size // self.size)
-        for index in later:
-            if 0 <= index < count and index not in self._ahead | self._held.keys():
-                self._ahead[index] = self._start(index)
-
-    async def _take(self, index: int) -> bytes:
-        data = self._held.get(index)
-        if data is not None:
-            self._held[index] = self._held.pop(index)  # now the newest
-            return data
-        task = self._ahead.get(index)
-        if task is None:  # dropped meanwhile (a jump elsewhere): again
-            task = self._ahead[index] = self._start(index)
-        try:
-            data = await asyncio.shield(task)  # cancelled: it stays for next time
-        finally:
-            if task.done() and self._ahead.get(index) is task:
-                del self._ahead[index]
-        self._held[index] = data
-        while len(self._held) > self.keep:
-            del self._held[next(iter(self._held))]
-        self._drop_stale(index)
-        return data
-
-    def forget(self) -> None:
-        """Let go of every range held or asked for (the object changed)."""
-        self._cancel(list(self._ahead))
-        self._held.clear()
-        self._run = None
-
-    def _drop_stale(self, index: int) -> None:
-        # Ranges read ahead for a run the reader has left are of no use.
-        reach = self.depth + self.keep
-        self._cancel([i for i in self._ahead if abs(i - index) > reach])
-
-    def _cancel(self, indexes: list[int]) -> None:
-        for i in indexes:
-            self._ahead.pop(i).cancel()
-
-    def _start(self, index: int) -> asyncio.Task[bytes]:
-        task = asyncio.ensure_future(self.remote.read(index * self.size, self.size))
-        task.add_done_callback(_retrieve)
-        return task
-
-    async def close(self) -> None:
-        """Cancel the requests in flight and wait for them to end.
-
-        Cancellation: they are cancelled all the same.
-        """
-        tasks = list(self._ahead.values())
-        self.forget()
-        if tasks:
-            await asyncio.wait(tasks)  # their outcomes are retrieved, not raised
-
-
-async def answer_reads_held(
-    steps: Steps[Read, R],
-    ranges: RangeCache,
-    offload: Callable[..., Awaitable[Any]],
-) -> R:
-    """Run a push-style core over an object: in worker-thread hops (made by
-    ``offload(function, *args)``) while ``ranges`` holds what it wants, and
-    on the event loop, awaiting the store, for each read it does not.
-
-    One hop per range missed, plus one: a walk over what is held never
-    holds the loop, and no thread ever waits for the network.
-
-    Cancellation: ``steps`` is left part-way and must not be resumed.
-    """
-    data: bytes | None = None  # sending None first starts the generator
-    while True:
-        want, done, result = await offload(_run_while_held, steps, ranges, data)
-        if done:
-            return cast(R, result)
-        data = await ranges.read(want.offset, want.size)
-
-
-def _run_while_held(
-    steps: Steps[Read, Any], ranges: RangeCache, data: bytes | None
-) -> tuple[Read | None, bool, Any]:
-    # In a worker thread: run the core until it wants what is not held.
-    try:
-        want = steps.send(data)  # type: ignore[arg-type]
-        while (held := ranges.held(want.offset, want.size)) is not None:
-            want = steps.send(held)
-    except StopIteration as finished:
-        return None, True, finished.value
-    return want, False, None
-
-
-def _retrieve(task: asyncio.Future[Any]) -> None:
+def retrieve(task: asyncio.Future[Any]) -> None:
     # A request read ahead and dropped, or failed: its error is raised to
     # whoever awaits it, if anyone does; asyncio must not log it.
     if not task.cancelled():

@@ -85,9 +85,9 @@ class StorageError(AiorecordsError, OSError):
 
 
 class StorageNotSupported(AiorecordsError, ValueError):
-    """What was asked cannot be done where the bytes are: writing, or
-    reading a capture file or an archive, at an object storage URL (not
-    yet; see the storage guide)."""
+    """What was asked cannot be done where the bytes are: writing at an
+    object storage URL (not yet for logs and archives; never in place for
+    capture files), or following an object (see the storage guide)."""
 
 
 class CorruptionError(AiorecordsError):

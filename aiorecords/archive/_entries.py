@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Final
 
-from .. import _io, _remote
+from .. import _io, _ranges
 from .._codecs import DecodeError
 from .._wants import answer_reads
 from ..errors import ClosedError, CorruptArchiveError, StorageError, WriterFailedError
@@ -57,7 +57,7 @@ class EntryReader:
             archive.listing.layout.stuffed,
         )
         self._closed = False
-        self._ranges: _remote.RangeCache | None = None  # on object storage
+        self._ranges: _ranges.RangeCache | None = None  # on object storage
 
     def __repr__(self) -> str:
         return f"<EntryReader {self.entry.name!r} of {self._archive!r}>"
@@ -90,12 +90,12 @@ class EntryReader:
         # are awaited on the loop, read ahead while the stream goes on.
         if self._ranges is None:
             start = self.entry.payload_offset
-            self._ranges = _remote.RangeCache(
+            self._ranges = _ranges.RangeCache(
                 storage.remote, _REMOTE_RANGE, keep=2, forward=True
             )
             await self._ranges.range(start // _REMOTE_RANGE)  # reads ahead too
         try:
-            return await _remote.answer_reads_held(
+            return await _ranges.answer_reads_held(
                 self._decoder.read1(limit), self._ranges, self._archive.offload
             )
         except DecodeError as error:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Final
 
-from .. import _io, _remote
+from .. import _io, _ranges, _remote
 from .._wants import answer_reads
 from ..errors import CorruptArchiveError
 from ._format import (
@@ -78,7 +78,7 @@ class RemoteArchive:
 
     def __init__(self, remote: _remote.RemoteFile) -> None:
         self.remote = remote
-        self.ranges = _remote.RangeCache(
+        self.ranges = _ranges.RangeCache(
             remote, _LISTING_RANGE, keep=_LISTING_RANGES_HELD
         )
 

@@ -15,7 +15,7 @@ import logging
 from collections.abc import AsyncIterator, Callable
 from typing import Any, Final, Literal, TypeVar
 
-from .. import _io, _remote
+from .. import _io, _ranges
 from .._lifetime import InFlight
 from .._skipped import SkippedRegion
 from .._wants import Read, Steps, answer_reads
@@ -188,7 +188,7 @@ class OpenArchive:
         storage = self.live("read")
         if isinstance(storage, files.RemoteArchive):
             try:
-                return await _remote.answer_reads_held(
+                return await _ranges.answer_reads_held(
                     steps, storage.ranges, self.offload
                 )
             except CorruptArchiveError as error:

@@ -23,7 +23,12 @@ from ..errors import (
 )
 from ._committing import Commits
 from ._layout import Layout
-from ._opened import Settings, check_arguments, open_capture, release
+from ._opened import (
+    Settings,
+    check_arguments,
+    open_capture,
+    storage_of,
+)
 from ._reading import Record
 from ._session import Session
 from ._state import FileState, State
@@ -78,6 +83,8 @@ class CaptureFile:
       [`append()`][aiorecords.CaptureFile.append] and
       [`append_batch()`][aiorecords.CaptureFile.append_batch]: once this many of
       their records wait for a commit, further calls wait until commits make room.
+    * ``fs``, ``storage_options``: a file on an fsspec file system (a URL,
+      or a path on ``fs``), read-only: see the storage guide.
     * ``discard_damaged_commit``: open for writing a file whose newest
       commit cannot be read (its master node fails its checksum: torn by a
       crash while it was written, or damaged since), which the writer's
@@ -111,8 +118,13 @@ class CaptureFile:
         max_record_size: int = DEFAULT_MAX_RECORD_SIZE,
         max_pending_appends: int = DEFAULT_MAX_PENDING_APPENDS,
         discard_damaged_commit: bool = False,
+        fs: Any = None,
+        storage_options: dict[str, Any] | None = None,
     ) -> None:
         check_arguments(compression, max_record_size, max_pending_appends)
+        file_name, self._storage = storage_of(
+            file_name, fs, storage_options, to_write or force_new_empty_file
+        )
         # The arguments are kept as attributes of these names, as the
         # CaptureFile API keeps them.
         self.file_name = str(file_name)
@@ -216,15 +228,7 @@ class CaptureFile:
         self._state.move(State.CLOSING)
         session.opened.live = False
         self._session = None
-        await self._close.begin(self._close_now(session))
-
-    async def _close_now(self, session: Session) -> None:
-        # A task of its own, awaited through cancellations by close().
-        try:
-            await session.opened.close()
-        finally:
-            release(session.opened.path_key, self)
-            self._state.move(State.CLOSED)
+        await self._close.begin(session.close(self))
 
     # ------------------------------------------------------------------
     # State
@@ -496,4 +500,5 @@ def _settings(file: CaptureFile) -> Settings:
         file.discard_damaged_commit,
         file._new_layout,
         file._initial_metadata,
+        file._storage,
     )

@@ -72,6 +72,7 @@ async def _check_followed_file(opened: OpenFile) -> None:
     or the file no longer holds the data of the commit in use."""
     opened.check("follow the records of")
     io = opened.io
+    assert isinstance(io, _io.FileIO), "follow() is refused on object storage"
     path = opened.settings.file_name
     named, size = await opened.in_flight.offload(
         lambda: (_io.still_named(io, path), io.size())

@@ -15,7 +15,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Final, TypeVar
 
-from .. import _io, _remote, _watch
+from .. import _io, _ranges, _remote, _watch
 from .._cache import block_cache
 from .._lifetime import InFlight, open_owned
 from .._limits import DEFAULT_MAX_RECORD_SIZE
@@ -25,9 +25,10 @@ from ..errors import (
     CorruptionError,
     InvalidCaptureFile,
     RecordNotText,
+    StorageNotSupported,
 )
 from ._layout import Layout, MasterNode, MasterNodesInconsistent
-from ._threads import BlockReader, create_file, open_existing, read_state
+from ._threads import BlockReader, create_file, finish_walk, open_existing, read_state
 from ._writer import ReadView
 
 __all__ = [
@@ -38,7 +39,9 @@ __all__ = [
     "load_state",
     "open_capture",
     "read_commit",
+    "refuse_follow_on_storage",
     "release",
+    "storage_of",
 ]
 
 T = TypeVar("T")
@@ -46,6 +49,13 @@ T = TypeVar("T")
 # Delays between reads of the master nodes when they look inconsistent, which
 # a reader can see while a writer is committing.
 _MASTER_RETRY_DELAYS: Final = (0.0, 0.001, 0.01, 0.1, 1.0)
+
+# A capture file on object storage is read in ranges this large, the last
+# few held: a lookup's index path costs a range per level it misses. A
+# stream reads larger ranges, two ahead.
+_REMOTE_RANGE: Final = 1024 * 1024
+_REMOTE_RANGES_HELD: Final = 16
+_STREAM_RANGE: Final = 8 * 1024 * 1024
 
 # Files open for writing in this process, by canonical path. Weak, so that an
 # object dropped without close() does not keep its path reserved.
@@ -80,6 +90,9 @@ class Settings:
     discard_damaged_commit: bool
     new_layout: Layout
     initial_metadata: bytes | None
+    storage: tuple[Any, dict[str, Any] | None] | None = None
+    """For a file on an fsspec file system: its ``fs`` (or None) and
+    ``storage_options``; None for a local file."""
 
     @property
     def store_encoding(self) -> str:
@@ -101,7 +114,7 @@ class OpenFile:
     def __init__(
         self,
         settings: Settings,
-        io: _io.FileIO,
+        io: _io.FileIO | _ranges.HeldFile,
         path_key: str,
         state: tuple[Layout, MasterNode, int, str | None],
     ) -> None:
@@ -135,11 +148,52 @@ class OpenFile:
             layout.block_size + 4 + max(self.settings.max_record_size, layout.node_size)
         )
 
+    @property
+    def remote(self) -> _ranges.HeldFile | None:
+        """What a file on object storage is read through; None if local."""
+        return self.io if isinstance(self.io, _ranges.HeldFile) else None
+
     def reader(self, view: ReadView, keep: int | None = None) -> BlockReader:
-        """A block reader of ``view``, for one worker-thread hop or stream."""
+        """A block reader of ``view``, for one worker-thread hop or stream
+        (``keep``: the blocks a stream remembers). A stream of a file on
+        object storage reads it through ranges of its own, read ahead:
+        close it with `end_stream()`."""
+        io = self.io
+        if keep is not None and isinstance(io, _ranges.HeldFile):
+            io = _ranges.HeldFile(
+                _ranges.RangeCache(
+                    io.ranges.remote, _STREAM_RANGE, keep=2, forward=True
+                )
+            )
         return BlockReader(
-            self.io, self.layout, view, self.namespace, self.limit(view), keep
+            io, self.layout, view, self.namespace, self.limit(view), keep
         )
+
+    async def end_stream(self, reader: BlockReader) -> None:
+        """Let go of what a stream's reader holds (its ranges, remotely).
+
+        Cancellation: it is let go of all the same.
+        """
+        if reader.io is not self.io and isinstance(reader.io, _ranges.HeldFile):
+            await reader.io.close()
+
+    async def walk(self, steps: Any, position: int | None, reader: BlockReader) -> Any:
+        """Run an index walk or a stream's batch (``position``: the block
+        it wants, None if not started) to its end in worker-thread hops:
+        one, for a local file; for a file on object storage, one per range
+        missed, each fetched on the loop in between.
+
+        Cancellation: the walk is left part-way and must not be resumed.
+        """
+        io = reader.io
+        if isinstance(io, _ranges.HeldFile):
+
+            async def step(where: int | None) -> Any:
+                self.check("read")
+                return await self.in_flight.offload(finish_walk, steps, where, reader)
+
+            return await _ranges.until_held(step, io, position)
+        return await self.in_flight.offload(finish_walk, steps, position, reader)
 
     def keep(self, blocks: dict[int, bytes]) -> None:
         """Put blocks a worker thread read in the shared block cache."""
@@ -153,7 +207,16 @@ class OpenFile:
         return await load_state(self.settings, self.io, layout, for_write)
 
     async def refresh(self) -> None:
-        """Catch up with the commits made since the last load."""
+        """Catch up with the commits made since the last load (for a file
+        on object storage: if the object changed)."""
+        remote = self.remote
+        if remote is not None:
+            if not await remote.ranges.remote.refresh():
+                return
+            # Another object now: nothing read of the old one is used.
+            remote.ranges.forget()
+            block_cache.drop(self.namespace)
+            self.namespace = block_cache.namespace()
         with self.in_flight.held():
             _, master, _, damage = await self.load(False, self.layout)
         self.damage = damage
@@ -167,6 +230,9 @@ class OpenFile:
             watch.wake()
         await self.in_flight.idle()
         block_cache.drop(self.namespace)
+        if isinstance(self.io, _ranges.HeldFile):
+            await self.io.close()
+            return
         outcome, _ = await _io.run_to_completion(self.io.close)
         outcome.unwrap()
 
@@ -187,7 +253,8 @@ async def open_capture(
     process. Cancellation: nothing is left open, no file half made.
     """
     name = settings.file_name
-    _remote.refuse_storage(name, "a capture file")
+    if settings.storage is not None:
+        return await _open_remote(settings, to_write or create)
     path = _io.canonical_path(name)
     if (to_write or create) and _writers.get(path) is not None:
         raise CaptureFileAlreadyOpen(f"capture file {name!r} is already open for write")
@@ -232,6 +299,58 @@ async def open_capture(
     return OpenFile(settings, io, path, state)
 
 
+def storage_of(
+    file_name: str, fs: Any, options: dict[str, Any] | None, to_write: bool
+) -> tuple[str, tuple[Any, dict[str, Any] | None] | None]:
+    """The file name (a ``file://`` URL's path) and, for a file on an fsspec
+    file system, what `Settings.storage` holds. Writing there is refused."""
+    if fs is not None or _remote.is_remote(file_name):
+        if to_write:
+            _refuse_writing(file_name)
+        return str(file_name), (fs, options)
+    if options is not None:
+        raise TypeError("storage_options is for URLs of fsspec file systems")
+    if _remote.is_url(file_name):
+        return _remote.local_path(str(file_name)) or str(file_name), None
+    return str(file_name), None
+
+
+def _refuse_writing(name: str) -> None:
+    raise StorageNotSupported(
+        f"{name}: a capture file on an fsspec file system is read-only "
+        "(its commits rewrite master nodes in place, which object storage "
+        "cannot do): write it locally, then upload it whole"
+    )
+
+
+def refuse_follow_on_storage(opened: OpenFile) -> None:
+    """Raise StorageNotSupported for follow() of a file on object storage."""
+    if opened.remote is not None:
+        raise StorageNotSupported(
+            f"{opened.settings.file_name}: follow() watches a local file; an "
+            "object on storage does not grow (use refresh() to see a new one)"
+        )
+
+
+async def _open_remote(settings: Settings, to_write: bool) -> OpenFile:
+    """Open a capture file on an fsspec file system, to read it."""
+    name = settings.file_name
+    if to_write:
+        _refuse_writing(name)
+    assert settings.storage is not None
+    fs, options = settings.storage
+    remote = await _remote.open_remote(name, fs=fs, storage_options=options)
+    held = _ranges.HeldFile(
+        _ranges.RangeCache(remote, _REMOTE_RANGE, keep=_REMOTE_RANGES_HELD)
+    )
+    try:
+        state = await load_state(settings, held, None, False)
+    except BaseException:
+        await held.close()
+        raise
+    return OpenFile(settings, held, remote.url, state)
+
+
 def _close_of(io: _io.FileIO) -> Callable[[], None]:
     return io.close
 
@@ -242,9 +361,12 @@ def _close_of_first(
     return opened[0].close
 
 
-async def read_commit(path: str) -> tuple[Layout, MasterNode]:
+async def read_commit(
+    path: str, storage: tuple[Any, dict[str, Any] | None] | None = None
+) -> tuple[Layout, MasterNode]:
     """The layout and newest readable commit of the capture file at
-    ``path``, for inspecting it (``aiorecords info``)."""
+    ``path`` (on an fsspec file system, with ``storage``: see
+    `Settings.storage`), for inspecting it (``aiorecords info``)."""
     settings = Settings(
         file_name=path,
         encoding=None,
@@ -254,7 +376,12 @@ async def read_commit(path: str) -> tuple[Layout, MasterNode]:
         discard_damaged_commit=False,
         new_layout=Layout(True),
         initial_metadata=None,
+        storage=storage,
     )
+    if storage is not None:
+        opened = await _open_remote(settings, False)
+        await opened.close()
+        return opened.layout, opened.master
     io = await open_owned(open_existing, _close_of, path, False, False)
     try:
         layout, master, _, _ = await load_state(settings, io, None, False)
@@ -264,7 +391,10 @@ async def read_commit(path: str) -> tuple[Layout, MasterNode]:
 
 
 async def load_state(
-    settings: Settings, io: _io.FileIO, layout: Layout | None, for_write: bool
+    settings: Settings,
+    io: _io.FileIO | _ranges.HeldFile,
+    layout: Layout | None,
+    for_write: bool,
 ) -> tuple[Layout, MasterNode, int, str | None]:
     """Read the first page (unless ``layout`` is known) and the current
     master node. A writer refuses a file whose newest commit is unreadable
@@ -280,9 +410,14 @@ async def load_state(
         if delay:
             await asyncio.sleep(delay)
         try:
-            state = await _io.offload(
-                read_state, io, layout, settings.use_os_file_locking, not for_write
-            )
+            if isinstance(io, _ranges.HeldFile):
+                state = await _ranges.until_held(
+                    lambda _: _io.offload(read_state, io, layout, False, True), io
+                )
+            else:
+                state = await _io.offload(
+                    read_state, io, layout, settings.use_os_file_locking, not for_write
+                )
         except MasterNodesInconsistent as error:
             if last is not None and error.observed == last.observed:
                 break

@@ -17,7 +17,7 @@ from ..errors import CorruptionError, InvalidCaptureFile, RecordNotText
 from ._index import Blocks, find_item, item_at
 from ._opened import OpenFile
 from ._stream import RecordStream
-from ._threads import BlockReader, finish_walk, take_records
+from ._threads import BlockReader
 from ._writer import PLACEHOLDER, ReadView
 from ._writing import Writes
 
@@ -114,27 +114,33 @@ class Reads:
         stream: RecordStream | None = None
         reader: BlockReader | None = None
         batch_size = _FIRST_BATCH
-        while start < end:
-            opened.check("iterate over the records of")
-            if stream is None or reader is None:
-                stream = RecordStream(
-                    view.levels, opened.layout.fan_out, start, self._settings.encoding
-                )
-                reader = opened.reader(view, keep=4)
-            try:
-                batch = await opened.in_flight.offload(
-                    take_records, stream, min(batch_size, end - start), reader
-                )
-            except CorruptionError as error:
-                raise self._settings.corrupt(error) from None
-            if not batch:  # pragma: no cover - the count said there was more
-                raise self._settings.corrupt(
-                    InvalidCaptureFile("index ends before its records")
-                )
-            start += len(batch)
-            batch_size = min(batch_size * 4, _MAX_BATCH)
-            for record in batch:
-                yield record
+        try:
+            while start < end:
+                opened.check("iterate over the records of")
+                if stream is None or reader is None:
+                    stream = RecordStream(
+                        view.levels,
+                        opened.layout.fan_out,
+                        start,
+                        self._settings.encoding,
+                    )
+                    reader = opened.reader(view, keep=4)
+                take = stream.take(min(batch_size, end - start))
+                try:
+                    batch: list[Record] = await opened.walk(take, None, reader)
+                except CorruptionError as error:
+                    raise self._settings.corrupt(error) from None
+                if not batch:  # pragma: no cover - the count said there was more
+                    raise self._settings.corrupt(
+                        InvalidCaptureFile("index ends before its records")
+                    )
+                start += len(batch)
+                batch_size = min(batch_size * 4, _MAX_BATCH)
+                for record in batch:
+                    yield record
+        finally:
+            if reader is not None:
+                await opened.end_stream(reader)
 
     async def _walk(self, view: ReadView, steps: Blocks[T]) -> T:
         """Run an index walk: on the event loop while the blocks it wants are
@@ -158,9 +164,9 @@ class Reads:
             return result
         opened.check("read")  # (a writer's view may have been awaited)
         reader = opened.reader(view)
-        result = await opened.in_flight.offload(finish_walk, steps, position, reader)
+        walked: T = await opened.walk(steps, position, reader)
         opened.keep(reader.loaded)
-        return result
+        return walked
 
     def _keep_nodes(self, found: dict[tuple[int, int], bytes]) -> None:
         nodes = self._upper_nodes

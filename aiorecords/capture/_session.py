@@ -7,9 +7,9 @@ from collections.abc import AsyncIterator
 from ..errors import RecordIndexError
 from ._committing import Commits
 from ._following import follow
-from ._opened import OpenFile
+from ._opened import OpenFile, refuse_follow_on_storage, release
 from ._reading import Reads, Record
-from ._state import FileState
+from ._state import FileState, State
 from ._writer import CaptureWriter
 from ._writing import Writes
 
@@ -20,12 +20,13 @@ class Session:
     """What a `CaptureFile` delegates to while it is open: the open file,
     its reads, and for a writer its write path and commits."""
 
-    __slots__ = ("commits", "opened", "reads", "writes")
+    __slots__ = ("commits", "opened", "reads", "state", "writes")
 
     def __init__(
         self, opened: OpenFile, state: FileState, to_write: bool, max_pending: int
     ) -> None:
         self.opened = opened
+        self.state = state
         self.writes: Writes | None = None
         self.commits: Commits | None = None
         if to_write:
@@ -79,6 +80,7 @@ class Session:
 
     def follow(self, position: int) -> AsyncIterator[Record]:
         """The committed records from 0-based ``position`` on, forever."""
+        refuse_follow_on_storage(self.opened)
         return follow(
             self.opened,
             self.reads,
@@ -86,3 +88,13 @@ class Session:
             self.writes is not None,
             position,
         )
+
+    async def close(self, owner: object) -> None:
+        """Close the open file, then free ``owner``'s place as its writer (a
+        task of its own, awaited through cancellations by
+        ``CaptureFile.close()``)."""
+        try:
+            await self.opened.close()
+        finally:
+            release(self.opened.path_key, owner)
+            self.state.move(State.CLOSED)

@@ -7,11 +7,12 @@ and touches nothing the event loop changes.
 
 from __future__ import annotations
 
-from typing import Any, Final, TypeVar
+from typing import Final, TypeVar
 
 from .. import _io
 from .._cache import block_cache
-from .._wants import answer_all, answer_reads
+from .._ranges import HeldFile, NotHeld
+from .._wants import answer_reads
 from ..errors import CaptureFileAlreadyOpen, InvalidCaptureFile, StorageError
 from ._index import Blocks
 from ._layout import (
@@ -27,7 +28,6 @@ from ._layout import (
     fetch_block,
     written_end,
 )
-from ._stream import RecordStream
 from ._writer import CaptureWriter, FlushJob, FlushResult, ReadView
 
 __all__ = [
@@ -38,7 +38,6 @@ __all__ = [
     "open_existing",
     "read_state",
     "run_flush",
-    "take_records",
 ]
 
 T = TypeVar("T")
@@ -57,27 +56,27 @@ class BlockReader:
     """
 
     __slots__ = (
-        "_io",
         "_keep",
         "_layout",
         "_limit",
         "_namespace",
         "_window",
         "_window_start",
+        "io",
         "loaded",
         "view",
     )
 
     def __init__(
         self,
-        io: _io.FileIO,
+        io: _io.FileIO | HeldFile,
         layout: Layout,
         view: ReadView,
         namespace: int,
         limit: int,
         keep: int | None = None,
     ) -> None:
-        self._io = io
+        self.io = io
         self._layout = layout
         self.view = view
         self._namespace = namespace
@@ -124,11 +123,11 @@ class BlockReader:
             data = self._window[start : start + from_file]
         elif self._keep is not None and from_file < READ_AHEAD:
             # Streaming: read ahead, the next blocks follow this one.
-            self._window = self._io.pread(position, min(READ_AHEAD, written - position))
+            self._window = self.io.pread(position, min(READ_AHEAD, written - position))
             self._window_start = position
             data = self._window[:from_file]
         else:
-            data = self._io.pread(position, from_file)
+            data = self.io.pread(position, from_file)
         if len(data) < from_file:
             return data  # cut short: the core says where
         if from_file < size:
@@ -136,23 +135,30 @@ class BlockReader:
         return data
 
 
-def finish_walk(steps: Blocks[T], position: int, reader: BlockReader) -> T:
-    """Run a walk that wants the block at ``position`` to its end."""
+def finish_walk(steps: Blocks[T], position: int | None, reader: BlockReader) -> T:
+    """Run a walk that wants the block at ``position`` (None: one not yet
+    started) to its end.
+
+    Over an object on storage, a block whose bytes are not held yet stops
+    the walk with `NotHeld`, which says where to resume it once they are.
+    """
     try:
+        if position is None:
+            position = next(steps)
         while True:
-            position = steps.send(reader(position))
+            try:
+                block = reader(position)
+            except NotHeld as missing:
+                missing.resume = position
+                raise
+            position = steps.send(block)
     except StopIteration as done:
         result: T = done.value
         return result
 
 
-def take_records(stream: RecordStream, count: int, reader: BlockReader) -> list[Any]:
-    """The next batch of up to ``count`` records of ``stream``."""
-    return answer_all(stream.take(count), reader)
-
-
 def read_state(
-    io: _io.FileIO, layout: Layout | None, lock_master: bool, shared: bool
+    io: _io.FileIO | HeldFile, layout: Layout | None, lock_master: bool, shared: bool
 ) -> tuple[Layout, MasterNode, int, str | None]:
     """The file's layout (read unless given), current master node, size, and
     what is known of a newer commit that could not be used (see
@@ -165,11 +171,13 @@ def read_state(
     # claim slots of a gigabyte.
     file_size = io.size()
     if lock_master:
+        assert isinstance(io, _io.FileIO)
         io.lock(start, size, exclusive=not shared, wait=True)
     try:
         both = io.pread(start, max(0, min(size, file_size - start)))
     finally:
         if lock_master:
+            assert isinstance(io, _io.FileIO)
             io.unlock(start, size)
     # Sized after the master nodes are read: a writer grows the file before
     # it writes a master node that needs the new bytes.

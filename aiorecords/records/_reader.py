@@ -8,7 +8,7 @@ import logging
 from collections.abc import AsyncIterator, Callable
 from typing import Any, Final, Protocol
 
-from .. import _io, _remote, _watch
+from .. import _io, _ranges, _remote, _watch
 from .._lifetime import CloseOnce, open_owned
 from .._limits import DEFAULT_MAX_RECORD_SIZE
 from .._scheduling import RECORDS_PER_TURN, let_others_run
@@ -120,7 +120,7 @@ class RecordsReader:
             source = _remote.local_path(str(source)) or source
         self._storage_options = storage_options
         self._fs = fs
-        self._remote: _remote.RangeCache | None = None
+        self._remote: _ranges.RangeCache | None = None
         self.strict = strict
         self.on_corruption = on_corruption
         self.max_record_size = max_record_size
@@ -179,7 +179,7 @@ class RecordsReader:
                 if self._closed:
                     await remote.close()
                     raise ClosedError(f"{self!r} was closed while it opened")
-                self._remote = _remote.RangeCache(
+                self._remote = _ranges.RangeCache(
                     remote, self.remote_read_size, forward=True
                 )
             start = self._start

@@ -53,15 +53,24 @@ def test_a_missing_object_names_its_url(http_objects: Objects, tmp_path: Path) -
     assert b"Traceback" not in done.stderr
 
 
-def test_capture_files_in_storage_are_refused_clearly(
+def test_capture_commands_over_http_match_the_local_file(
     http_objects: Objects, tmp_path: Path
 ) -> None:
     path = tmp_path / "c.capture"
-    asyncio.run(make_capture(path, n=3))
+    asyncio.run(make_capture(path, n=300))
     url = http_objects.put("c.capture", path.read_bytes())
-    done = aiorecords("cat", url, cwd=tmp_path, check_status=2)
-    assert b"not read from object storage yet" in done.stderr
-    assert b"Traceback" not in done.stderr
+    for command in (
+        ["cat", "--as", "hex"],
+        ["info", "--json"],
+        ["verify"],
+        ["tail", "-n", "3"],
+    ):
+        remote = aiorecords(*command, url, cwd=tmp_path).stdout
+        here = aiorecords(*command, str(path), cwd=tmp_path).stdout
+        assert remote == here.replace(str(path).encode(), url.encode()), command
+    copy = tmp_path / "copy.log"
+    aiorecords("convert", "--to", "records", url, str(copy), cwd=tmp_path)
+    assert copy.exists()
     done = aiorecords("tail", "-f", url, cwd=tmp_path, check_status=2)
     assert b"Traceback" not in done.stderr
 
