@@ -31,13 +31,15 @@ R = TypeVar("R")
 
 class RangeCache:
     """An object read in aligned ranges of ``size`` bytes, the last
-    ``keep`` of them held in memory.
+    ``keep`` of them held in memory: ranges of the whole object, or of the
+    part from ``origin`` to ``end`` (one archive entry's payload, say, so
+    that reading it reads nothing of its neighbours).
 
     A miss that continues a run (the range after, or before, the one missed
     last) also requests the next ``depth`` ranges that way, so that the
     store works while the caller decodes: reading forward streams, and so
     does walking an archive back from its end; a jump requests one range.
-    Memory: at most ``keep + depth`` ranges.
+    Memory: at most ``keep + 2 * (depth + 1)`` ranges.
 
     `held()` may be called from a worker thread (it only looks); the rest
     runs on the event loop.
@@ -50,7 +52,9 @@ class RangeCache:
         "_held",
         "_run",
         "depth",
+        "end",
         "keep",
+        "origin",
         "remote",
         "size",
     )
@@ -63,11 +67,16 @@ class RangeCache:
         depth: int = 2,
         keep: int = 1,
         forward: bool = False,
+        origin: int = 0,
+        end: int | None = None,
     ) -> None:
         if size <= 0 or keep < 1 or depth < 0:
             raise ValueError("a range cache needs size > 0, keep >= 1, depth >= 0")
         self.remote = remote
         self.size = size
+        self.origin = origin
+        self.end = end
+        """Where the part read ends; None: where the object does."""
         self.depth = depth
         self.keep = keep
         self._held: dict[int, bytes] = {}  # by range index, oldest first
@@ -78,21 +87,30 @@ class RangeCache:
         self._forward = forward
         self._run: tuple[int, int] | None = None  # the ranges missed last
 
+    def _limit(self) -> int:
+        size = self.remote.size
+        return size if self.end is None else min(self.end, size)
+
+    def _index(self, offset: int) -> int:
+        return (offset - self.origin) // self.size
+
     def held(self, offset: int, size: int) -> bytes | None:
-        """Bytes ``[offset, offset + size)`` (fewer where the object ends) if
+        """Bytes ``[offset, offset + size)`` (fewer where the part ends) if
         the ranges held cover them, else None."""
-        end = min(offset + size, self.remote.size)
+        end = min(offset + size, self._limit())
         if offset >= end:
             return b""
         extra_at, extra = self._extra
         if extra_at <= offset and end <= extra_at + len(extra):
             return extra[offset - extra_at : end - extra_at]
-        first, last = offset // self.size, (end - 1) // self.size
+        if offset < self.origin:
+            return None
+        first, last = self._index(offset), self._index(end - 1)
+        at = offset - self.origin - first * self.size
         if first == last:
             data = self._held.get(first)
             if data is None:
                 return None
-            at = offset - first * self.size
             return data[at : at + end - offset]
         parts = []
         for index in range(first, last + 1):
@@ -100,7 +118,6 @@ class RangeCache:
             if data is None:
                 return None
             parts.append(data)
-        at = offset - first * self.size
         return b"".join(parts)[at : at + end - offset]
 
     async def read(self, offset: int, size: int) -> bytes:
@@ -109,10 +126,12 @@ class RangeCache:
 
         Cancellation: requests go on and serve the next call.
         """
-        end = min(offset + size, self.remote.size)
+        end = min(offset + size, self._limit())
         if offset >= end:
             return b""
-        first, last = offset // self.size, (end - 1) // self.size
+        if offset < self.origin:  # not of the part: read as asked
+            return await self.remote.read(offset, end - offset)
+        first, last = self._index(offset), self._index(end - 1)
         self._ask(first, last)
         for index in range(first, last + 1):
             await self._take(index)
@@ -139,16 +158,17 @@ class RangeCache:
 
         Cancellation: requests go on and serve the next call.
         """
-        if offset >= self.remote.size:
+        if offset >= self._limit():
             return b""
-        index, at = divmod(offset, self.size)
+        index, at = divmod(offset - self.origin, self.size)
         data = await self.range(index)
         if at == 0 and limit >= len(data):
             return data
         return data[at : at + limit]
 
     async def range(self, index: int) -> bytes:
-        """The range ``index`` (bytes ``[index * size, (index + 1) * size)``).
+        """The range ``index``: bytes ``[origin + index * size, origin +
+        (index + 1) * size)``, fewer where the part ends.
 
         Cancellation: its request goes on and serves the next call.
         """
@@ -179,7 +199,7 @@ class RangeCache:
             later = range(low - 1, low - 1 - self.depth, -1)
         else:
             return  # a jump
-        count = -(-self.remote.size // self.size)
+        count = -(-(self._limit() - self.origin) // self.size)
         for index in later:
             if 0 <= index < count and index not in self._ahead | self._held.keys():
                 self._ahead[index] = self._start(index)
@@ -211,16 +231,22 @@ class RangeCache:
         self._run = None
 
     def _drop_stale(self, index: int) -> None:
-        # Ranges read ahead for a run the reader has left are of no use.
-        reach = self.depth + self.keep
-        self._cancel([i for i in self._ahead if abs(i - index) > reach])
+        # A reader that jumps away and back (a capture stream to an index
+        # node and on) still wants what was read ahead; but no more than
+        # two runs' worth is kept asked for: the farthest go first.
+        most = 2 * (self.depth + 1)
+        if len(self._ahead) > most:
+            far = sorted(self._ahead, key=lambda i: abs(i - index))[most:]
+            self._cancel(far)
 
     def _cancel(self, indexes: list[int]) -> None:
         for i in indexes:
             self._ahead.pop(i).cancel()
 
     def _start(self, index: int) -> asyncio.Task[bytes]:
-        task = asyncio.ensure_future(self.remote.read(index * self.size, self.size))
+        start = self.origin + index * self.size
+        size = min(self.size, self._limit() - start)
+        task = asyncio.ensure_future(self.remote.read(start, size))
         task.add_done_callback(retrieve)
         return task
 

@@ -1,5 +1,6 @@
-"""Object storage benchmark: a LevelDB log streamed from a real S3 protocol
-server on loopback, aiorecords beside s3fs's own streamed read, in one run.
+"""Object storage benchmark: a LevelDB log, a capture file and an archive
+read from a real S3 protocol server on loopback, aiorecords beside s3fs's
+own streamed read of the same object, in one run.
 
 A moto S3 server runs in a process of its own on 127.0.0.1. A log of
 ``--mib`` MiB of 10 KiB records is uploaded once; then, taking turns:
@@ -11,11 +12,14 @@ A moto S3 server runs in a process of its own on 127.0.0.1. A log of
   (its own read-ahead cache), in a worker thread, as a user reading the
   object as a file would; the heartbeat runs too (the machine's stall).
 
-Capture files and archives are not read from object storage yet, so their
-rows (iterating a 1,000,000-record capture file, random ``record_at``) are
-not here.
+The same two, taking turns, for a capture file of ``--records`` records
+(100 to 300 bytes, zstd) iterated to the end, and an archive of 10 MiB
+entries (``--mib`` MiB) listed and read. Then 1,000 random ``record_at`` on
+the capture file: on one open file (the first lookups miss, later ones find
+ranges and blocks held), again for the same numbers (warm), and 100 each on
+a newly opened file (cold); the range requests each costs are counted.
 
-    python bench/storage.py [--mib N] [--repeat N] [--read-size MIB]
+    python bench/storage.py [--mib N] [--records N] [--repeat N] [--read-size MIB]
 """
 
 from __future__ import annotations
@@ -25,6 +29,7 @@ import asyncio
 import contextlib
 import os
 import platform
+import random
 import socket
 import statistics
 import subprocess
@@ -36,7 +41,8 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 import boto3
 import s3fs
 
-from aiorecords import RecordsReader, RecordsWriter
+from aiorecords import Archive, CaptureFile, RecordsReader, RecordsWriter
+from aiorecords._remote import RemoteFile
 
 MIB = 1024 * 1024
 RECORD = 10 * 1024
@@ -119,6 +125,71 @@ async def make_log(path: str, mib: int) -> int:
     return count
 
 
+async def make_capture(path: str, records: int) -> None:
+    rng = random.Random(1)
+    async with CaptureFile(
+        path, to_write=True, force_new_empty_file=True, encoding=None, durable=False
+    ) as cf:
+        for n in range(records):
+            await cf.add_record(b"%d " % n + rng.randbytes(rng.randrange(100, 300)))
+        await cf.commit()
+
+
+async def make_archive(path: str, mib: int) -> None:
+    async with Archive.open(path, "rdwr") as archive:
+        for n in range(mib // 10):
+            async with archive.append(f"entry-{n}") as out:
+                for _ in range(10):
+                    await out.write(os.urandom(MIB))
+
+
+class Requests:
+    """Counts the range requests aiorecords makes (a benchmark's wrapper)."""
+
+    count = 0
+    _read = RemoteFile.read
+
+    @classmethod
+    def install(cls) -> None:
+        async def counted(self: RemoteFile, offset: int, size: int) -> bytes:
+            cls.count += 1
+            return await cls._read(self, offset, size)
+
+        RemoteFile.read = counted  # type: ignore[method-assign]
+
+
+async def lookups(url: str, storage_options: dict[str, object], total: int) -> str:
+    rng = random.Random(2)
+    async with CaptureFile(url, encoding=None, storage_options=storage_options) as cf:
+        numbers = [rng.randrange(1, cf.record_count() + 1) for _ in range(1000)]
+        rows = []
+        for label, wanted in (("first pass", numbers), ("warm", numbers)):
+            before, start = Requests.count, time.perf_counter()
+            for n in wanted:
+                await cf.record_at(n)
+            elapsed = time.perf_counter() - start
+            rows.append((label, Requests.count - before, elapsed, len(wanted)))
+    cold_requests, cold_time = 0, 0.0
+    for n in numbers[:100]:
+        async with CaptureFile(
+            url, encoding=None, storage_options=storage_options
+        ) as cf:
+            before, start = Requests.count, time.perf_counter()
+            await cf.record_at(n)
+            cold_time += time.perf_counter() - start
+            cold_requests += Requests.count - before
+    rows.append(("cold (a newly opened file)", cold_requests, cold_time, 100))
+    lines = [
+        f"| {label} | {n:,} | {requests / n:.2f} | {elapsed / n * 1e3:.2f} |"
+        for label, requests, elapsed, n in rows
+    ]
+    header = (
+        f"| random record_at of {total:,} records | lookups | range requests "
+        "per lookup | ms per lookup |\n| --- | ---: | ---: | ---: |"
+    )
+    return "\n".join([header, *lines])
+
+
 async def measure(run: Callable[[], Awaitable[int]]) -> tuple[float, int, float]:
     heart = Heartbeat()
     async with heart.running():
@@ -131,6 +202,7 @@ async def measure(run: Callable[[], Awaitable[int]]) -> tuple[float, int, float]
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--mib", type=int, default=200)
+    parser.add_argument("--records", type=int, default=1_000_000)
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--read-size", type=int, default=8, help="MiB a request")
     args = parser.parse_args()
@@ -148,24 +220,53 @@ def main() -> None:
             region_name="us-east-1",
         )
         client.create_bucket(Bucket=BUCKET)
-        client.upload_file(path, BUCKET, KEY)
-        url = f"s3://{BUCKET}/{KEY}"
+        capture = os.path.join(directory, "events.capture")
+        asyncio.run(make_capture(capture, args.records))
+        archive = os.path.join(directory, "assets.archive")
+        asyncio.run(make_archive(archive, args.mib))
+        objects = {"log": path, "capture": capture, "archive": archive}
+        for local in objects.values():
+            client.upload_file(local, BUCKET, os.path.basename(local))
         storage_options = options(endpoint)
 
-        async def ours() -> int:
+        def url_of(kind: str) -> str:
+            return f"s3://{BUCKET}/{os.path.basename(objects[kind])}"
+
+        async def read_log() -> int:
             n = 0
             async with RecordsReader(
-                url, storage_options=storage_options, remote_read_size=read_size
+                url_of("log"),
+                storage_options=storage_options,
+                remote_read_size=read_size,
             ) as reader:
                 async for _ in reader:
                     n += 1
             return n
 
-        async def ours_streaming() -> tuple[float, int, float]:
+        async def read_capture() -> int:
+            async with CaptureFile(
+                url_of("capture"), encoding=None, storage_options=storage_options
+            ) as cf:
+                return sum([1 async for _ in cf])
+
+        async def read_archive() -> int:
+            total = 0
+            async with Archive.open(
+                url_of("archive"), storage_options=storage_options
+            ) as ar:
+                for entry in await ar.contents():
+                    async with ar.read(entry) as stream:
+                        async for chunk in stream:
+                            total += len(chunk)
+            return total
+
+        async def log_streaming() -> tuple[float, int, float]:
             # The stall while streaming only: the reader is opened (its
             # client made, which loads botocore's service model) first.
             async with RecordsReader(
-                url, storage_options=storage_options, remote_read_size=read_size
+                url_of("log"),
+                storage_options=storage_options,
+                remote_read_size=read_size,
             ) as reader:
                 await reader.tell()
 
@@ -174,56 +275,81 @@ def main() -> None:
 
                 return await measure(stream)
 
-        def theirs_blocking() -> int:
+        def theirs_blocking(kind: str) -> int:
             fs = s3fs.S3FileSystem(skip_instance_cache=True, **storage_options)
             total = 0
-            with fs.open(f"{BUCKET}/{KEY}", "rb", block_size=read_size) as f:
+            key = f"{BUCKET}/{os.path.basename(objects[kind])}"
+            with fs.open(key, "rb", block_size=read_size) as f:
                 while piece := f.read(4 * MIB):
                     total += len(piece)
             return total
 
-        async def theirs() -> int:
-            return await asyncio.to_thread(theirs_blocking)
-
-        rows: dict[str, list[tuple[float, float]]] = {"ours": [], "theirs": []}
+        workloads = {
+            "log": (read_log, count),
+            "capture": (read_capture, args.records),
+            "archive": (read_archive, args.mib // 10 * 10 * MIB),
+        }
+        rows: dict[str, dict[str, list[tuple[float, float]]]] = {
+            kind: {"ours": [], "theirs": []} for kind in workloads
+        }
         for _ in range(args.repeat):
-            for name, run, expect in (
-                ("ours", ours, count),
-                ("theirs", theirs, size),
-            ):
-                elapsed, amount, stall = asyncio.run(measure(run))
-                assert amount == expect, (name, amount, expect)
-                rows[name].append((size / elapsed / 1e6, stall * 1000))
+            for kind, (ours, expect) in workloads.items():
+                size = os.path.getsize(objects[kind])
 
-        streaming = [asyncio.run(ours_streaming()) for _ in range(args.repeat)]
+                async def theirs(kind: str = kind) -> int:
+                    return await asyncio.to_thread(theirs_blocking, kind)
 
-    ours_rates = [rate for rate, _ in rows["ours"]]
-    their_rates = [rate for rate, _ in rows["theirs"]]
-    ratios = [a / b for a, b in zip(ours_rates, their_rates, strict=True)]
+                for name, run, wanted in (
+                    ("ours", ours, expect),
+                    ("theirs", theirs, size),
+                ):
+                    elapsed, amount, stall = asyncio.run(measure(run))
+                    assert amount == wanted, (kind, name, amount, wanted)
+                    rows[kind][name].append((size / elapsed / 1e6, stall * 1000))
+
+        streaming = [asyncio.run(log_streaming()) for _ in range(args.repeat)]
+        Requests.install()
+        lookup_table = asyncio.run(
+            lookups(url_of("capture"), storage_options, args.records)
+        )
+        sizes = {kind: os.path.getsize(local) for kind, local in objects.items()}
+
     print(
         f"Python {platform.python_version()} on {platform.machine()}, "
         f"{os.cpu_count()} CPUs; moto S3 server on loopback; {args.repeat} runs "
-        f"of each, taking turns; {args.mib} MiB log of {count:,} records; "
-        f"{args.read_size} MiB a request"
+        f"of each, taking turns; {args.read_size} MiB a request for the log; "
+        "MB/s are of the object's bytes"
     )
     print(
         "| workload | aiorecords MB/s | s3fs MB/s | of s3fs "
         "| worst loop stall: aiorecords / s3fs in a thread |"
     )
     print("| --- | ---: | ---: | ---: | ---: |")
+    labels = {
+        "log": f"stream a {sizes['log'] / MIB:.0f} MiB log of {count:,} records",
+        "capture": f"iterate a {sizes['capture'] / MIB:.0f} MiB capture file of "
+        f"{args.records:,} records",
+        "archive": f"list and read a {sizes['archive'] / MIB:.0f} MiB archive "
+        "(10 MiB entries)",
+    }
+    for kind, label in labels.items():
+        ours_rates = [rate for rate, _ in rows[kind]["ours"]]
+        their_rates = [rate for rate, _ in rows[kind]["theirs"]]
+        ratios = [a / b for a, b in zip(ours_rates, their_rates, strict=True)]
+        print(
+            f"| {label} | {statistics.median(ours_rates):,.0f} | "
+            f"{statistics.median(their_rates):,.0f} | "
+            f"{statistics.median(ratios):.0%} | "
+            f"{max(s for _, s in rows[kind]['ours']):.1f} / "
+            f"{max(s for _, s in rows[kind]['theirs']):.1f} ms |"
+        )
     print(
-        f"| stream a {args.mib} MiB log from S3 | "
-        f"{statistics.median(ours_rates):,.0f} | "
-        f"{statistics.median(their_rates):,.0f} | "
-        f"{statistics.median(ratios):.0%} | "
-        f"{max(s for _, s in rows['ours']):.1f} / "
-        f"{max(s for _, s in rows['theirs']):.1f} ms |"
+        f"| the log again, the reader opened first | "
+        f"{statistics.median(sizes['log'] / e / 1e6 for e, _, _ in streaming):,.0f}"
+        f" | | | {max(stall for _, _, stall in streaming) * 1000:.1f} ms |"
     )
-    print(
-        f"| the same, the reader opened first | "
-        f"{statistics.median(size / e / 1e6 for e, _, _ in streaming):,.0f} | | | "
-        f"{max(stall for _, _, stall in streaming) * 1000:.1f} ms |"
-    )
+    print()
+    print(lookup_table)
 
 
 if __name__ == "__main__":

@@ -89,11 +89,17 @@ class EntryReader:
         # Decoded in worker-thread hops over the ranges held; the others
         # are awaited on the loop, read ahead while the stream goes on.
         if self._ranges is None:
+            # Ranges of this payload only: none of the neighbours' bytes.
             start = self.entry.payload_offset
             self._ranges = _ranges.RangeCache(
-                storage.remote, _REMOTE_RANGE, keep=2, forward=True
+                storage.remote,
+                _REMOTE_RANGE,
+                keep=2,
+                forward=True,
+                origin=start,
+                end=start + self.entry.stored_size,
             )
-            await self._ranges.range(start // _REMOTE_RANGE)  # reads ahead too
+            await self._ranges.range(0)  # and the next two, ahead
         try:
             return await _ranges.answer_reads_held(
                 self._decoder.read1(limit), self._ranges, self._archive.offload
