@@ -51,6 +51,7 @@ class RangeCache:
         "_forward",
         "_held",
         "_run",
+        "_waited",
         "depth",
         "end",
         "keep",
@@ -82,6 +83,7 @@ class RangeCache:
         self._held: dict[int, bytes] = {}  # by range index, oldest first
         self._extra: tuple[int, bytes] = (0, b"")  # see hold()
         self._ahead: dict[int, asyncio.Task[bytes]] = {}
+        self._waited: dict[asyncio.Task[bytes], int] = {}  # by how many
         # Where the run of misses is: a reader that streams forward says so
         # (``forward``), so that its first miss reads ahead too.
         self._forward = forward
@@ -212,9 +214,15 @@ class RangeCache:
         task = self._ahead.get(index)
         if task is None:  # dropped meanwhile (a jump elsewhere): again
             task = self._ahead[index] = self._start(index)
+        # A request someone awaits is never cancelled by the cache (only
+        # dropped from it): a cancellation reaches only those cancelled.
+        self._waited[task] = self._waited.get(task, 0) + 1
         try:
             data = await asyncio.shield(task)  # cancelled: it stays for next time
         finally:
+            left = self._waited.pop(task) - 1
+            if left:
+                self._waited[task] = left
             if task.done() and self._ahead.get(index) is task:
                 del self._ahead[index]
         self._held[index] = data
@@ -225,7 +233,7 @@ class RangeCache:
 
     def forget(self) -> None:
         """Let go of every range held or asked for (the object changed)."""
-        self._cancel(list(self._ahead))
+        self._drop(list(self._ahead))
         self._held.clear()
         self._extra = (0, b"")
         self._run = None
@@ -237,11 +245,15 @@ class RangeCache:
         most = 2 * (self.depth + 1)
         if len(self._ahead) > most:
             far = sorted(self._ahead, key=lambda i: abs(i - index))[most:]
-            self._cancel(far)
+            self._drop(far)
 
-    def _cancel(self, indexes: list[int]) -> None:
+    def _drop(self, indexes: list[int]) -> None:
+        # Requests nobody awaits are cancelled; awaited ones go on for
+        # their waiters.
         for i in indexes:
-            self._ahead.pop(i).cancel()
+            task = self._ahead.pop(i)
+            if task not in self._waited:
+                task.cancel()
 
     def _start(self, index: int) -> asyncio.Task[bytes]:
         start = self.origin + index * self.size
@@ -251,11 +263,13 @@ class RangeCache:
         return task
 
     async def close(self) -> None:
-        """Cancel the requests in flight and wait for them to end.
+        """Cancel the requests in flight that nobody awaits, and wait for
+        all to end (the awaited ones give their waiters what they asked
+        for; what those do next is refused by the closed facade).
 
-        Cancellation: they are cancelled all the same.
+        Cancellation: the requests nobody awaits are cancelled all the same.
         """
-        tasks = list(self._ahead.values())
+        tasks = {*self._ahead.values(), *self._waited}
         self.forget()
         if tasks:
             await asyncio.wait(tasks)  # their outcomes are retrieved, not raised

@@ -12,6 +12,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
+import fsspec
 import pytest
 
 
@@ -89,6 +90,16 @@ def _handler(objects: Objects) -> type[BaseHTTPRequestHandler]:
             self.wfile.write(data[start:end])
 
     return Handler
+
+
+@pytest.fixture
+def memory_fs():
+    """fsspec's memory file system, emptied after the test."""
+    fs = fsspec.filesystem("memory")
+    yield fs
+    fs.store.clear()
+    fs.pseudo_dirs.clear()
+    fs.pseudo_dirs.append("")
 
 
 class _Server(ThreadingHTTPServer):

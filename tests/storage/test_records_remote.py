@@ -9,7 +9,6 @@ import asyncio
 import random
 from pathlib import Path
 
-import fsspec
 import pytest
 
 from aiorecords import RecordsReader, RecordsWriter, SkippedRegion
@@ -43,15 +42,6 @@ async def read_all(
     async with RecordsReader(source, on_corruption=skipped.append, **options) as reader:  # type: ignore[arg-type]
         records = [record async for record in reader]
     return records, skipped
-
-
-@pytest.fixture
-def memory_fs():
-    fs = fsspec.filesystem("memory")
-    yield fs
-    fs.store.clear()
-    fs.pseudo_dirs.clear()
-    fs.pseudo_dirs.append("")
 
 
 @pytest.mark.parametrize("read_size", [BLOCK, 3 * BLOCK, 4 * 1024 * 1024])
