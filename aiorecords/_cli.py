@@ -80,7 +80,7 @@ STORAGE_OPTIONS: dict[str, Any] = {}
 
 def is_remote(path: str) -> bool:
     """Whether ``path`` is a URL of an fsspec file system (not file://)."""
-    return _remote.is_url(path) and _remote.local_path(path) is None
+    return _remote.is_remote(path)
 
 
 async def _head(path: str, size: int) -> bytes:

@@ -21,7 +21,7 @@ import re
 import urllib.parse
 import weakref
 from collections.abc import AsyncIterator
-from typing import Any, Final
+from typing import Any, Final, TypeVar
 
 from . import _io
 from .errors import StorageError, StorageNotSupported
@@ -30,11 +30,14 @@ __all__ = [
     "RemoteFile",
     "is_remote",
     "is_url",
+    "locate",
     "local_path",
     "open_remote",
     "refuse_storage",
     "retrieve",
 ]
+
+S = TypeVar("S")
 
 _URL: Final = re.compile(r"^[A-Za-z][A-Za-z0-9+.\-]*://")
 
@@ -56,6 +59,17 @@ def is_remote(source: object) -> bool:
     """Whether ``source`` is a URL of an fsspec file system other than a
     ``file://`` one (those name local files)."""
     return is_url(source) and local_path(str(source)) is None
+
+
+def locate(source: S, fs: Any) -> tuple[S | str, bool]:
+    """``source`` as it is opened, and whether it is an object on an fsspec
+    file system (a URL other than ``file://``, or anything given with
+    ``fs``); a ``file://`` URL gives the local path it names."""
+    if fs is not None or is_remote(source):
+        return source, True
+    if is_url(source):
+        return local_path(str(source)) or source, False
+    return source, False
 
 
 def refuse_storage(path: object, what: str) -> None:

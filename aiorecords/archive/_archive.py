@@ -148,7 +148,8 @@ class Archive:
         """
         if mode not in _MODES:
             raise ValueError(f"mode must be one of {', '.join(_MODES)}, not {mode!r}")
-        if fs is not None or _remote.is_remote(path):
+        path, remote = _remote.locate(path, fs)
+        if remote:
             if mode != "rdonly":
                 raise StorageNotSupported(
                     f"{path}: an archive on an fsspec file system is read-only "
@@ -159,8 +160,6 @@ class Archive:
             return _Opening(path, mode, wait, durable, (fs, storage_options))
         if storage_options is not None:
             raise TypeError("storage_options is for URLs of fsspec file systems")
-        if _remote.is_url(path):
-            path = _remote.local_path(str(path)) or path
         name = _io.path_of(path)
         if name is None:
             raise TypeError(f"an archive path is str or os.PathLike, not {path!r}")

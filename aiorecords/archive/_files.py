@@ -15,11 +15,10 @@ from ..errors import CorruptArchiveError
 from ._format import (
     FILE_HEADER,
     FILE_HEADER_SIZE,
-    ArchiveEntry,
     ElementLayout,
     check_file_header,
 )
-from ._walk import Listing, extend_listing, find_back, valid_end
+from ._walk import valid_end
 
 __all__ = [
     "MemoryArchive",
@@ -28,8 +27,6 @@ __all__ = [
     "begin_append",
     "check_header",
     "end_append",
-    "extend",
-    "find",
     "initialize",
     "open_archive",
     "take_owner_lock",
@@ -186,16 +183,3 @@ def end_append(io: _io.FileIO, share_owner: bool) -> None:
     io.unlock(_APPEND_BYTE, 1)
     if share_owner:
         io.unlock(_OWNER_BYTE, 1)
-
-
-def extend(storage: _io.FileIO | MemoryArchive, known: Listing) -> Listing:
-    """The listing of the archive as it is now, reusing ``known``."""
-    return answer_reads(extend_listing(storage.size(), known), storage.pread)
-
-
-def find(
-    storage: _io.FileIO | MemoryArchive, known: Listing, name: str
-) -> tuple[ArchiveEntry | None, Listing | None]:
-    """The newest entry of ``name``, and the listing if it grew (see
-    `find_back()`)."""
-    return answer_reads(find_back(storage.size(), known, name), storage.pread)

@@ -304,15 +304,14 @@ def storage_of(
 ) -> tuple[str, tuple[Any, dict[str, Any] | None] | None]:
     """The file name (a ``file://`` URL's path) and, for a file on an fsspec
     file system, what `Settings.storage` holds. Writing there is refused."""
-    if fs is not None or _remote.is_remote(file_name):
+    where, remote = _remote.locate(file_name, fs)
+    if remote:
         if to_write:
             _refuse_writing(file_name)
-        return str(file_name), (fs, options)
+        return str(where), (fs, options)
     if options is not None:
         raise TypeError("storage_options is for URLs of fsspec file systems")
-    if _remote.is_url(file_name):
-        return _remote.local_path(str(file_name)) or str(file_name), None
-    return str(file_name), None
+    return str(where), None
 
 
 def _refuse_writing(name: str) -> None:

@@ -110,14 +110,13 @@ class RecordsReader:
         self.remote_read_size = remote_read_size
         # An fsspec object: a URL (not file://), or a path on ``fs``.
         self._url: str | None = None
-        if fs is not None or (
-            _remote.is_url(source) and _remote.local_path(str(source)) is None
-        ):
+        where, remote = _remote.locate(source, fs)
+        if remote:
             if not isinstance(source, str):
                 raise TypeError("with fs=, the source is a path on it")
             self._url = source
-        elif _remote.is_url(source):
-            source = _remote.local_path(str(source)) or source
+        else:
+            source = where
         self._storage_options = storage_options
         self._fs = fs
         self._remote: _ranges.RangeCache | None = None
@@ -494,9 +493,8 @@ async def split(
     """
     if n < 1:
         raise ValueError("n must be at least 1")
-    if fs is not None or (
-        _remote.is_url(path) and _remote.local_path(str(path)) is None
-    ):
+    where, on_storage = _remote.locate(path, fs)
+    if on_storage:
         remote = await _remote.open_remote(
             str(path), fs=fs, storage_options=storage_options
         )
@@ -505,9 +503,7 @@ async def split(
         finally:
             await remote.close()
     else:
-        if _remote.is_url(path):
-            path = _remote.local_path(str(path)) or path
-        name = _io.path_of(path)
+        name = _io.path_of(where)
         if name is None:
             raise TypeError("split() takes a path or a URL")
         size = await _io.offload(_io.file_size, name)
