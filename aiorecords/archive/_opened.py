@@ -180,20 +180,22 @@ class OpenArchive:
 
         return checked
 
-    async def answer(self, steps: Steps[Read, T]) -> T:
-        """Run a walk of the core over this archive's bytes: in a worker
-        thread over a file; over a remote object in hops while the ranges
-        held serve it, the others fetched on the loop. Its format errors
-        name this archive's file."""
+    async def answer(self, walk: Callable[[int], Steps[Read, T]]) -> T:
+        """Run ``walk(size)``, a walk of the core over this archive's
+        ``size`` bytes: in a worker thread over a file (the size taken
+        there too: after close() begins no call reaches the descriptor);
+        over a remote object in hops while the ranges held serve it, the
+        others fetched on the loop. Its format errors name this archive's
+        file."""
         storage = self.live("read")
         if isinstance(storage, files.RemoteArchive):
             try:
                 return await _ranges.answer_reads_held(
-                    steps, storage.ranges, self.offload
+                    walk(storage.size()), storage.ranges, self.offload
                 )
             except CorruptArchiveError as error:
                 raise self.named(error) from None
-        return await self.offload(self.checked(answer_reads), steps, storage.pread)
+        return await self.offload(self.checked(_walk_file), walk, storage)
 
     def named(self, error: CorruptArchiveError) -> CorruptArchiveError:
         """``error``, naming this archive's file if it does not yet."""
@@ -224,7 +226,8 @@ class OpenArchive:
             return self.listing
         async with self._listing_lock:
             appends = self._appends
-            listing = await self.answer(extend_listing(storage.size(), self.listing))
+            known = self.listing
+            listing = await self.answer(lambda size: extend_listing(size, known))
             self.listing = listing
             self._settled = appends == self._appends and (
                 isinstance(storage, (files.MemoryArchive, files.RemoteArchive))
@@ -327,7 +330,7 @@ class OpenArchive:
 
     async def find(self, name: str) -> ArchiveEntry | None:
         """The newest entry named ``name``, or None (see `Archive.find()`)."""
-        storage = self.live("find an entry")
+        self.live("find an entry")  # closed: ClosedError
         if self._settled:
             listing = self.listing
             # Settled: the listing covers every byte, so this reads nothing.
@@ -336,8 +339,9 @@ class OpenArchive:
             )  # type: (ArchiveEntry | None, Listing | None)
         else:
             async with self._listing_lock:
+                known = self.listing
                 found, grown = await self.answer(
-                    find_back(storage.size(), self.listing, name)
+                    lambda size: find_back(size, known, name)
                 )
                 if grown is not None:
                     self.listing = grown
@@ -361,3 +365,10 @@ class OpenArchive:
 
 def _reads_nothing(offset: int, size: int) -> bytes:
     raise AssertionError(f"a settled listing read {size} bytes at {offset}")
+
+
+def _walk_file(
+    walk: Callable[[int], Steps[Read, T]], storage: _io.FileIO | files.MemoryArchive
+) -> T:
+    # In a worker thread: the file's size, then the walk over its bytes.
+    return answer_reads(walk(storage.size()), storage.pread)
