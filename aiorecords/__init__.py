@@ -13,10 +13,13 @@ stalling the event loop.
 * [`Archive`][aiorecords.Archive]: archives of named entries, appended only, read from
   the
   end, each entry streamed in and out in bounded memory.
+* [`upload()`][aiorecords.upload]: a local file copied whole to object storage
+  (how a capture file gets there).
 """
 
 from ._cache import set_block_cache_size
 from ._skipped import SkippedRegion
+from ._upload import upload
 from .archive import Archive, ArchiveEntry, EntryProperties, EntryReader, EntryWriter
 from .capture import CaptureFile, Record
 from .errors import (
@@ -71,6 +74,7 @@ __all__ = [
     "RecordsWriter",
     "SkippedRegion",
     "set_block_cache_size",
+    "upload",
     # errors
     "AiorecordsError",
     "ArchiveLocked",

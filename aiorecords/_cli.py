@@ -26,12 +26,13 @@ from rich.table import Table
 
 from . import _io, _remote
 from ._skipped import SkippedRegion
+from ._upload import upload
 from .archive import Archive, ArchiveEntry
 from .archive._format import archive_version, is_archive
 from .capture import CaptureFile
 from .capture._layout import capture_version, is_capture
 from .capture._opened import read_commit
-from .errors import AiorecordsError, CorruptionError
+from .errors import AiorecordsError, CorruptionError, StorageError
 from .records import RecordsReader, RecordsWriter
 from .records._log import BLOCK_SIZE, HEADER_SIZE, starts_like_log
 
@@ -219,7 +220,7 @@ async def records_of(
 def cli(context: click.Context, debug: bool, storage_options: tuple[str, ...]) -> None:
     """Look into, check, follow and convert capture files, LevelDB logs and
     archives. The format is detected from a file's first bytes. A FILE may
-    be an fsspec URL (LevelDB logs only, for now)."""
+    be an fsspec URL, and convert writes to one (see the storage guide)."""
     context.obj = Options(debug)
     STORAGE_OPTIONS.clear()
     for option in storage_options:
@@ -567,7 +568,8 @@ def convert(
     through. A capture file's metadata goes with it into a capture file; a
     log or an archive has nowhere to keep it (a note says so). DESTINATION
     appears whole, or not at all: it is written under a temporary name, then
-    renamed.
+    renamed; a URL (s3://...) is built in the temporary directory (TMPDIR),
+    then uploaded, and appears when the upload ends.
     """
     if compression is not None and to != "capture":
         fail(
@@ -575,17 +577,39 @@ def convert(
             f"(a {'log' if to == 'records' else 'archive'} is written as it is)"
         )
     compression = compression or "zstd"
-    _remote.refuse_storage(destination, "writing")
-    if _io.same_file(source, destination):
-        fail(f"{destination}: is {source} itself; convert into another file")
-    if _io.is_file(destination) and not force:
-        fail(f"{destination}: exists (use --force to replace it)")
-    count = run(_convert(source, format_of(source, fmt), destination, to, compression))  # type: ignore[arg-type]
+    if is_remote(destination):
+        if source == destination:
+            fail(f"{destination}: is {source} itself; convert into another object")
+        if not force and run(_object_exists(destination)):
+            fail(f"{destination}: exists (use --force to replace it)")
+    else:
+        if _io.same_file(source, destination):
+            fail(f"{destination}: is {source} itself; convert into another file")
+        if _io.is_file(destination) and not force:
+            fail(f"{destination}: exists (use --force to replace it)")
+    count = run(
+        _convert(source, format_of(source, fmt), destination, to, compression, force)  # type: ignore[arg-type]
+    )
     click.echo(f"{destination}: wrote {count} records", err=True)
 
 
+async def _object_exists(url: str) -> bool:
+    try:
+        await _remote.open_remote(url, storage_options=STORAGE_OPTIONS)
+    except StorageError as error:
+        if error.errno == errno.ENOENT:
+            return False
+        raise
+    return True
+
+
 async def _convert(
-    source: str, fmt: Format, destination: str, to: Format, compression: str
+    source: str,
+    fmt: Format,
+    destination: str,
+    to: Format,
+    compression: str,
+    force: bool,
 ) -> int:
     metadata = await _metadata_of(source, fmt)
     if metadata is not None and to != "capture":
@@ -593,13 +617,28 @@ async def _convert(
             f"note: the metadata of {source} is not carried over "
             f"(a {'log' if to == 'records' else 'archive'} has no metadata)"
         )
-    temp = _io.temp_name_beside(destination)
+    remote = is_remote(destination)
+    # Into object storage: built in the temporary directory, then uploaded
+    # whole (a capture file's commits and an archive's appends rewrite and
+    # truncate, which an object cannot).
+    temp = (
+        _io.temp_name_local(destination)
+        if remote
+        else _io.temp_name_beside(destination)
+    )
     try:
         count = await _convert_into(
             source, fmt, temp, to, compression, metadata, destination
         )
-        _io.replace(temp, destination)
-        _io.sync_directory(destination)
+        if remote:
+            await upload(
+                temp, destination, storage_options=STORAGE_OPTIONS, replace=force
+            )
+        else:
+            _io.replace(temp, destination)
+            _io.sync_directory(destination)
+    except FileExistsError:
+        fail(f"{destination}: was created meanwhile (use --force to replace it)")
     except (AiorecordsError, OSError) as error:
         # The user named the destination, not the temporary file.
         if temp not in str(error):

@@ -27,6 +27,7 @@ import fcntl
 import os
 import secrets
 import struct
+import tempfile
 import warnings
 from collections.abc import Callable, Iterator
 from typing import Any, Final, Generic, TypeVar
@@ -51,6 +52,7 @@ __all__ = [
     "same_file",
     "still_named",
     "temp_name_beside",
+    "temp_name_local",
     "is_file",
     "offload",
     "open_file",
@@ -399,6 +401,13 @@ class FileIO:
         with self._call("fstat"):
             return os.fstat(self.fd).st_size
 
+    def state(self) -> tuple[int, ...]:
+        """What changes when the file is written to: its size, and its
+        modification and status-change times."""
+        with self._call("fstat"):
+            status = os.fstat(self.fd)
+        return (status.st_size, status.st_mtime_ns, status.st_ctime_ns)
+
     def lock(self, start: int, length: int, *, exclusive: bool, wait: bool) -> bool:
         """Lock a byte range; return False if ``wait`` is false and it is held.
 
@@ -588,6 +597,13 @@ def temp_name_beside(path: str) -> str:
     built whole and then moved over ``path`` with `replace()`."""
     directory, name = os.path.split(os.path.abspath(path))
     return os.path.join(directory, f".{name}.{secrets.token_hex(6)}.tmp")
+
+
+def temp_name_local(name: str) -> str:
+    """A fresh name in the temporary directory (``TMPDIR``) for a file
+    built there before it goes elsewhere (an upload), ending like ``name``."""
+    base = name.rstrip("/").rsplit("/", 1)[-1] or "file"
+    return os.path.join(tempfile.gettempdir(), f".{base}.{secrets.token_hex(6)}.tmp")
 
 
 def file_size(path: str) -> int:

@@ -28,6 +28,10 @@ from .errors import StorageError, StorageNotSupported
 
 __all__ = [
     "RemoteFile",
+    "exists",
+    "failure",
+    "file_system",
+    "is_async_fs",
     "is_remote",
     "is_url",
     "locate",
@@ -92,7 +96,14 @@ def _fsspec() -> Any:
     return fsspec
 
 
-def _failure(error: Exception, operation: str, url: str) -> StorageError:
+def is_async_fs(fs: Any) -> bool:
+    """Whether ``fs`` is an fsspec file system to be awaited on the loop."""
+    return bool(getattr(fs, "async_impl", False)) and bool(
+        getattr(fs, "asynchronous", False)
+    )
+
+
+def failure(error: Exception, operation: str, url: str) -> StorageError:
     """A typed error naming ``url`` for what the file system raised."""
     if isinstance(error, OSError) and error.errno is not None:
         os_error = error
@@ -118,9 +129,7 @@ class RemoteFile:
         self.version: tuple[Any, ...] = (size,)
         """What tells one state of the object from another: its size, and
         its ETag or modification time where the file system gives them."""
-        self.is_async = bool(getattr(fs, "async_impl", False)) and bool(
-            getattr(fs, "asynchronous", False)
-        )
+        self.is_async = is_async_fs(fs)
 
     def __repr__(self) -> str:
         return f"<RemoteFile {self.url}>"
@@ -142,7 +151,7 @@ class RemoteFile:
         except asyncio.CancelledError:
             raise
         except Exception as error:
-            raise _failure(error, "read", self.url) from error
+            raise failure(error, "read", self.url) from error
         if len(data) != end - offset:
             raise StorageError(
                 OSError(
@@ -187,16 +196,27 @@ async def open_remote(
 
     Cancellation: nothing is left open.
     """
+    fs, path, url = await file_system(url, fs, storage_options)
+    remote = RemoteFile(fs, path, url, 0)
+    remote.size, remote.version = await _object_state(remote)
+    return remote
+
+
+async def file_system(
+    url: str | None, fs: Any, storage_options: dict[str, Any] | None
+) -> tuple[Any, str, str]:
+    """The file system, the path on it and the URL (for messages) of
+    ``url``, or of the path ``url`` on ``fs`` (see `open_remote()`).
+
+    Cancellation: nothing is left made.
+    """
     if url is None:
         raise TypeError("a URL, or a path with fs=, is needed")
     if fs is None:
         fs, path = await _file_systems().get(url, storage_options or {})
-    else:
-        path = url
-        url = f"{_protocol_of(fs)}://{path}" if "://" not in path else path
-    remote = RemoteFile(fs, path, url, 0)
-    remote.size, remote.version = await _object_state(remote)
-    return remote
+        return fs, path, url
+    name = url if "://" in url else f"{_protocol_of(fs)}://{url}"
+    return fs, url, name
 
 
 class _LoopFileSystems:
@@ -318,7 +338,7 @@ async def _object_state(remote: RemoteFile) -> tuple[int, tuple[Any, ...]]:
     except asyncio.CancelledError:
         raise
     except Exception as error:
-        raise _failure(error, "open", remote.url) from error
+        raise failure(error, "open", remote.url) from error
     if info.get("type") == "directory":
         raise StorageError(OSError(21, "is a directory"), "open", remote.url)
     size = info.get("size")
@@ -326,6 +346,22 @@ async def _object_state(remote: RemoteFile) -> tuple[int, tuple[Any, ...]]:
         raise StorageError(OSError(5, "its size is not known"), "open", remote.url)
     version = tuple(repr(info.get(key)) for key in _VERSION_KEYS)
     return int(size), (int(size), *version)
+
+
+async def exists(fs: Any, path: str, url: str) -> bool:
+    """Whether an object is at ``path`` on the async file system ``fs``.
+
+    Cancellation: nothing changes.
+    """
+    try:
+        await fs._info(path)
+    except FileNotFoundError:
+        return False
+    except asyncio.CancelledError:
+        raise
+    except Exception as error:
+        raise failure(error, "open", url) from error
+    return True
 
 
 def retrieve(task: asyncio.Future[Any]) -> None:

@@ -85,9 +85,10 @@ class StorageError(AiorecordsError, OSError):
 
 
 class StorageNotSupported(AiorecordsError, ValueError):
-    """What was asked cannot be done where the bytes are: writing at an
-    object storage URL (not yet for logs and archives; never in place for
-    capture files), or following an object (see the storage guide)."""
+    """What was asked cannot be done where the bytes are: appending to an
+    object, syncing a log before its upload ends, writing an archive or a
+    capture file in place on object storage (upload them whole), or
+    following an object (see the storage guide)."""
 
 
 class CorruptionError(AiorecordsError):
@@ -207,12 +208,16 @@ class FileChangedError(AiorecordsError):
     rotation), or it was cut shorter than what the follower has already
     given out. What was given out stays valid; follow the name again to
     read the new file from its start.
+
+    Also raised by [`upload()`][aiorecords.upload] when the file was written
+    to while it was being copied (``change`` is then ``"modified"``): the
+    copy could mix two states of it, so none was published.
     """
 
     path: str
     """The file followed."""
     change: str
-    """``"replaced"`` or ``"truncated"``."""
+    """``"replaced"``, ``"truncated"`` or ``"modified"``."""
 
     def __init__(self, message: str, *, path: str, change: str) -> None:
         super().__init__(f"{path}: {message}")

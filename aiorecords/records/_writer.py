@@ -11,10 +11,12 @@ from typing import Any, Final, Protocol
 from .. import _io, _remote, _watch
 from .._lifetime import CloseOnce
 from .._scheduling import RECORDS_PER_TURN, let_others_run
+from .._upload import Upload, start_upload
 from ..errors import (
     ClosedError,
     RecordsLocked,
     StorageError,
+    StorageNotSupported,
     WriterFailedError,
 )
 from ._log import BLOCK_SIZE, AppendPoint, LogEncoder
@@ -74,6 +76,18 @@ class RecordsWriter:
     A new log is created durably: its name survives a power cut once the
     file is synced.
 
+    ``target`` may also be an fsspec URL (``"s3://bucket/events.log"``,
+    with ``storage_options`` for its file system) or a path on the fsspec
+    file system ``fs``: the log then streams to a new object in 8 MiB parts
+    (a multipart upload, awaited on the event loop for S3) and **the close
+    is the commit**: the object appears, whole, when the writer closes, and
+    not before. A name already taken raises `FileExistsError` (on S3 also
+    at the close, for an object created meanwhile: a conditional create);
+    ``replace=True`` replaces it; ``append=True`` raises
+    [`StorageNotSupported`][aiorecords.errors.StorageNotSupported], as does
+    [`sync()`][aiorecords.RecordsWriter.sync]. A writer whose upload failed
+    publishes nothing.
+
     Records are framed in memory and written ``buffer_size`` bytes at a time;
     [`flush()`][aiorecords.RecordsWriter.flush] writes what is buffered,
     [`sync()`][aiorecords.RecordsWriter.sync] also makes it durable (``fdatasync``).
@@ -91,6 +105,8 @@ class RecordsWriter:
         append: bool = False,
         replace: bool = False,
         buffer_size: int = DEFAULT_BUFFER_SIZE,
+        storage_options: dict[str, Any] | None = None,
+        fs: Any = None,
     ) -> None:
         if buffer_size <= 0:
             raise ValueError("buffer_size must be positive")
@@ -102,7 +118,23 @@ class RecordsWriter:
         self.replace = replace
         """Whether an existing file is replaced by a new log."""
         self.buffer_size = buffer_size
-        _remote.refuse_storage(target, "writing a log")
+        where, remote = _remote.locate(target, fs)
+        # An fsspec object: a URL (not file://), or a path on ``fs``.
+        self._url: str | None = None
+        if remote:
+            if not isinstance(target, str):
+                raise TypeError("with fs=, the target is a path on it")
+            if append:
+                raise StorageNotSupported(
+                    f"{target}: an object cannot be appended to (object stores "
+                    "have no append); write a new log beside it"
+                )
+            self._url = target
+        else:
+            target = where
+        self._fs = fs
+        self._storage_options = storage_options
+        self._upload: Upload | None = None
         self._target = target
         self._path = _io.path_of(target)
         self._io: _io.FileIO | None = None
@@ -145,7 +177,9 @@ class RecordsWriter:
             async with self._lock:
                 if self._closed:  # closed while this task waited
                     raise ClosedError(f"{self!r} is closed")
-                if self._encoder is None:
+                if self._encoder is None and self._url is not None:
+                    await self._start_upload()
+                elif self._encoder is None:
                     assert self._path is not None
                     outcome, cancelled = await _io.run_to_completion(
                         _open_for_writing, self._path, self.append, self.replace
@@ -162,7 +196,19 @@ class RecordsWriter:
                     self._encoder = LogEncoder(size % BLOCK_SIZE)
                     if cancelled is not None:
                         raise cancelled
-        return self._encoder
+        encoder = self._encoder
+        assert encoder is not None  # set above, under the lock
+        return encoder
+
+    async def _start_upload(self) -> None:
+        assert self._url is not None
+        self._upload = await start_upload(
+            self._url,
+            fs=self._fs,
+            storage_options=self._storage_options,
+            replace=self.replace,
+        )
+        self._encoder = LogEncoder()
 
     async def write(self, data: bytes | bytearray | memoryview | str) -> None:
         """Write one record (``str`` is written as UTF-8).
@@ -269,6 +315,14 @@ class RecordsWriter:
                     self._failed = outcome.error
                     raise outcome.error
                 _watch.notify(self._watch_key)
+            elif self._upload is not None:
+                try:
+                    await self._upload.write(data)
+                except asyncio.CancelledError:
+                    raise  # the data was taken; a part under way was sent
+                except BaseException as error:
+                    self._failed = error
+                    raise
             else:
                 try:
                     await self._target.write(bytes(data))  # type: ignore[union-attr]
@@ -302,10 +356,20 @@ class RecordsWriter:
         run raises [`ClosedError`][aiorecords.errors.ClosedError] (its records were
         written by the close, but not synced).
 
+        On object storage nothing is durable before the close (the
+        commit): this raises
+        [`StorageNotSupported`][aiorecords.errors.StorageNotSupported], and the
+        writer goes on.
+
         Cancellation: a write or sync already in a worker thread finishes;
         what is then synced is not known to the caller (sync again).
         """
         await self._ready()
+        if self._upload is not None:
+            raise StorageNotSupported(
+                f"{self._url}: an object is written whole; its records are "
+                "durable once the writer is closed (the close is the commit)"
+            )
         async with self._lock:
             if self._io is not None and self._io.closed:
                 raise ClosedError(f"{self!r} was closed before it could sync")
@@ -342,9 +406,13 @@ class RecordsWriter:
         A flush or sync of another task already under way finishes first; one that had
         not begun raises [`ClosedError`][aiorecords.errors.ClosedError].
 
+        On object storage the close completes the upload: the object
+        appears now, or, if the upload fails (or the name was taken
+        meanwhile: `FileExistsError`), never, and the error is raised.
+
         Cancellation: the close runs to its end all the same (no descriptor
-        is left open, none closed under a running write); the cancellation
-        is raised afterwards.
+        is left open, none closed under a running write; an upload is
+        completed or aborted); the cancellation is raised afterwards.
         """
         if self._close.begun:
             await self._close.wait()
@@ -365,6 +433,16 @@ class RecordsWriter:
             finally:
                 if self._io is not None:
                     (await _io.run_to_completion(self._io.close))[0].unwrap()
+            if self._upload is not None:
+                if self._failed is None:
+                    await self._upload.commit()
+                    return
+                try:
+                    await self._upload.discard()
+                except StorageError as error:
+                    # The write's error was raised already; the parts sent
+                    # are the store's to reap (its lifecycle rules).
+                    logger.warning("%s: could not abort the upload: %s", self, error)
 
 
 # A byte far past any real end of file, locked (an OFD lock, so it also

@@ -163,6 +163,29 @@ class S3:
             region_name="us-east-1",
         )
 
+    def bucket(self, name: str) -> str:
+        """A new, empty bucket's URL (``s3://name``)."""
+        self.client().create_bucket(Bucket=name)
+        return f"s3://{name}"
+
+    def keys(self, url: str) -> dict[str, bytes]:
+        """The objects of the bucket ``url`` names, by key."""
+        bucket = url.removeprefix("s3://").split("/")[0]
+        client = self.client()
+        listed = client.list_objects_v2(Bucket=bucket).get("Contents", [])
+        return {
+            item["Key"]: client.get_object(Bucket=bucket, Key=item["Key"])[
+                "Body"
+            ].read()
+            for item in listed
+        }
+
+    def unfinished_uploads(self, url: str) -> list[object]:
+        """The multipart uploads begun in the bucket and not yet ended."""
+        bucket = url.removeprefix("s3://").split("/")[0]
+        found = self.client().list_multipart_uploads(Bucket=bucket)
+        return list(found.get("Uploads", []))
+
     def put(self, key: str, data: bytes) -> str:
         """Store ``data`` as ``key`` in a bucket of its own; its URL."""
         bucket = f"b{len(data)}-{abs(hash(key)) % 10**8}"

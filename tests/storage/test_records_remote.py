@@ -291,7 +291,7 @@ async def test_what_storage_cannot_do_yet_is_refused_clearly(tmp_path: Path) -> 
 
     url = "s3://bucket/x"
     with pytest.raises(StorageNotSupported, match="s3://bucket/x"):
-        RecordsWriter(url)
+        RecordsWriter(url, append=True)
     with pytest.raises(StorageNotSupported, match="archive"):
         await Archive.open(url, "rdwr")
     with pytest.raises(StorageNotSupported, match="capture file"):
