@@ -43,6 +43,7 @@ from .errors import (
     RecordsLocked,
     StorageError,
     StorageNotSupported,
+    StorageThrottled,
     WriterFailedError,
 )
 from .records import RecordsReader, RecordsWriter
@@ -96,6 +97,7 @@ __all__ = [
     "RecordNotText",
     "StorageError",
     "StorageNotSupported",
+    "StorageThrottled",
     "WriterFailedError",
 ]
 

@@ -24,7 +24,7 @@ from collections.abc import AsyncIterator
 from typing import Any, Final, TypeVar
 
 from . import _io
-from .errors import StorageError, StorageNotSupported
+from .errors import StorageError, StorageNotSupported, StorageThrottled
 
 __all__ = [
     "RemoteFile",
@@ -103,8 +103,48 @@ def is_async_fs(fs: Any) -> bool:
     )
 
 
+# What stores call "slow down": S3 and its imitators, GCS, Azure.
+_THROTTLING: Final = frozenset(
+    {
+        "SlowDown",
+        "Throttling",
+        "ThrottlingException",
+        "ThrottledException",
+        "RequestLimitExceeded",
+        "TooManyRequests",
+        "TooManyRequestsException",
+        "RequestThrottled",
+        "ServerBusy",
+    }
+)
+
+
+def _is_throttling(error: BaseException) -> bool:
+    """Whether ``error``, or one it was raised from, is a store's refusal
+    to be asked so often (HTTP 429 or 503, or a throttling error code)."""
+    seen: set[int] = set()
+    current: BaseException | None = error
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        response = getattr(current, "response", None)  # botocore's ClientError
+        if isinstance(response, dict):
+            code = response.get("Error", {}).get("Code")
+            status = response.get("ResponseMetadata", {}).get("HTTPStatusCode")
+            if code in _THROTTLING or status in (429, 503):
+                return True
+        for attribute in ("status", "code", "status_code"):  # aiohttp, gcsfs, ...
+            if getattr(current, attribute, None) in (429, 503):
+                return True
+        current = current.__cause__ or current.__context__
+    return False
+
+
 def failure(error: Exception, operation: str, url: str) -> StorageError:
     """A typed error naming ``url`` for what the file system raised."""
+    if _is_throttling(error):
+        return StorageThrottled(
+            OSError(16, "the store asked to slow down"), operation, url
+        )
     if isinstance(error, OSError) and error.errno is not None:
         os_error = error
     elif isinstance(error, FileNotFoundError):

@@ -7,6 +7,7 @@ builtin exception already says the right thing they derive from it as well, so e
 ```text
 AiorecordsError
 ├── StorageError (also OSError)         the OS failed a read, write or sync
+│   └── StorageThrottled                the store asked for fewer requests
 ├── StorageNotSupported (also ValueError) not possible on that storage (yet)
 ├── CorruptionError                     the bytes are not what the format allows
 │   ├── InvalidCaptureFile              not a capture file, or a damaged one
@@ -41,6 +42,7 @@ __all__ = [
     "AiorecordsError",
     "StorageError",
     "StorageNotSupported",
+    "StorageThrottled",
     "CorruptionError",
     "InvalidCaptureFile",
     "RecordNotText",
@@ -82,6 +84,14 @@ class StorageError(AiorecordsError, OSError):
 
     def __str__(self) -> str:
         return f"{self.operation} failed: {super().__str__()}"
+
+
+class StorageThrottled(StorageError):
+    """The object store refused a request to slow its caller down (HTTP 429
+    or 503: S3's ``SlowDown``, a ``Throttling`` error, ...) after the file
+    system's own retries ran out. Nothing was made of partial data: read or
+    write again later, or with fewer requests at once. ``errno`` is
+    ``EBUSY``."""
 
 
 class StorageNotSupported(AiorecordsError, ValueError):

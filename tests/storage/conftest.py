@@ -26,6 +26,8 @@ class Objects:
     connections: set[int] = field(default_factory=set)
     # After this many range requests, drop each connection unanswered.
     fail_after: int | None = None
+    # Answer range requests with this status (429, 503: "slow down").
+    refuse_with: int | None = None
     url: str = ""
 
     def put(self, name: str, data: bytes) -> str:
@@ -77,6 +79,12 @@ def _handler(objects: Objects) -> type[BaseHTTPRequestHandler]:
             start = int(wanted[1])
             end = min(int(wanted[2]) + 1 if wanted[2] else len(data), len(data))
             objects.ranges.append((self.path, start, end))
+            if objects.refuse_with is not None:
+                self.send_response(objects.refuse_with)
+                self.send_header("Retry-After", "1")
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+                return
             if (
                 objects.fail_after is not None
                 and len(objects.ranges) > objects.fail_after

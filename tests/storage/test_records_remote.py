@@ -133,6 +133,56 @@ async def test_a_server_gone_mid_read_is_a_storage_error_after_whole_records(
     assert len(got) < len(records)
 
 
+@pytest.mark.parametrize("status", [429, 503])
+async def test_a_store_that_says_slow_down_is_a_throttling_error(
+    http_objects: Objects, tmp_path: Path, status: int
+) -> None:
+    from aiorecords import Archive, CaptureFile
+    from aiorecords.errors import StorageThrottled
+
+    url = http_objects.put("busy.log", await log_bytes(tmp_path, make_records(9)))
+    http_objects.refuse_with = status
+    with pytest.raises(StorageThrottled) as raised:
+        await read_all(url)
+    assert url in str(raised.value)
+    assert raised.value.errno == 16
+    assert isinstance(raised.value, StorageError)
+    for other in (CaptureFile(url, encoding=None), Archive.open(url)):
+        with pytest.raises(StorageThrottled, match="slow down"):
+            await other
+
+
+def test_s3s_slow_down_is_a_throttling_error() -> None:
+    # What s3fs raises for S3's SlowDown once its retries run out (moto
+    # never throttles): its translation of botocore's error, chained to it.
+    from botocore.exceptions import ClientError
+    from s3fs.errors import translate_boto_error
+
+    from aiorecords._remote import failure
+    from aiorecords.errors import StorageThrottled
+
+    slow_down = ClientError(
+        {
+            "Error": {
+                "Code": "SlowDown",
+                "Message": "Please reduce your request rate.",
+            },
+            "ResponseMetadata": {"HTTPStatusCode": 503},
+        },
+        "GetObject",
+    )
+    try:
+        raise translate_boto_error(slow_down) from slow_down
+    except OSError as raised:
+        error = failure(raised, "read", "s3://bucket/key")
+    assert isinstance(error, StorageThrottled)
+    assert "s3://bucket/key" in str(error)
+    not_found = ClientError({"Error": {"Code": "NoSuchKey"}}, "GetObject")
+    assert not isinstance(
+        failure(translate_boto_error(not_found), "read", "s3://b/k"), StorageThrottled
+    )
+
+
 async def test_split_ranges_of_a_url_are_those_of_the_file(
     http_objects: Objects, tmp_path: Path
 ) -> None:
