@@ -577,6 +577,8 @@ def convert(
             f"(a {'log' if to == 'records' else 'archive'} is written as it is)"
         )
     compression = compression or "zstd"
+    if _remote.is_url(destination) and not is_remote(destination):
+        destination = _remote.local_path(destination) or destination  # file://
     if is_remote(destination):
         if source == destination:
             fail(f"{destination}: is {source} itself; convert into another object")

@@ -132,9 +132,15 @@ def _is_throttling(error: BaseException) -> bool:
             status = response.get("ResponseMetadata", {}).get("HTTPStatusCode")
             if code in _THROTTLING or status in (429, 503):
                 return True
-        for attribute in ("status", "code", "status_code"):  # aiohttp, gcsfs, ...
-            if getattr(current, attribute, None) in (429, 503):
-                return True
+        # aiohttp's status, requests' status_code, gcsfs's code (aiohttp
+        # deprecates its own code: never asked for where status is).
+        status = getattr(current, "status", None)
+        if status is None:
+            status = getattr(current, "status_code", None)
+        if status is None:
+            status = getattr(current, "code", None)
+        if status in (429, 503):
+            return True
         current = current.__cause__ or current.__context__
     return False
 

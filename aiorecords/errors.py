@@ -96,9 +96,10 @@ class StorageThrottled(StorageError):
 
 class StorageNotSupported(AiorecordsError, ValueError):
     """What was asked cannot be done where the bytes are: appending to an
-    object, syncing a log before its upload ends, writing an archive or a
-    capture file in place on object storage (upload them whole), or
-    following an object (see the storage guide)."""
+    object (a log's or an archive's), syncing before the close that
+    publishes a new object, opening a capture file for writing on object
+    storage (upload it whole), or following an object (see the storage
+    guide)."""
 
 
 class CorruptionError(AiorecordsError):

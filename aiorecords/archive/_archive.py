@@ -12,6 +12,7 @@ from typing import Any, Final, Literal, TypeVar
 from .. import _io, _remote
 from .._lifetime import CloseOnce, open_owned
 from .._skipped import SkippedRegion
+from .._upload import start_upload
 from ..errors import StorageNotSupported
 from . import _files as files
 from ._entries import Appending, EntryReader, EntryWriter, NewEntry, Reading
@@ -20,6 +21,7 @@ from ._format import (
     Codec,
 )
 from ._opened import Mode, OpenArchive
+from ._publish import Publisher
 
 __all__ = ["Archive", "ArchiveEntry", "EntryProperties", "EntryReader", "EntryWriter"]
 
@@ -131,12 +133,20 @@ class Archive:
         ``path`` may also be an fsspec URL (``"s3://bucket/a.archive"``,
         ``"https://..."``, ``"memory://..."``) with ``storage_options`` for
         its file system, or a path on ``fs``, an fsspec file system (the
-        seed's ``openfile_filesys``). Such an archive is read-only
-        (``"rdonly"``; writing is refused with
-        [`StorageNotSupported`][aiorecords.errors.StorageNotSupported]): it is read
-        as the object was when opened, in ranges awaited on the event loop,
-        until [`refresh()`][aiorecords.Archive.refresh] sees it changed. See the
-        storage guide.
+        seed's ``openfile_filesys``). An existing object is read-only: it is
+        read as it was when opened, in ranges awaited on the event loop,
+        until [`refresh()`][aiorecords.Archive.refresh] sees it changed
+        (``"rdwr"`` raises
+        [`StorageNotSupported`][aiorecords.errors.StorageNotSupported]: an object
+        cannot be appended to). ``"rdwr"`` (or ``"rdwr_exclusive"``) at a name
+        not taken writes a new object: the archive is built in a local file
+        in the temporary directory, its complete entries streamed to the
+        store in 8 MiB parts as they are appended, and **the close is the
+        commit**: the object appears when the archive is closed, and not
+        before (on S3 created conditionally: `FileExistsError` from the
+        close if another writer made it meanwhile). ``durable=True`` and
+        [`sync()`][aiorecords.Archive.sync] are refused there. See the storage
+        guide.
 
         Raises `FileNotFoundError` for a missing file in ``"rdonly"``
         mode (a [`StorageError`][aiorecords.errors.StorageError] for a missing
@@ -150,13 +160,14 @@ class Archive:
             raise ValueError(f"mode must be one of {', '.join(_MODES)}, not {mode!r}")
         path, remote = _remote.locate(path, fs)
         if remote:
-            if mode != "rdonly":
-                raise StorageNotSupported(
-                    f"{path}: an archive on an fsspec file system is read-only "
-                    "here (append to a local copy, then upload it)"
-                )
             if not isinstance(path, str):
                 raise TypeError(f"an archive URL is a str, not {path!r}")
+            if mode != "rdonly" and durable:
+                raise StorageNotSupported(
+                    f"{path}: an archive on object storage is durable once it "
+                    "is closed (the close publishes it); durable=True means "
+                    "nothing there"
+                )
             return _Opening(path, mode, wait, durable, (fs, storage_options))
         if storage_options is not None:
             raise TypeError("storage_options is for URLs of fsspec file systems")
@@ -191,6 +202,8 @@ class Archive:
         remote: tuple[Any, dict[str, Any] | None] | None,
     ) -> Archive:
         storage: files.Storage
+        if remote is not None and mode != "rdonly":
+            return await cls._open_new_object(path, mode, wait, remote)
         if remote is not None:
             fs, options = remote
             found = await _remote.open_remote(path, fs=fs, storage_options=options)
@@ -202,6 +215,40 @@ class Archive:
         archive = cls(storage, path=path, mode=mode, durable=durable, wait=wait)
         try:
             await archive._opened.prepare()
+        except BaseException:
+            await archive._close_quietly()
+            raise
+        return archive
+
+    @classmethod
+    async def _open_new_object(
+        cls,
+        url: str,
+        mode: Mode,
+        wait: bool,
+        remote: tuple[Any, dict[str, Any] | None],
+    ) -> Archive:
+        # Built in a local file, streamed to a new object (see _publish).
+        fs, options = remote
+        try:
+            upload = await start_upload(url, fs=fs, storage_options=options)
+        except FileExistsError:
+            raise StorageNotSupported(
+                f"{url}: an archive on object storage cannot be appended to "
+                '(open it "rdonly" to read it; write a new one beside it)'
+            ) from None
+        try:
+            temp = _io.temp_name_local(url)
+            storage = await open_owned(files.open_archive, _close_of, temp, True)
+        except BaseException:
+            await upload.discard()
+            raise
+        archive = cls(storage, path=upload.url, mode=mode, durable=False, wait=wait)
+        opened = archive._opened
+        opened.mode = "rdwr_exclusive"  # the local file is this object's alone
+        opened.publisher = Publisher(upload, temp)
+        try:
+            await opened.prepare()
         except BaseException:
             await archive._close_quietly()
             raise
@@ -245,8 +292,13 @@ class Archive:
         thread is waited for first; from the moment the close begins, no
         call reaches the descriptor (later ones raise ClosedError).
 
-        Cancellation: the archive is closed all the same, and the
-        cancellation is raised once it is.
+        An archive written to object storage is published now: the rest
+        of its bytes are sent and the upload completed (the object
+        appears), or, if that fails, nothing is published and the error is
+        raised; its local file is removed either way.
+
+        Cancellation: the archive is closed (and published) all the same,
+        and the cancellation is raised once it is.
         """
         opened = self._opened
         storage = opened.storage
@@ -408,6 +460,11 @@ class Archive:
             raise TypeError("an entry name and comment are text (str)")
         if timestamp is None:
             timestamp = int(time.time())
+        if durable and self._opened.publisher is not None:
+            raise StorageNotSupported(
+                f"{self.path}: an entry of an archive on object storage is "
+                "durable once the archive is closed (the close publishes it)"
+            )
         # Checks the name, comment and timestamp now, before anything waits.
         self._opened.listing.layout.encode_header(0, name, timestamp, comment, codec)
         new = NewEntry(
@@ -427,6 +484,11 @@ class Archive:
         cancellation is raised after.
         """
         io = self._opened.writable("sync")
+        if self._opened.publisher is not None:
+            raise StorageNotSupported(
+                f"{self.path}: an archive on object storage is durable once "
+                "it is closed (the close publishes it)"
+            )
         await self._opened.offload(io.datasync)
 
     async def keep_page_cache_clean(self) -> None:

@@ -496,5 +496,7 @@ class Appending:
         assert context is not None
         try:
             await writer._end(exc is None)
+            if exc is None:
+                await self._archive.publish_settled()
         finally:
             await context.__aexit__(exc_type, exc, tb)

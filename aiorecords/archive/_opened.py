@@ -25,10 +25,12 @@ from ..errors import (
     ArchiveReadOnly,
     ClosedError,
     CorruptArchiveError,
+    StorageError,
     WriterFailedError,
 )
 from . import _files as files
 from ._format import CURRENT, FILE_HEADER_SIZE, ArchiveEntry, ElementLayout
+from ._publish import Publisher
 from ._walk import Listing, extend_listing, find_back
 
 __all__ = ["Mode", "OpenArchive"]
@@ -77,6 +79,9 @@ class OpenArchive:
         self._reported: set[SkippedRegion] = set()
         self._failed: BaseException | None = None
         self._in_flight = InFlight()
+        self.publisher: Publisher | None = None
+        """For an archive written to object storage: what streams the
+        local file it is built in to the new object."""
 
     def __repr__(self) -> str:
         where = repr(self.path) if self.path is not None else "in memory"
@@ -299,6 +304,25 @@ class OpenArchive:
         else:
             self._settled = False
 
+    async def publish_settled(self) -> None:
+        """Send to object storage the parts that the newest entry settled
+        (an archive being written there; else nothing)."""
+        publisher = self.publisher
+        storage = self.storage
+        if publisher is None or self._failed is not None:
+            return
+        if not isinstance(storage, _io.FileIO):
+            return  # closing: the close sends the entry with the rest
+        try:
+            await publisher.advance(
+                functools.partial(self.offload, storage.pread), self._end
+            )
+        except ClosedError:
+            return  # as above: closed while a part was sent
+        except StorageError as error:
+            self.poison(error)
+            raise
+
     def poison(self, error: BaseException) -> None:
         """Refuse further appends: the file's state after ``error`` is unknown."""
         self._failed = error
@@ -323,7 +347,18 @@ class OpenArchive:
         own, awaited through cancellations by ``Archive.close()``)."""
         await self._in_flight.idle()
         if isinstance(storage, _io.FileIO):
-            (await _io.run_to_completion(storage.close))[0].unwrap()
+            try:
+                if self.publisher is not None:
+                    # Nothing else reaches the file now: read it directly.
+                    await self.publisher.close(
+                        functools.partial(_io.offload, storage.pread),
+                        self._end,
+                        publish=self._failed is None,
+                    )
+            finally:
+                (await _io.run_to_completion(storage.close))[0].unwrap()
+                if self.publisher is not None:
+                    await _io.run_to_completion(_io.unlink_quietly, storage.path)
         elif isinstance(storage, files.RemoteArchive):
             await storage.ranges.close()
             await storage.remote.close()

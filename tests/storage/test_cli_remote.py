@@ -168,3 +168,18 @@ def test_a_damaged_archive_object_is_reported_as_the_file_is(
         assert remote.returncode == here.returncode != 0, command
         assert b"Traceback" not in remote.stderr
         assert remote.stdout == here.stdout.replace(str(local).encode(), url.encode())
+
+
+def test_convert_into_a_file_url_writes_that_local_file(tmp_path: Path) -> None:
+    records, _ = log(tmp_path, 24)
+    aiorecords(
+        "convert",
+        "--to",
+        "capture",
+        str(tmp_path / "local.log"),
+        f"file://{tmp_path}/out.capture",
+        cwd=tmp_path,
+    )
+    assert (tmp_path / "out.capture").exists()
+    done = aiorecords("cat", "--as", "hex", str(tmp_path / "out.capture"), cwd=tmp_path)
+    assert done.stdout.splitlines() == [r.hex().encode() for r in records]

@@ -336,14 +336,12 @@ async def test_reading_ahead_survives_cancellations_and_seeks(
 
 async def test_what_storage_cannot_do_yet_is_refused_clearly(tmp_path: Path) -> None:
     # Never a local file named "s3:/...": a typed error naming the URL.
-    from aiorecords import Archive, CaptureFile
+    from aiorecords import CaptureFile
     from aiorecords.errors import StorageNotSupported
 
     url = "s3://bucket/x"
     with pytest.raises(StorageNotSupported, match="s3://bucket/x"):
         RecordsWriter(url, append=True)
-    with pytest.raises(StorageNotSupported, match="archive"):
-        await Archive.open(url, "rdwr")
     with pytest.raises(StorageNotSupported, match="capture file"):
         await CaptureFile(url, to_write=True)
     assert not Path("s3:").exists()
