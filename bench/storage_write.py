@@ -10,7 +10,10 @@ A moto S3 server runs in a process of its own on 127.0.0.1. Taking turns:
 * s3fs: ``fs.open(path, "wb", block_size=8 MiB)`` given the same log's bytes
   in 1 MiB writes, closed, in a worker thread; the heartbeat runs too.
 
-Then the same for a capture file of ``--records`` records:
+Then the same for an archive of 10 MiB entries (``--mib`` MiB):
+``Archive.open("s3://...", "rdwr")`` appended to and closed (built in a
+local file, streamed as entries complete) beside s3fs's writer given the
+same archive's bytes; and for a capture file of ``--records`` records:
 ``aiorecords.upload()`` beside s3fs's ``put_file`` in a worker thread.
 Every object is checked against the local bytes.
 
@@ -31,7 +34,7 @@ import boto3
 import s3fs
 from storage import RECORD, make_capture, measure, moto_server, options
 
-from aiorecords import RecordsWriter, upload
+from aiorecords import Archive, RecordsWriter, upload
 
 MIB = 1024 * 1024
 BUCKET = "bench-write"
@@ -64,9 +67,20 @@ def main() -> None:
                     await writer.write_many([record] * 1000)
 
         asyncio.run(write_local())
+        archive = os.path.join(directory, "assets.archive")
+        payloads = [os.urandom(MIB) for _ in range(10)]
+
+        async def build_archive(where: str, **options: object) -> None:
+            async with Archive.open(where, "rdwr", **options) as built:  # type: ignore[arg-type]
+                for n in range(args.mib // 10):
+                    async with built.append(f"entry-{n}", timestamp=n) as out:
+                        for payload in payloads:
+                            await out.write(payload)
+
+        asyncio.run(build_archive(archive))
         capture = os.path.join(directory, "events.capture")
         asyncio.run(make_capture(capture, args.records))
-        local = {"log": log, "capture": capture}
+        local = {"log": log, "archive": archive, "capture": capture}
         expected = {}
         for kind, path in local.items():
             with open(path, "rb") as file:
@@ -99,6 +113,10 @@ def main() -> None:
 
                 return await measure(stream)
 
+        async def write_archive(key: str) -> int:
+            await build_archive(f"s3://{key}", storage_options=storage_options)
+            return len(expected["archive"])
+
         async def upload_capture(key: str) -> int:
             return await upload(capture, f"s3://{key}", storage_options=storage_options)
 
@@ -108,7 +126,7 @@ def main() -> None:
                 fs.put_file(capture, key)
             else:
                 with (
-                    open(log, "rb") as source,
+                    open(local[kind], "rb") as source,
                     fs.open(key, "wb", block_size=8 * MIB) as out,
                 ):
                     while piece := source.read(MIB):
@@ -117,6 +135,7 @@ def main() -> None:
 
         ours: dict[str, Callable[[str], Awaitable[int]]] = {
             "log": write_log,
+            "archive": write_archive,
             "capture": upload_capture,
         }
         rows: dict[str, dict[str, list[tuple[float, float]]]] = {
@@ -156,6 +175,8 @@ def main() -> None:
     labels = {
         "log": f"write a {len(expected['log']) / MIB:.0f} MiB log of {count:,} "
         "records (RecordsWriter; s3fs: fs.open('wb'))",
+        "archive": f"write a {len(expected['archive']) / MIB:.0f} MiB archive of "
+        "10 MiB entries (Archive.open(url, 'rdwr'); s3fs: fs.open('wb'))",
         "capture": f"upload a {len(expected['capture']) / MIB:.0f} MiB capture "
         f"file of {args.records:,} records (upload(); s3fs: put_file)",
     }
