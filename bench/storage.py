@@ -37,6 +37,7 @@ import sys
 import tempfile
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any
 
 import boto3
 import s3fs
@@ -114,6 +115,17 @@ def options(endpoint: str) -> dict[str, object]:
         "endpoint_url": endpoint,
         "client_kwargs": {"region_name": "us-east-1"},
     }
+
+
+def s3_client(endpoint: str) -> Any:
+    """A boto3 client of the moto server (to put and check objects)."""
+    return boto3.client(
+        "s3",
+        endpoint_url=endpoint,
+        aws_access_key_id="testing",
+        aws_secret_access_key="testing",
+        region_name="us-east-1",
+    )
 
 
 async def make_log(path: str, mib: int) -> int:
@@ -212,13 +224,7 @@ def main() -> None:
         path = os.path.join(directory, KEY)
         count = asyncio.run(make_log(path, args.mib))
         size = os.path.getsize(path)
-        client = boto3.client(
-            "s3",
-            endpoint_url=endpoint,
-            aws_access_key_id="testing",
-            aws_secret_access_key="testing",
-            region_name="us-east-1",
-        )
+        client = s3_client(endpoint)
         client.create_bucket(Bucket=BUCKET)
         capture = os.path.join(directory, "events.capture")
         asyncio.run(make_capture(capture, args.records))

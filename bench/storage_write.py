@@ -30,9 +30,8 @@ import statistics
 import tempfile
 from collections.abc import Awaitable, Callable
 
-import boto3
 import s3fs
-from storage import RECORD, make_capture, measure, moto_server, options
+from storage import RECORD, make_capture, measure, moto_server, options, s3_client
 
 from aiorecords import Archive, RecordsWriter, upload
 
@@ -51,13 +50,7 @@ def main() -> None:
 
     with tempfile.TemporaryDirectory() as directory, moto_server() as endpoint:
         storage_options = options(endpoint)
-        client = boto3.client(
-            "s3",
-            endpoint_url=endpoint,
-            aws_access_key_id="testing",
-            aws_secret_access_key="testing",
-            region_name="us-east-1",
-        )
+        client = s3_client(endpoint)
         client.create_bucket(Bucket=BUCKET)
         log = os.path.join(directory, "events.log")
 

@@ -5,7 +5,6 @@ memory file system, beside the same appends made to a local archive."""
 
 from __future__ import annotations
 
-import asyncio
 import itertools
 import random
 import tempfile
@@ -24,6 +23,7 @@ from aiorecords.errors import (
 
 from ..archive.build import Element
 from .conftest import S3
+from .storm import storm
 from .test_archive_remote import elements
 
 _names = itertools.count()
@@ -230,24 +230,14 @@ async def test_many_tasks_cancelled_and_a_close_lose_no_acknowledged_entry(
                 return
             acknowledged[name] = data
 
-    tasks: list[asyncio.Task[None]] = []
-
-    def spawn() -> None:
-        tasks.append(asyncio.create_task(one_task(len(tasks))))
-
-    for _ in range(6):
-        spawn()
-    while sum(map(len, acknowledged.values())) < 2 * PART_SIZE:
-        await asyncio.sleep(0)  # a turn for the appenders, not a wait
-        if rng.random() < 0.01:
-            rng.choice([t for t in tasks if not t.done()]).cancel()
-            spawn()
-    closing = asyncio.create_task(archive.close())
-    for task in tasks:
-        task.cancel()
-    await closing
-    results = await asyncio.gather(*tasks, return_exceptions=True)
-    assert all(r is None or isinstance(r, asyncio.CancelledError) for r in results)
+    await storm(
+        one_task,
+        workers=6,
+        enough=lambda: sum(map(len, acknowledged.values())) >= 2 * PART_SIZE,
+        close=archive.close,
+        rng=rng,
+        cancel_rate=0.01,
+    )
     async with Archive.open(url, storage_options=s3.options) as remote:
         published = {e.name: e for e in await remote.contents()}
         assert set(acknowledged) <= set(published) <= set(attempted)

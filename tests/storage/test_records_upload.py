@@ -22,6 +22,7 @@ from aiorecords.errors import (
 )
 
 from .conftest import S3
+from .storm import storm
 from .test_records_remote import log_bytes, make_records
 
 _names = itertools.count()
@@ -196,29 +197,19 @@ async def test_cancelled_writers_lose_no_acknowledged_record(s3: S3) -> None:
                 return
             acknowledged[record] = task
 
-    tasks: list[asyncio.Task[None]] = []
-
-    def spawn() -> None:
-        tasks.append(asyncio.create_task(one_task(len(tasks))))
-
-    for _ in range(8):
-        spawn()
     target = 3 * PART_SIZE // record_size
-    while len(acknowledged) < target:
-        await asyncio.sleep(0)  # a turn for the writers, not a wait for them
-        if rng.random() < 0.02:
-            rng.choice([t for t in tasks if not t.done()]).cancel()
-            spawn()
-    closing = asyncio.create_task(writer.close())
-    for task in tasks:
-        task.cancel()
-    await closing
-    results = await asyncio.gather(*tasks, return_exceptions=True)
-    assert all(r is None or isinstance(r, asyncio.CancelledError) for r in results)
+    tasks = await storm(
+        one_task,
+        workers=8,
+        enough=lambda: len(acknowledged) >= target,
+        close=writer.close,
+        rng=rng,
+        cancel_rate=0.02,
+    )
     got = await read_back(url, storage_options=s3.options)
     assert len(got) == len(set(got))
     assert set(acknowledged) <= set(got) <= attempted
-    for task in range(len(tasks)):
+    for task in range(tasks):
         mine = [r for r in got if r.startswith(f"{task}:".encode())]
         numbers = [int(r.split(b":")[1]) for r in mine]
         assert numbers == sorted(numbers)
