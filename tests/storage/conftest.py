@@ -160,6 +160,19 @@ class S3:
             "client_kwargs": {"region_name": "us-east-1"},
         }
 
+    @property
+    def options_failing_fast(self) -> dict[str, object]:
+        """`options`, with short timeouts and no retries: for tests that
+        stop the server and expect the error, not a long wait."""
+        return {
+            **self.options,
+            "config_kwargs": {
+                "connect_timeout": 1,
+                "read_timeout": 2,
+                "retries": {"max_attempts": 1},
+            },
+        }
+
     def client(self):
         import boto3
 

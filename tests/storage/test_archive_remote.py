@@ -296,14 +296,7 @@ async def test_s3_stopped_mid_read(s3_own) -> None:
     rng = random.Random(9)
     payload = rng.randbytes(48 * MiB)  # more than the ranges read ahead
     url = s3_own.put("cut.archive", archive_bytes(Element("big", payload)))
-    options = {
-        **s3_own.options,
-        "config_kwargs": {
-            "connect_timeout": 1,
-            "read_timeout": 2,
-            "retries": {"max_attempts": 1},
-        },
-    }
+    options = s3_own.options_failing_fast
     got = bytearray()
     async with Archive.open(url, storage_options=options) as archive:
         with pytest.raises(StorageError) as raised:

@@ -182,14 +182,7 @@ async def test_durability_is_the_close(s3: S3) -> None:
 
 async def test_a_server_gone_mid_write_publishes_nothing(s3_own: S3) -> None:
     url = f"{new_bucket(s3_own)}/cut.archive"
-    options = {
-        **s3_own.options,
-        "config_kwargs": {
-            "connect_timeout": 1,
-            "read_timeout": 2,
-            "retries": {"max_attempts": 1},
-        },
-    }
+    options = s3_own.options_failing_fast
     archive = await Archive.open(url, "rdwr", storage_options=options)
     async with archive.append("small") as out:
         await out.write(b"1")

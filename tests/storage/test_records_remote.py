@@ -255,14 +255,7 @@ async def test_a_missing_s3_object_is_a_storage_error(s3) -> None:
 async def test_s3_stopped_mid_read(s3_own, tmp_path: Path) -> None:
     records = make_records(15)
     url = s3_own.put("cut.log", await log_bytes(tmp_path, records))
-    options = {
-        **s3_own.options,
-        "config_kwargs": {
-            "connect_timeout": 1,
-            "read_timeout": 2,
-            "retries": {"max_attempts": 1},
-        },
-    }
+    options = s3_own.options_failing_fast
     got: list[bytes] = []
 
     async def read_until_stopped() -> None:

@@ -155,14 +155,7 @@ async def test_a_server_gone_mid_upload_is_a_storage_error_and_no_object(
     s3_own: S3,
 ) -> None:
     url = f"{new_bucket(s3_own)}/cut.log"
-    options = {
-        **s3_own.options,
-        "config_kwargs": {
-            "connect_timeout": 1,
-            "read_timeout": 2,
-            "retries": {"max_attempts": 1},
-        },
-    }
+    options = s3_own.options_failing_fast
     writer = RecordsWriter(url, storage_options=options, buffer_size=64 * 1024)
     await writer.write(b"x" * 1000)
     await writer.flush()
