@@ -304,3 +304,46 @@ async def test_a_cancelled_upload_publishes_nothing(s3: S3, tmp_path: Path) -> N
         _io.remove_observer(second_part)
     assert s3.keys(url) == {}
     assert s3.unfinished_uploads(url) == []
+
+
+_KILLED_WRITER = """
+import asyncio, json, sys
+from aiorecords import RecordsWriter
+
+async def main():
+    url, options, size = sys.argv[1], json.loads(sys.argv[2]), int(sys.argv[3])
+    writer = RecordsWriter(url, storage_options=options)
+    await writer.write_many(b"r" * 50_000 for _ in range(size // 50_000))
+    await writer.flush()
+    print("parts sent", flush=True)
+    await asyncio.Event().wait()  # killed here, before any close
+
+asyncio.run(main())
+"""
+
+
+async def test_a_killed_writer_publishes_nothing(s3: S3) -> None:
+    # SIGKILL after parts were sent: no object (only the unfinished upload
+    # a lifecycle rule reaps), and the name is free for a new writer.
+    import json
+    import sys
+
+    url = f"{new_bucket(s3)}/killed.log"
+    child = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-c",
+        _KILLED_WRITER,
+        url,
+        json.dumps(s3.options),
+        str(2 * PART_SIZE),
+        stdout=asyncio.subprocess.PIPE,
+    )
+    assert child.stdout is not None
+    assert await child.stdout.readline() == b"parts sent\n"
+    child.kill()
+    await child.wait()
+    assert s3.keys(url) == {}
+    assert len(s3.unfinished_uploads(url)) == 1
+    async with RecordsWriter(url, storage_options=s3.options) as writer:
+        await writer.write(b"after")
+    assert await read_back(url, storage_options=s3.options) == [b"after"]
