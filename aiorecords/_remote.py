@@ -20,7 +20,7 @@ import json
 import re
 import urllib.parse
 import weakref
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from typing import Any, Final, TypeVar
 
 from . import _io
@@ -30,6 +30,7 @@ __all__ = [
     "RemoteFile",
     "exists",
     "failure",
+    "failures_named",
     "file_system",
     "is_async_fs",
     "is_remote",
@@ -94,6 +95,20 @@ def _fsspec() -> Any:
             "reading a URL needs fsspec: pip install 'aiorecords[fsspec]'"
         ) from None
     return fsspec
+
+
+@contextlib.contextmanager
+def failures_named(
+    operation: str, url: str, *, passing: tuple[type[Exception], ...] = ()
+) -> Iterator[None]:
+    """Raise what a file system raises inside as a typed error naming
+    ``url`` (see `failure()`); ``passing`` errors go through as they are."""
+    try:
+        yield
+    except passing:
+        raise
+    except Exception as error:
+        raise failure(error, operation, url) from error
 
 
 def is_async_fs(fs: Any) -> bool:
@@ -189,15 +204,11 @@ class RemoteFile:
         end = min(offset + size, self.size)
         if offset >= end:
             return b""
-        try:
+        with failures_named("read", self.url):
             if self.is_async:
                 data = await self.fs._cat_file(self.path, start=offset, end=end)
             else:
                 data = await _io.offload(self.fs.cat_file, self.path, offset, end)
-        except asyncio.CancelledError:
-            raise
-        except Exception as error:
-            raise failure(error, "read", self.url) from error
         if len(data) != end - offset:
             raise StorageError(
                 OSError(
@@ -376,15 +387,11 @@ _VERSION_KEYS: Final = (
 
 async def _object_state(remote: RemoteFile) -> tuple[int, tuple[Any, ...]]:
     fs, path = remote.fs, remote.path
-    try:
+    with failures_named("open", remote.url):
         if remote.is_async:
             info = await fs._info(path)
         else:
             info = await _io.offload(fs.info, path)
-    except asyncio.CancelledError:
-        raise
-    except Exception as error:
-        raise failure(error, "open", remote.url) from error
     if info.get("type") == "directory":
         raise StorageError(OSError(21, "is a directory"), "open", remote.url)
     size = info.get("size")
@@ -400,13 +407,10 @@ async def exists(fs: Any, path: str, url: str) -> bool:
     Cancellation: nothing changes.
     """
     try:
-        await fs._info(path)
+        with failures_named("open", url, passing=(FileNotFoundError,)):
+            await fs._info(path)
     except FileNotFoundError:
         return False
-    except asyncio.CancelledError:
-        raise
-    except Exception as error:
-        raise failure(error, "open", url) from error
     return True
 
 

@@ -139,15 +139,12 @@ class S3Upload(Upload):
 
     async def _call(self, method: str, **arguments: Any) -> Any:
         try:
-            return await self.fs._call_s3(
-                method, Bucket=self.bucket, Key=self.key, **arguments
-            )
-        except FileExistsError:
+            with _remote.failures_named(method, self.url, passing=(FileExistsError,)):
+                return await self.fs._call_s3(
+                    method, Bucket=self.bucket, Key=self.key, **arguments
+                )
+        except FileExistsError:  # a conditional create that lost
             raise _exists_error(self.url) from None
-        except asyncio.CancelledError:
-            raise
-        except Exception as error:
-            raise _remote.failure(error, method, self.url) from error
 
     async def _write(self, data: bytes | bytearray | memoryview) -> None:
         pending = self._pending
@@ -205,12 +202,8 @@ class FileUpload(Upload):
         self._pending = bytearray()
 
     async def _hop(self, operation: str, function: Any, *args: Any) -> None:
-        try:
+        with _remote.failures_named(operation, self.url):
             await _io.offload(function, *args)
-        except asyncio.CancelledError:
-            raise
-        except Exception as error:
-            raise _remote.failure(error, operation, self.url) from error
 
     async def _write(self, data: bytes | bytearray | memoryview) -> None:
         pending = self._pending
@@ -285,14 +278,10 @@ async def _start(
             f"{url}: writing to {type(fs).__name__} is not supported yet "
             "(S3 and synchronous fsspec file systems are)"
         )
-    try:
+    with _remote.failures_named("open", url, passing=(FileExistsError,)):
         file = await _io.offload(
             functools.partial(_open_file, fs, path, url, exclusive)
         )
-    except (asyncio.CancelledError, FileExistsError):
-        raise
-    except Exception as error:
-        raise _remote.failure(error, "open", url) from error
     return FileUpload(file, url, exclusive)
 
 

@@ -238,15 +238,16 @@ class Archive:
                 '(open it "rdonly" to read it; write a new one beside it)'
             ) from None
         try:
-            temp = _io.temp_name_local(url)
-            storage = await open_owned(files.open_archive, _close_of, temp, True)
+            # In a worker thread, the name too: finding the temporary
+            # directory may probe the disk the first time.
+            storage = await open_owned(_open_temp_archive, _close_of, url)
         except BaseException:
             await upload.discard()
             raise
         archive = cls(storage, path=upload.url, mode=mode, durable=False, wait=wait)
         opened = archive._opened
         opened.mode = "rdwr_exclusive"  # the local file is this object's alone
-        opened.publisher = Publisher(upload, temp)
+        opened.publisher = Publisher(upload, storage.path)
         try:
             await opened.prepare()
         except BaseException:
@@ -530,6 +531,12 @@ class _Opening:
     async def __aexit__(self, *exc_info: object) -> None:
         if self._archive is not None:
             await self._archive.close()
+
+
+def _open_temp_archive(url: str) -> _io.FileIO:
+    """A new archive file in the temporary directory, for one built there
+    before it goes to ``url``."""
+    return files.open_archive(_io.temp_name_local(url), True)
 
 
 def _close_of(io: _io.FileIO) -> Callable[[], None]:
