@@ -24,7 +24,7 @@ from collections.abc import AsyncIterator, Iterator
 from typing import Any, Final, TypeVar
 
 from . import _io
-from .errors import StorageError, StorageNotSupported, StorageThrottled
+from .errors import StorageError, StorageThrottled
 
 __all__ = [
     "RemoteFile",
@@ -38,7 +38,6 @@ __all__ = [
     "locate",
     "local_path",
     "open_remote",
-    "refuse_storage",
     "retrieve",
 ]
 
@@ -75,16 +74,6 @@ def locate(source: S, fs: Any) -> tuple[S | str, bool]:
     if is_url(source):
         return local_path(str(source)) or source, False
     return source, False
-
-
-def refuse_storage(path: object, what: str) -> None:
-    """Raise StorageNotSupported if ``path`` is a URL of an fsspec file
-    system (not ``file://``): ``what`` is not done there yet."""
-    if is_url(path) and local_path(str(path)) is None:
-        raise StorageNotSupported(
-            f"{path}: {what} on object storage is not supported yet (logs, "
-            "archives and capture files are read there: see the storage guide)"
-        )
 
 
 def _fsspec() -> Any:
