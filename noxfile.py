@@ -54,7 +54,7 @@ def lint(session: nox.Session) -> None:
 @nox.session
 def types(session: nox.Session) -> None:
     """mypy --strict on the package."""
-    session.install("-e", ".[cli]", "mypy")
+    session.install("-e", ".[cli,dask]", "mypy")
     session.run("mypy", "--strict", "aiorecords")
 
 

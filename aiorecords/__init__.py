@@ -13,12 +13,19 @@ stalling the event loop.
 * [`Archive`][aiorecords.Archive]: archives of named entries, appended only, read from
   the
   end, each entry streamed in and out in bounded memory.
+* [`TFRecordWriter`][aiorecords.TFRecordWriter] and
+  [`TFRecordReader`][aiorecords.TFRecordReader]: TensorFlow's TFRecord files
+  (optionally GZIP or ZLIB compressed, with a ``.tfindex``).
+* [`plan_splits()`][aiorecords.plan_splits] and
+  [`read_split()`][aiorecords.read_split]: every format cut into pieces read
+  apart, by Dask (`aiorecords.dask`) or any engine.
 * [`upload()`][aiorecords.upload]: a local file copied whole to object storage
   (how a capture file gets there).
 """
 
 from ._cache import set_block_cache_size
 from ._skipped import SkippedRegion
+from ._splits import Split, aplan_splits, aread_split, plan_splits, read_split
 from ._upload import upload
 from .archive import Archive, ArchiveEntry, EntryProperties, EntryReader, EntryWriter
 from .capture import CaptureFile, Record
@@ -44,9 +51,11 @@ from .errors import (
     StorageError,
     StorageNotSupported,
     StorageThrottled,
+    UnknownFormatError,
     WriterFailedError,
 )
 from .records import RecordsReader, RecordsWriter
+from .tfrecord import TFRecordReader, TFRecordWriter
 
 __version__ = "0.1.0"
 
@@ -74,6 +83,13 @@ __all__ = [
     "RecordsReader",
     "RecordsWriter",
     "SkippedRegion",
+    "Split",
+    "TFRecordReader",
+    "TFRecordWriter",
+    "aplan_splits",
+    "aread_split",
+    "plan_splits",
+    "read_split",
     "set_block_cache_size",
     "upload",
     # errors
@@ -98,6 +114,7 @@ __all__ = [
     "StorageError",
     "StorageNotSupported",
     "StorageThrottled",
+    "UnknownFormatError",
     "WriterFailedError",
 ]
 

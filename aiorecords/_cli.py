@@ -17,29 +17,31 @@ import json
 import struct
 import sys
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
-from typing import Any, BinaryIO, Final, Literal, NoReturn, TypeVar
+from typing import Any, BinaryIO, Final, NoReturn, TypeVar
 
 import click
 from rich.console import Console
 from rich.progress import Progress
 from rich.table import Table
 
-from . import _io, _remote
+from . import _formats, _io, _outputs, _remote
+from ._formats import FORMATS, Format
+from ._framed_reader import FramedReader
 from ._skipped import SkippedRegion
-from ._upload import upload
 from .archive import Archive, ArchiveEntry
-from .archive._format import archive_version, is_archive
+from .archive._format import archive_version
 from .capture import CaptureFile
-from .capture._layout import capture_version, is_capture
+from .capture._layout import capture_version
 from .capture._opened import read_commit
 from .errors import AiorecordsError, CorruptionError, StorageError
-from .records import RecordsReader, RecordsWriter
-from .records._log import BLOCK_SIZE, HEADER_SIZE, starts_like_log
+from .records import RecordsReader
+from .records._log import HEADER_SIZE
+from .tfrecord import TFRecordReader
+from .tfrecord._index import index_path_of
+from .tfrecord._splits import compression_of_file
 
 __all__ = ["main"]
 
-Format = Literal["capture", "records", "archive"]
-FORMATS: Final = ("capture", "records", "archive")
 T = TypeVar("T")
 
 #: Files at least this large get a progress bar (on a terminal).
@@ -86,13 +88,7 @@ def is_remote(path: str) -> bool:
 
 async def _head(path: str, size: int) -> bytes:
     """The first ``size`` bytes of a file or object."""
-    if not is_remote(path):
-        return _io.read_head(_remote.local_path(path) or path, size)
-    remote = await _remote.open_remote(path, storage_options=STORAGE_OPTIONS)
-    try:
-        return await remote.read(0, size)
-    finally:
-        await remote.close()
+    return await _formats.head(path, size, STORAGE_OPTIONS)
 
 
 async def _size(path: str) -> int:
@@ -109,6 +105,17 @@ def records_reader(path: str, **options: Any) -> RecordsReader:
     if is_remote(path):
         options["storage_options"] = STORAGE_OPTIONS
     return RecordsReader(path, **options)
+
+
+async def framed_reader(path: str, fmt: Format, **options: Any) -> FramedReader:
+    """A reader of the log or TFRecord file at ``path`` (a TFRecord file's
+    compression told by its first bytes)."""
+    if fmt == "records":
+        return records_reader(path, **options)
+    if is_remote(path):
+        options["storage_options"] = STORAGE_OPTIONS
+    compression = await compression_of_file(path, options.get("storage_options"))
+    return TFRecordReader(path, compression=compression, **options)
 
 
 def archive_at(path: str) -> contextlib.AbstractAsyncContextManager[Archive]:
@@ -130,7 +137,7 @@ def detect(path: str) -> Format:
     if is_remote(path):
         return asyncio.run(detect_async(path))
     try:
-        head = _io.read_head(_remote.local_path(path) or path, BLOCK_SIZE)
+        head = _io.read_head(_remote.local_path(path) or path, _formats.HEAD_SIZE)
     except OSError as error:
         fail(f"{path}: {error.strerror or error}")
     return _format_of_head(path, head)
@@ -139,22 +146,22 @@ def detect(path: str) -> Format:
 async def detect_async(path: str) -> Format:
     """`detect()`, for a caller on the event loop."""
     try:
-        head = await _head(path, BLOCK_SIZE)
+        head = await _head(path, _formats.HEAD_SIZE)
     except OSError as error:
         fail(f"{path}: {error.strerror or error}")
     return _format_of_head(path, head)
 
 
 def _format_of_head(path: str, head: bytes) -> Format:
-    if is_capture(head):
-        return "capture"
-    if is_archive(head):
-        return "archive"
-    if starts_like_log(head):
-        return "records"
+    found = _formats.format_of_head(head)
+    if found is not None:
+        return found
     if not head:
         fail(f"{path}: the file is empty; give --format")
-    fail(f"{path}: not a capture file, LevelDB log or archive (use --format)")
+    fail(
+        f"{path}: not a capture file, LevelDB log, archive or TFRecord file "
+        "(use --format)"
+    )
 
 
 def format_of(path: str, given: str | None) -> Format:
@@ -183,8 +190,8 @@ async def records_of(
                         break
         finally:
             await cf.close()
-    elif fmt == "records":
-        async with records_reader(path) as reader:
+    elif fmt in ("records", "tfrecord"):
+        async with await framed_reader(path, fmt) as reader:
             number = 0
             async for record in reader:
                 number += 1
@@ -313,13 +320,17 @@ async def _facts(path: str, fmt: Format) -> dict[str, Any]:
                 total = None
         finally:
             await cf.close()
-    elif fmt == "records":
+    elif fmt in ("records", "tfrecord"):
         total = count = 0
         dropped: list[SkippedRegion] = []
-        async with records_reader(path, on_corruption=dropped.append) as reader:
+        reader = await framed_reader(path, fmt, on_corruption=dropped.append)
+        async with reader:
             async for record in reader:
                 count += 1
                 total += len(record)
+        if isinstance(reader, TFRecordReader):
+            facts["compression"] = reader.compression
+            facts["index"] = await _index_of(path)
         facts["records"] = count
         facts["damaged_bytes"] = sum(region.length for region in dropped)
         damage += [f"offset {r.start}, {r.length} bytes: {r.reason}" for r in dropped]
@@ -340,6 +351,16 @@ async def _facts(path: str, fmt: Format) -> dict[str, Any]:
     if damage:
         facts["damaged"] = "; ".join(damage)
     return facts
+
+
+async def _index_of(path: str) -> str | None:
+    """The ``.tfindex`` beside a TFRecord file, if there is one."""
+    index = index_path_of(path)
+    try:
+        await _size(index)
+    except OSError:
+        return None
+    return index
 
 
 def _when(timestamp: int) -> str:
@@ -431,7 +452,7 @@ async def _tail(
         return
     if fmt == "archive":
         if follow:
-            fail(f"{path}: tail -f follows capture files and LevelDB logs")
+            fail(f"{path}: tail -f follows capture files, logs and TFRecord files")
         async with archive_at(path) as archive:
             entries = list(reversed(await archive.contents()))
             for entry in entries[len(entries) - last :] if last else []:
@@ -443,7 +464,10 @@ async def _tail(
     recent: list[bytes] = []
     if follow and is_remote(path):
         fail(f"{path}: tail -f follows local files; an object does not grow")
-    async with records_reader(path) as reader:
+    reader = await framed_reader(path, fmt)
+    if follow and isinstance(reader, TFRecordReader) and reader.compression:
+        fail(f"{path}: a compressed TFRecord file cannot be followed")
+    async with reader:
         async for record in reader:
             recent.append(record)
             if len(recent) > last:
@@ -453,7 +477,7 @@ async def _tail(
         out.write(_rendered(record, as_))
     out.flush()
     if follow:
-        async with RecordsReader(path, start=end) as reader:
+        async with await framed_reader(path, fmt, start=end) as reader:
             async for record in reader.follow():
                 out.write(_rendered(record, as_))
                 out.flush()
@@ -479,9 +503,10 @@ async def _verify(path: str, fmt: Format) -> bool:
     show = size >= PROGRESS_FROM and sys.stderr.isatty()
     with Progress(console=stderr, disable=not show, transient=True) as progress:
         task = progress.add_task("verifying", total=size)
-        if fmt == "records":
+        if fmt in ("records", "tfrecord"):
             count = 0
-            async with records_reader(path, on_corruption=regions.append) as reader:
+            reader = await framed_reader(path, fmt, on_corruption=regions.append)
+            async with reader:
                 async for _ in reader:
                     count += 1
                     if count % 1000 == 0:
@@ -545,10 +570,11 @@ async def _verify(path: str, fmt: Format) -> bool:
 @format_option
 @click.option(
     "--compression",
-    type=click.Choice(["zstd", "zlib"]),
+    type=click.Choice(["zstd", "zlib", "gzip"]),
     default=None,
-    help="For --to capture only: zstd (aiorecords' layout, the default) or "
-    "zlib (CaptureFile 1.2.0's).",
+    help="For --to capture: zstd (aiorecords' layout, the default) or zlib "
+    "(CaptureFile 1.2.0's); for --to tfrecord: gzip or zlib (the whole file "
+    "as one stream, as TensorFlow's compression_type; none by default).",
 )
 @click.option("--force", is_flag=True, help="Replace DESTINATION if it exists.")
 def convert(
@@ -571,12 +597,14 @@ def convert(
     renamed; a URL (s3://...) is built in the temporary directory (TMPDIR),
     then uploaded, and appears when the upload ends.
     """
-    if compression is not None and to != "capture":
+    allowed = {"capture": ("zstd", "zlib"), "tfrecord": ("gzip", "zlib")}.get(to, ())
+    if compression is not None and compression not in allowed:
         fail(
-            f"--compression {compression} applies to --to capture only "
-            f"(a {'log' if to == 'records' else 'archive'} is written as it is)"
+            f"--compression {compression} does not apply to --to {to} "
+            f"({'takes ' + ' or '.join(allowed) if allowed else 'written as it is'})"
         )
-    compression = compression or "zstd"
+    if to == "capture":
+        compression = compression or "zstd"
     if _remote.is_url(destination) and not is_remote(destination):
         destination = _remote.local_path(destination) or destination  # file://
     if is_remote(destination):
@@ -610,45 +638,47 @@ async def _convert(
     fmt: Format,
     destination: str,
     to: Format,
-    compression: str,
+    compression: str | None,
     force: bool,
 ) -> int:
     metadata = await _metadata_of(source, fmt)
     if metadata is not None and to != "capture":
         stderr.print(
             f"note: the metadata of {source} is not carried over "
-            f"(a {'log' if to == 'records' else 'archive'} has no metadata)"
+            f"(a {_NAMES[to]} has no metadata)"
         )
-    remote = is_remote(destination)
-    # Into object storage: built in the temporary directory, then uploaded
-    # whole (a capture file's commits and an archive's appends rewrite and
-    # truncate, which an object cannot).
-    temp = (
-        _io.temp_name_local(destination)
-        if remote
-        else _io.temp_name_beside(destination)
-    )
+    temp = ""
+
+    async def build(path: str) -> int:
+        nonlocal temp
+        temp = path
+        return await _convert_into(
+            source, fmt, path, to, compression, metadata, destination
+        )
+
     try:
-        count = await _convert_into(
-            source, fmt, temp, to, compression, metadata, destination
+        return await _outputs.publish(
+            build,
+            destination,
+            storage_options=STORAGE_OPTIONS if is_remote(destination) else None,
+            replace=force,
         )
-        if remote:
-            await upload(
-                temp, destination, storage_options=STORAGE_OPTIONS, replace=force
-            )
-        else:
-            _io.replace(temp, destination)
-            _io.sync_directory(destination)
     except FileExistsError:
         fail(f"{destination}: was created meanwhile (use --force to replace it)")
     except (AiorecordsError, OSError) as error:
         # The user named the destination, not the temporary file.
-        if temp not in str(error):
+        if not temp or temp not in str(error):
             raise
         fail(str(error).replace(temp, destination))
-    finally:
-        _io.unlink_quietly(temp)
-    return count
+
+
+#: What each format's files are called in messages.
+_NAMES: Final = {
+    "capture": "capture file",
+    "records": "log",
+    "archive": "archive",
+    "tfrecord": "TFRecord file",
+}
 
 
 async def _copy_archive(
@@ -695,7 +725,7 @@ async def _convert_into(
     fmt: Format,
     destination: str,
     to: Format,
-    compression: str,
+    compression: str | None,
     metadata: bytes | None,
     shown_as: str,
 ) -> int:
@@ -708,7 +738,7 @@ async def _convert_into(
     known = await _record_total(source, fmt)
     read = 0
 
-    def tick(record: bytes) -> None:
+    def tick(record: bytes | str) -> None:
         nonlocal count, read
         count += 1
         read += len(record) + HEADER_SIZE
@@ -719,47 +749,19 @@ async def _convert_into(
         task = progress.add_task(
             f"converting into {shown_as}", total=known if known else size
         )
-        if to == "capture":
-            cf = CaptureFile(
-                destination,
-                to_write=True,
-                force_new_empty_file=True,
-                encoding=None,
-                compression=compression,  # type: ignore[arg-type]
-            )
-            await cf.open(to_write=True)
-            try:
-                async for record in records:
-                    await cf.add_record(record)
-                    tick(record)
-                    if count % 10_000 == 0:
-                        await cf.commit()
-                if metadata is not None:
-                    await cf.set_metadata(metadata)
-                await cf.commit()
-            finally:
-                await cf.close()
-        elif to == "records":
-            async with RecordsWriter(destination) as writer:
-                async for record in records:
-                    await writer.write(record)
-                    tick(record)
-                await writer.sync()
-        elif fmt == "archive":
+        if fmt == "archive" and to == "archive":
             # Entries copied whole (names and all); the records stream, not
             # started, is dropped.
             count = await _copy_archive(source, destination, tick)
         else:
-            async with Archive.open(
-                destination, mode="rdwr_exclusive", durable=False
-            ) as archive:
-                async for record in records:
-                    tick(record)
-                    async with archive.append(
-                        f"{count:08d}", compression="zstd"
-                    ) as out:
-                        await out.write(record)
-                await archive.sync()
+            count = await _outputs.write_records(
+                records,
+                destination,
+                to,
+                compression=compression,
+                metadata=metadata,
+                tick=tick,
+            )
     return count
 
 

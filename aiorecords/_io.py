@@ -24,8 +24,10 @@ import contextlib
 import dataclasses
 import errno
 import fcntl
+import glob
 import os
 import secrets
+import stat
 import struct
 import tempfile
 import warnings
@@ -48,6 +50,8 @@ __all__ = [
     "publish_file",
     "create_temp_beside",
     "datasync_descriptor",
+    "expand_paths",
+    "file_identity",
     "file_size",
     "same_file",
     "still_named",
@@ -604,6 +608,28 @@ def temp_name_local(name: str) -> str:
     built there before it goes elsewhere (an upload), ending like ``name``."""
     base = name.rstrip("/").rsplit("/", 1)[-1] or "file"
     return os.path.join(tempfile.gettempdir(), f".{base}.{secrets.token_hex(6)}.tmp")
+
+
+def file_identity(path: str) -> tuple[int, int]:
+    """What tells one state of the file at ``path`` from another: its size
+    and modification time (nanoseconds)."""
+    with _system_call("stat", path):
+        status = os.stat(path)
+    if not stat.S_ISREG(status.st_mode):
+        raise StorageError(OSError(errno.EISDIR, "not a regular file"), "stat", path)
+    return status.st_size, status.st_mtime_ns
+
+
+def expand_paths(pattern: str) -> list[str]:
+    """The regular files ``pattern`` names, sorted: itself if it is one
+    (or does not exist, to fail when opened), those a glob matches, or those
+    directly in a directory."""
+    if os.path.isdir(pattern):
+        names = [os.path.join(pattern, name) for name in os.listdir(pattern)]
+        return sorted(name for name in names if os.path.isfile(name))
+    if glob.has_magic(pattern):
+        return sorted(name for name in glob.glob(pattern) if os.path.isfile(name))
+    return [pattern]
 
 
 def file_size(path: str) -> int:

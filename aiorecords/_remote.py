@@ -29,6 +29,7 @@ from .errors import StorageError, StorageThrottled
 __all__ = [
     "RemoteFile",
     "exists",
+    "expand",
     "failure",
     "failures_named",
     "file_system",
@@ -376,6 +377,9 @@ _VERSION_KEYS: Final = (
 
 async def _object_state(remote: RemoteFile) -> tuple[int, tuple[Any, ...]]:
     fs, path = remote.fs, remote.path
+    # Never a listing's cached entry (a glob leaves them; s3fs answers from
+    # them): its fields can be stale, and typed otherwise than a HEAD's.
+    fs.invalidate_cache(path)
     with failures_named("open", remote.url):
         if remote.is_async:
             info = await fs._info(path)
@@ -386,8 +390,17 @@ async def _object_state(remote: RemoteFile) -> tuple[int, tuple[Any, ...]]:
     size = info.get("size")
     if size is None:
         raise StorageError(OSError(5, "its size is not known"), "open", remote.url)
-    version = tuple(repr(info.get(key)) for key in _VERSION_KEYS)
+    version = tuple(_comparable(info.get(key)) for key in _VERSION_KEYS)
     return int(size), (int(size), *version)
+
+
+def _comparable(value: Any) -> str:
+    """A version field as text that is the same for the same state however
+    it was learnt: a time as its instant (a listing and a HEAD give the
+    same time in different zones)."""
+    if hasattr(value, "timestamp") and hasattr(value, "tzinfo"):
+        return repr(value.timestamp())
+    return repr(value)
 
 
 async def exists(fs: Any, path: str, url: str) -> bool:
@@ -401,6 +414,49 @@ async def exists(fs: Any, path: str, url: str) -> bool:
     except FileNotFoundError:
         return False
     return True
+
+
+async def expand(url: str, storage_options: dict[str, Any] | None) -> list[str]:
+    """The objects ``url`` names, as sorted URLs: those a glob (``*``,
+    ``?``, ``[``) matches, those directly under a "directory" (a URL ending
+    in ``/``, or a prefix the store lists as one), or the URL itself.
+
+    Cancellation: nothing changes.
+    """
+    fs, path, _ = await file_system(url, None, storage_options)
+    protocol = urllib.parse.urlsplit(url).scheme
+    is_glob = any(char in path for char in "*?[")
+    if not is_glob and protocol in ("http", "https"):
+        return [url]  # an HTTP server lists nothing; the URL is one object
+    with failures_named("list", url):
+        fs.invalidate_cache(path.split("*")[0].rsplit("/", 1)[0] or path)
+        if is_async_fs(fs):
+            found = await _listing(fs, path, is_glob)
+        else:
+            found = await _io.offload(_listing_now, fs, path, is_glob)
+    if found is None:
+        return [url]
+    return sorted(fs.unstrip_protocol(name) for name in found)
+
+
+async def _listing(fs: Any, path: str, is_glob: bool) -> list[str] | None:
+    if is_glob:
+        infos = await fs._glob(path, detail=True)
+        return [name for name, info in infos.items() if info.get("type") == "file"]
+    if not await fs._isdir(path):
+        return None
+    infos = await fs._ls(path, detail=True)
+    return [info["name"] for info in infos if info.get("type") == "file"]
+
+
+def _listing_now(fs: Any, path: str, is_glob: bool) -> list[str] | None:
+    if is_glob:
+        infos = fs.glob(path, detail=True)
+        return [name for name, info in infos.items() if info.get("type") == "file"]
+    if not fs.isdir(path):
+        return None
+    infos = fs.ls(path, detail=True)
+    return [info["name"] for info in infos if info.get("type") == "file"]
 
 
 def retrieve(task: asyncio.Future[Any]) -> None:

@@ -12,20 +12,21 @@ AiorecordsError
 ├── CorruptionError                     the bytes are not what the format allows
 │   ├── InvalidCaptureFile              not a capture file, or a damaged one
 │   │   └── RecordNotText               not text (also UnicodeDecodeError)
-│   ├── CorruptRecordError              a damaged LevelDB log record (strict mode)
+│   ├── CorruptRecordError              a damaged log or TFRecord record (strict)
 │   └── CorruptArchiveError             a damaged archive element
 ├── CaptureFileError                    a capture file used in the wrong state
 │   ├── CaptureFileNotOpen
 │   ├── CaptureFileNotOpenForWrite
 │   └── CaptureFileAlreadyOpen
 ├── ClosedError                         a reader or writer used after close()
-├── FileChangedError                    a followed file was replaced or cut short
+├── FileChangedError                    a file changed under its reader
 ├── ArchiveLocked                       another writer holds the archive
 ├── RecordsLocked                       another writer holds the log
 ├── ArchiveReadOnly                     an archive opened read-only was written
 ├── ConflictError                       an append's expected record count was wrong
 ├── WriterFailedError                   an earlier I/O error poisoned this writer
 ├── RecordIndexError (also IndexError)  no record has that number
+├── UnknownFormatError (also ValueError) a file of no format aiorecords reads
 └── EventLoopError (also RuntimeError)  called with no asyncio loop (under trio)
 ```
 
@@ -65,7 +66,32 @@ __all__ = [
 
 
 class AiorecordsError(Exception):
-    """The root of every exception aiorecords raises on purpose."""
+    """The root of every exception aiorecords raises on purpose.
+
+    Every one of them pickles with its attributes (a Dask worker's error
+    reaches the client whole).
+    """
+
+    def __reduce__(self) -> Any:
+        # Not cls(*args): most take keyword-only fields, which the default
+        # reduction would lose or fail on when the error is unpickled.
+        args = self.args
+        if isinstance(self, OSError) and self.filename is not None:
+            args = (self.errno, self.strerror, self.filename)  # not in args
+        return (_rebuilt, (type(self), args, dict(self.__dict__)))
+
+
+def _rebuilt(
+    cls: type[AiorecordsError], args: tuple[Any, ...], state: dict[str, Any]
+) -> AiorecordsError:
+    """An error unpickled: made as its base exception makes itself from
+    ``args`` (OSError's errno and strerror included), then given its fields."""
+    error = cls.__new__(cls, *args)
+    # The base's own __init__ (OSError's sets errno, strerror, filename).
+    base = OSError if isinstance(error, OSError) else Exception
+    base.__init__(error, *args)
+    error.__dict__.update(state)
+    return error
 
 
 class StorageError(AiorecordsError, OSError):
@@ -278,6 +304,19 @@ class WriterFailedError(AiorecordsError):
 
 class RecordIndexError(AiorecordsError, IndexError):
     """No record has that number (record numbers start at 1)."""
+
+
+class UnknownFormatError(AiorecordsError, ValueError):
+    """A file whose first bytes are no format's that aiorecords reads (or
+    an empty file) where its format was to be told from them: name the
+    format (``format=``, ``--format``)."""
+
+    path: str
+    """The file."""
+
+    def __init__(self, message: str, *, path: str) -> None:
+        super().__init__(f"{path}: {message}")
+        self.path = path
 
 
 class EventLoopError(AiorecordsError, RuntimeError):

@@ -233,7 +233,7 @@ def test_compression_is_refused_where_it_does_not_apply(
         cwd=tmp_path,
         check_status=2,
     )
-    assert "--to capture only" in one_line_error(done)
+    assert f"does not apply to --to {to} (written as it is)" in one_line_error(done)
     assert not (tmp_path / "out").exists()
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -71,3 +72,28 @@ def test_stream_generator(tmp_path: Path) -> None:
     assert lines[0] == "produced 2000 events in batches of 100"
     assert lines[1] == "consumed 2000 events in order (1334 clicks)"
     assert lines[2].startswith("longest stall of the consumer: ")
+
+
+def test_dask_events(tmp_path: Path) -> None:
+    done = subprocess.run(
+        [sys.executable, str(EXAMPLES / "dask_events.py"), str(tmp_path)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=True,
+    )
+    lines = done.stdout.splitlines()
+    assert lines[0] == "40 logs, 80 partitions"
+    counts = {line.split(":")[0]: int(line.split()[1]) for line in lines[1:5]}
+    assert counts == {
+        "page_view": 20869,
+        "click": 20870,
+        "purchase": 20869,
+        "error": 17392,
+    }
+    assert lines[5].startswith("slowest: ")
+    assert lines[5].count("996 ms") == 3
+    assert lines[6] == "wrote 17392 errors into 4 TFRecord files"
+    assert sorted(os.listdir(tmp_path / "errors")) == [
+        f"part-{n}.tfrecord" for n in range(4)
+    ]

@@ -22,7 +22,6 @@ from pathlib import Path
 
 import pytest
 
-import aiorecords
 from aiorecords import errors
 
 ROOT = Path(__file__).parent.parent
@@ -111,16 +110,25 @@ def test_no_literal_sphinx_roles(reference_text: str) -> None:
 
 
 def public_names() -> list[str]:
-    """Every exported name, and the public members of exported classes."""
+    """Every exported name, and the public members of exported classes
+    (those they inherit from aiorecords' own classes too), and the names of
+    aiorecords.dask."""
+    import aiorecords.dask
+
     names = []
     for name in aiorecords.__all__:
         names.append(name)
         obj = getattr(aiorecords, name)
         if inspect.isclass(obj) and not issubclass(obj, BaseException):
+            own = set()
+            for klass in obj.__mro__:
+                if klass.__module__.startswith("aiorecords"):
+                    own |= set(vars(klass))
             for member, _ in inspect.getmembers(obj):
-                if not member.startswith("_") and member in vars(obj):
+                if not member.startswith("_") and member in own:
                     names.append(member)
     names += list(errors.__all__)
+    names += list(aiorecords.dask.__all__)
     return sorted(set(names))
 
 

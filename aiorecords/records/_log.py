@@ -26,6 +26,7 @@ from typing import Final
 
 from crc32c import crc32c
 
+from .._crc import MASK_DELTA, mask_crc, unmask_crc
 from .._skipped import SkippedRegion
 
 __all__ = [
@@ -39,6 +40,7 @@ __all__ = [
     "LogEncoder",
     "AppendPoint",
     "Record",
+    "byte_ranges",
     "mask_crc",
     "starts_like_log",
     "unmask_crc",
@@ -49,7 +51,6 @@ HEADER_SIZE: Final = 7
 ZERO, FULL, FIRST, MIDDLE, LAST = 0, 1, 2, 3, 4
 
 _HEADER: Final = struct.Struct("<IHB")
-_MASK_DELTA: Final = 0xA282EAD8
 # CRC-32C of each type byte alone, extended by the data (as LevelDB does).
 _TYPE_CRC: Final = tuple(crc32c(bytes([kind])) for kind in range(256))
 _ZEROS: Final = bytes(HEADER_SIZE)
@@ -57,19 +58,14 @@ _FULL_CRC: Final = _TYPE_CRC[FULL]
 _pack_header: Final = _HEADER.pack
 
 
-def mask_crc(crc: int) -> int:
-    """LevelDB's stored form of a CRC: rotated right by 15 bits, plus a delta.
-
-    A CRC computed over data that holds embedded CRCs is then not itself a
-    CRC of those bytes, which would weaken it.
-    """
-    return (((crc >> 15) | (crc << 17)) + _MASK_DELTA) & 0xFFFFFFFF
-
-
-def unmask_crc(masked: int) -> int:
-    """The CRC a masked value stands for."""
-    rotated = (masked - _MASK_DELTA) & 0xFFFFFFFF
-    return ((rotated >> 17) | (rotated << 15)) & 0xFFFFFFFF
+def byte_ranges(size: int, per_range: int) -> list[tuple[int, int]]:
+    """``[start, stop)`` ranges covering ``size`` bytes, each starting on a
+    block boundary and ``per_range`` bytes long (rounded up to whole
+    blocks) but the last; one empty range for an empty file."""
+    step = max(1, -(-per_range // BLOCK_SIZE)) * BLOCK_SIZE
+    if size == 0:
+        return [(0, 0)]
+    return [(start, min(start + step, size)) for start in range(0, size, step)]
 
 
 def _header(kind: int, data: bytes | bytearray | memoryview) -> bytes:
@@ -110,7 +106,7 @@ class LogEncoder:
             # The common case, kept lean: the whole record fits in this block.
             crc = crc32c(data, _FULL_CRC)
             out += _pack_header(
-                (((crc >> 15) | (crc << 17)) + _MASK_DELTA) & 0xFFFFFFFF, left, FULL
+                (((crc >> 15) | (crc << 17)) + MASK_DELTA) & 0xFFFFFFFF, left, FULL
             )
             out += data
             self.block_offset = offset + HEADER_SIZE + left
@@ -265,9 +261,15 @@ class LogDecoder:
             self._buffer += bytes(data)
         self._buffer_start = self._block_start
 
-    def feed_eof(self) -> None:
-        """Say the file ends where the bytes fed so far end."""
+    def feed_eof(self, at: int | None = None) -> None:
+        """Say the file ends where the bytes fed so far end (``at`` is for
+        formats that stop at damage; a log is read to its end)."""
         self._at_eof = True
+
+    @property
+    def needs_end(self) -> bool:
+        """Always False: damage in a log is stepped over, never the end."""
+        return False
 
     def discard_unread(self) -> None:
         """Forget the bytes fed beyond `position` (they will be fed
@@ -426,7 +428,7 @@ class LogDecoder:
                     data = buffer[at + HEADER_SIZE : end]
                     crc = crc32c(data, full_crc)
                     if (
-                        (((crc >> 15) | (crc << 17)) + _MASK_DELTA) & 0xFFFFFFFF
+                        (((crc >> 15) | (crc << 17)) + MASK_DELTA) & 0xFFFFFFFF
                     ) != checksum:
                         break  # the general path reports it
                     append((data, offset + at, offset + end))

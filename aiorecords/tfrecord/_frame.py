@@ -1,0 +1,237 @@
+"""The TFRecord framing, sans I/O: TensorFlow's ``io::RecordWriter`` and
+``RecordReader`` as pure code over bytes.
+
+A record is framed as::
+
+    uint64  length        little-endian
+    uint32  masked CRC-32C of the 8 length bytes
+    byte    data[length]
+    uint32  masked CRC-32C of the data
+
+with LevelDB's mask (`aiorecords._crc`). There are no blocks and no
+markers, so a reader cannot find the next record after damage: a bad
+length or checksum ends what can be read of the file.
+
+`TFRecordDecoder` is push-style: it says where it wants bytes
+(`TFRecordDecoder.wanted`), is fed them, and hands out records.
+"""
+
+from __future__ import annotations
+
+import struct
+import zlib
+from typing import Final
+
+from crc32c import crc32c
+
+from .._crc import mask_crc, unmask_crc
+from .._skipped import SkippedRegion
+
+__all__ = [
+    "FOOTER_SIZE",
+    "HEADER_SIZE",
+    "Record",
+    "WINDOW_BITS",
+    "TFRecordDecoder",
+    "compression_of_head",
+    "frame",
+    "starts_like_tfrecord",
+    "starts_with_header",
+]
+
+HEADER_SIZE: Final = 12
+FOOTER_SIZE: Final = 4
+_LENGTH: Final = struct.Struct("<Q")
+_CRC: Final = struct.Struct("<I")
+_HEADER: Final = struct.Struct("<QI")
+#: Bytes of a record in progress a follower checks are still in the file.
+_CHECKED_PREFIX: Final = 4096
+
+#: A record handed out: its data, the offset of its header and the offset
+#: just past its footer.
+Record = tuple[bytes, int, int]
+
+
+def frame(data: bytes | bytearray | memoryview, out: bytearray) -> int:
+    """Append the framed record ``data`` to ``out``; return its framed size."""
+    length = _LENGTH.pack(len(data))
+    out += length
+    out += _CRC.pack(mask_crc(crc32c(length)))
+    out += data
+    out += _CRC.pack(mask_crc(crc32c(data)))
+    return HEADER_SIZE + len(data) + FOOTER_SIZE
+
+
+def _header_holds(head: bytes | bytearray | memoryview) -> bool:
+    _, checksum = _HEADER.unpack_from(head)
+    return unmask_crc(checksum) == crc32c(bytes(head[:8]))
+
+
+def starts_with_header(head: bytes) -> bool:
+    """Whether a file's first bytes are a TFRecord header whose checksum
+    holds (a file stored as it is, not compressed)."""
+    return len(head) >= HEADER_SIZE and _header_holds(head)
+
+
+#: zlib's window bits for each compression TensorFlow offers.
+WINDOW_BITS: Final = {"gzip": 31, "zlib": 15}
+
+
+def compression_of_head(head: bytes) -> str | None:
+    """``"gzip"`` or ``"zlib"`` if a file's first bytes are a stream of
+    that kind holding a TFRecord header whose checksum holds; None if not."""
+    for kind, wbits in WINDOW_BITS.items():
+        try:
+            inflated = zlib.decompressobj(wbits).decompress(head, HEADER_SIZE)
+        except zlib.error:
+            continue
+        if len(inflated) == HEADER_SIZE and _header_holds(inflated):
+            return kind
+    return None
+
+
+def starts_like_tfrecord(head: bytes) -> bool:
+    """Whether a file's first bytes begin with a TFRecord header whose
+    checksum holds, stored as it is or compressed (GZIP or ZLIB)."""
+    return starts_with_header(head) or compression_of_head(head) is not None
+
+
+class TFRecordDecoder:
+    """Decodes TFRecord framing from bytes fed in order.
+
+    ``start`` is the offset of a record's header (0 for a whole file);
+    records whose header starts at or after ``stop`` are not handed out. A
+    length over ``max_record_size`` is damage: no buffer of that size is
+    ever made. After damage (a bad length checksum, a bad data checksum, an
+    impossible length) nothing more is decoded: `damage` tells where and
+    why, and the region to the end of the stream is handed out once the end
+    is fed. Bytes ending inside a record are a torn record, handed out as
+    a region too.
+    """
+
+    __slots__ = (
+        "_buffer",
+        "_buffer_start",
+        "_eof",
+        "_max_record_size",
+        "_stop",
+        "damage",
+        "finished",
+    )
+
+    def __init__(
+        self, start: int = 0, stop: int | None = None, *, max_record_size: int
+    ) -> None:
+        self._buffer = bytearray()
+        self._buffer_start = start  # offset of the first buffered byte
+        self._stop = stop
+        self._max_record_size = max_record_size
+        self._eof: int | None = None
+        self.damage: tuple[int, str] | None = None
+        """Where decoding stopped for damage, and why; None while it holds."""
+        self.finished = False
+        """True once nothing more will be handed out."""
+
+    @property
+    def wanted(self) -> int:
+        """The offset of the next byte to feed."""
+        return self._buffer_start + len(self._buffer)
+
+    @property
+    def position(self) -> int:
+        """The offset of the next record's header (the end of the last one
+        handed out)."""
+        return self._buffer_start
+
+    @property
+    def needs_end(self) -> bool:
+        """True after damage, until the end is fed: only the stream's size
+        is still of interest (to report the region lost)."""
+        return self.damage is not None and self._eof is None
+
+    @property
+    def record_in_progress(self) -> tuple[int, bytes] | None:
+        """``(offset, first bytes)`` of the record partly fed (its header and
+        up to 4 KiB of its data), None between records. A follower checks
+        those bytes are still in the file before it joins more to them: a
+        writer restarting after a crash writes over a torn record."""
+        if not self._buffer or self.damage is not None:
+            return None
+        return self._buffer_start, bytes(self._buffer[:_CHECKED_PREFIX])
+
+    def discard_unread(self) -> None:
+        """Nothing to do: a record partly fed is kept (it may be far larger
+        than a read; fed again from its start, it could never be whole).
+        A follower checks it with `record_in_progress`, and starts over
+        from `position` if the file became shorter than what was fed."""
+
+    def feed(self, data: bytes | bytearray | memoryview) -> None:
+        """Give the bytes at `wanted`."""
+        if self.damage is None:
+            self._buffer += data
+        else:  # only the end is still of interest
+            self._buffer_start += len(data)
+
+    def feed_eof(self, at: int | None = None) -> None:
+        """The stream ends after the bytes fed, or at ``at`` (its size, when
+        the caller knows it and need not feed the bytes after damage)."""
+        self._eof = self.wanted if at is None else at
+
+    def read_many(self, limit: int) -> list[Record | SkippedRegion]:
+        """Up to ``limit`` records (and a dropped region, at the end), from
+        the bytes fed so far."""
+        out: list[Record | SkippedRegion] = []
+        if self.finished:
+            return out
+        buffer = self._buffer
+        at = 0
+        base = self._buffer_start
+        size = len(buffer)
+        while len(out) < limit and self.damage is None:
+            start = base + at
+            if self._stop is not None and start >= self._stop:
+                self.finished = True
+                break
+            if size - at < HEADER_SIZE:
+                break
+            length, checksum = _HEADER.unpack_from(buffer, at)
+            if unmask_crc(checksum) != crc32c(buffer[at : at + 8]):
+                self.damage = (start, "bad length checksum")
+            elif length > self._max_record_size:
+                self.damage = (
+                    start,
+                    f"record of {length} bytes is over the largest allowed, "
+                    f"{self._max_record_size}",
+                )
+            elif size - at < HEADER_SIZE + length + FOOTER_SIZE:
+                break
+            else:
+                data_at = at + HEADER_SIZE
+                end = data_at + length
+                data = bytes(buffer[data_at:end])
+                (stored,) = _CRC.unpack_from(buffer, end)
+                if unmask_crc(stored) != crc32c(data):
+                    self.damage = (start, "bad data checksum")
+                else:
+                    at = end + FOOTER_SIZE
+                    out.append((data, start, base + at))
+        if at:
+            del buffer[:at]
+            self._buffer_start += at
+        if self.damage is not None:
+            self._buffer_start = self.wanted
+            del buffer[:]
+        self._finish_at_eof(out, limit)
+        return out
+
+    def _finish_at_eof(self, out: list[Record | SkippedRegion], limit: int) -> None:
+        if self._eof is None or self.finished or len(out) >= limit:
+            return
+        if self.damage is not None:
+            start, reason = self.damage
+            out.append(SkippedRegion(start, max(self._eof, start), reason))
+        elif self._buffer:
+            out.append(
+                SkippedRegion(self._buffer_start, self._eof, "torn record at the end")
+            )
+        self.finished = True
