@@ -302,9 +302,10 @@ class FramedWriter:
                 _watch.notify(self._watch_key)
             elif self._upload is not None:
                 try:
-                    await self._upload.write(
-                        await self._converted_off_loop(data, final)
-                    )
+                    out, cancelled = await self._converted_off_loop(data, final)
+                    # Sent even if cancelled while it was converted: the
+                    # records were taken (and a compressor consumed them).
+                    await self._upload.write(out)
                 except asyncio.CancelledError:
                     raise  # the data was taken; a part under way was sent
                 except BaseException as error:
@@ -312,7 +313,7 @@ class FramedWriter:
                     raise
             else:
                 try:
-                    out = await self._converted_off_loop(data, final)
+                    out, cancelled = await self._converted_off_loop(data, final)
                     await self._target.write(bytes(out))  # type: ignore[union-attr]
                 except BaseException as error:
                     # Written, partly written or not: the file object cannot
@@ -469,10 +470,14 @@ class FramedWriter:
 
     async def _converted_off_loop(
         self, data: bytearray, final: bool
-    ) -> bytes | bytearray:
+    ) -> tuple[bytes | bytearray, asyncio.CancelledError | None]:
+        """``data`` converted in a worker thread (if the format converts),
+        and the cancellation that came meanwhile: the conversion finishes
+        all the same, and its output must still be written."""
         if not self._converts:
-            return data
-        return await _io.offload(self._converted, data, final)
+            return data, None
+        outcome, cancelled = await _io.run_to_completion(self._converted, data, final)
+        return outcome.unwrap(), cancelled
 
     def _open_for_writing(self, path: str) -> tuple[_io.FileIO, int]:
         """Open ``path`` for records at its end (in a worker thread)."""
