@@ -21,12 +21,18 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
-import dask
-import dask.bag
-import dask.base
-import dask.dataframe
-import pandas
-from dask.delayed import delayed
+try:
+    import dask
+    import dask.bag
+    import dask.base
+    import dask.dataframe
+    import pandas
+    from dask.delayed import delayed
+except ImportError as missing:  # the extra, not the library, is missing
+    raise ImportError(
+        f"aiorecords.dask needs Dask ({missing.name} is missing): "
+        "pip install 'aiorecords[dask]'"
+    ) from missing
 
 from . import _bridge, _outputs, _remote
 from ._formats import Format

@@ -223,3 +223,22 @@ def test_every_error_pickles_with_its_fields() -> None:
         assert back.__dict__ == error.__dict__
         if isinstance(error, OSError):
             assert (back.errno, back.filename) == (error.errno, error.filename)
+
+
+def test_aiorecords_dask_without_dask_says_which_extra() -> None:
+    import subprocess
+    import sys
+
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            "import sys; sys.modules['dask'] = None; import aiorecords.dask",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 1
+    assert "pip install 'aiorecords[dask]'" in done.stderr.splitlines()[-1]
