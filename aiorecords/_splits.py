@@ -14,12 +14,12 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-from collections.abc import AsyncIterator, Callable, Iterable, Iterator
+from collections.abc import AsyncIterator, Iterable, Iterator
 from typing import Any, Final
 
 from . import _bridge, _formats, _io, _remote
 from ._formats import Format
-from ._skipped import SkippedRegion
+from ._framed_reader import CorruptionCallback
 from .archive._splits import plan_entries, read_entries
 from .capture._splits import plan_numbers, read_numbers
 from .errors import FileChangedError
@@ -226,10 +226,6 @@ def plan_splits(
             latest_only=latest_only,
         )
     )
-
-
-#: Called with each region of bytes a split's reader drops.
-CorruptionCallback = Callable[[SkippedRegion], None]
 
 
 async def aread_split(

@@ -36,7 +36,8 @@ except ImportError as missing:  # the extra, not the library, is missing
 
 from . import _bridge, _outputs, _remote
 from ._formats import Format
-from ._splits import DEFAULT_TARGET_BYTES, CorruptionCallback, Split, plan_splits
+from ._framed_reader import CorruptionCallback
+from ._splits import DEFAULT_TARGET_BYTES, Split, plan_splits
 from ._splits import read_split as _read_split
 
 __all__ = ["read", "read_dataframe", "write"]

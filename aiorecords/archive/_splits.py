@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import itertools
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from typing import Any
 
 from .. import _remote
+from .._framed_reader import CorruptionCallback
 from .._skipped import SkippedRegion
 from ..errors import CorruptArchiveError
 from ._archive import Archive
@@ -37,7 +38,7 @@ async def _chosen(
     archive: Archive,
     latest_only: bool,
     recover: bool,
-    on_corruption: Callable[[SkippedRegion], None] | None = None,
+    on_corruption: CorruptionCallback | None = None,
 ) -> list[ArchiveEntry]:
     """Every entry oldest first, or only the newest of each name."""
     entries = list(
@@ -82,7 +83,7 @@ async def read_entries(
     latest_only: bool,
     storage_options: dict[str, Any] | None,
     strict: bool,
-    on_corruption: Callable[[SkippedRegion], None] | None,
+    on_corruption: CorruptionCallback | None,
 ) -> AsyncIterator[bytes]:
     """The data of each entry whose element starts in ``[start, stop)``,
     oldest first (with ``latest_only``, only entries no newer one of the

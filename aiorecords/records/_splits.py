@@ -6,10 +6,9 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 from .._skipped import SkippedRegion
-from ._log import byte_ranges
 from ._reader import CorruptionCallback, RecordsReader
 
-__all__ = ["byte_ranges", "read_range"]
+__all__ = ["read_range"]
 
 
 async def read_range(

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import errno
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from typing import Any, Final
 
 from .. import _formats, _io, _remote
+from .._framed_reader import CorruptionCallback
 from .._skipped import SkippedRegion
 from ..errors import StorageError
 from ._frame import compression_of_head, starts_with_header
@@ -97,7 +98,7 @@ async def read_tfrecord(
     *,
     storage_options: dict[str, Any] | None,
     strict: bool,
-    on_corruption: Callable[[SkippedRegion], None] | None,
+    on_corruption: CorruptionCallback | None,
 ) -> AsyncIterator[bytes]:
     """The records whose header starts in ``[start, stop)`` (a compressed
     file: all of them). Damage ends the range: the region reported ends at
