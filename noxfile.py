@@ -43,6 +43,20 @@ def tests(session: nox.Session) -> None:
     session.run("python", "-m", "pytest", *session.posargs)
 
 
+@nox.session(python=installed_pythons())
+def tests_pure(session: nox.Session) -> None:
+    """The suite on the pure-Python reference code (the compiled kernels
+    turned off), as the second half of CI runs it."""
+    session.install("-e", ".[test]")
+    session.run(
+        "python",
+        "-m",
+        "pytest",
+        *session.posargs,
+        env={"AIORECORDS_NO_EXTENSIONS": "1"},
+    )
+
+
 @nox.session
 def lint(session: nox.Session) -> None:
     """ruff: lint and formatting."""

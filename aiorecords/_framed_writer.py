@@ -12,10 +12,10 @@ from __future__ import annotations
 import asyncio
 import errno
 import logging
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Any, ClassVar, Final, Protocol, TypeVar
 
-from . import _io, _remote, _watch
+from . import _io, _kernels, _remote, _watch
 from ._lifetime import CloseOnce
 from ._scheduling import RECORDS_PER_TURN, let_others_run
 from ._upload import Upload, start_upload
@@ -56,16 +56,25 @@ class Encoder(Protocol):
     def encode(self, data: bytes | bytearray | memoryview, out: bytearray, /) -> Any:
         """Append the framed record ``data`` to ``out``."""
 
+    def encode_many(
+        self,
+        records: Sequence[bytes | bytearray | memoryview | str],
+        start: int,
+        stop: int,
+        out: bytearray,
+        max_bytes: int,
+        /,
+    ) -> int:
+        """Append ``records[start:stop]`` framed to ``out`` until it has grown
+        by ``max_bytes``; the index reached."""
 
-def to_bytes(
-    data: bytes | bytearray | memoryview | str,
-) -> bytes | bytearray | memoryview:
-    """A record as bytes (``str`` as UTF-8)."""
-    if isinstance(data, str):
-        return data.encode("utf-8")
-    if isinstance(data, (bytes, bytearray, memoryview)):
-        return data
-    raise TypeError(f"a record is bytes or str, not {type(data).__name__}")
+
+to_bytes = _kernels.record_bytes
+
+#: No limit on the bytes of one encode_many call.
+_ALL: Final = 1 << 62
+
+Records = Sequence[bytes | bytearray | memoryview | str]
 
 
 class FramedWriter:
@@ -243,29 +252,19 @@ class FramedWriter:
         other tasks' records may land between these.
 
         Cancellation: the records framed before the cancellation are written
-        (they are in the buffer), in order; the rest are not. A write of the
-        buffer already handed to a worker thread finishes first.
+        (they are in the buffer), in order; the rest are not, and are still
+        in the iterable (none is taken from it without being framed before
+        the call next waits). A write of the buffer already handed to a
+        worker thread finishes first.
         """
         encoder = self._encoder
         if encoder is None or self._closed or self._failed is not None:
             encoder = await self._ready()
-        encode = encoder.encode
-        buffer = self._buffer
-        written = 0
-        for data in records:
-            encode(data if type(data) is bytes else to_bytes(data), buffer)
-            written += 1
-            self._unyielded_records += 1
-            if (
-                len(buffer) >= self._next_check
-                or self._unyielded_records >= RECORDS_PER_TURN
-            ):
-                await self._buffer_grew()
-                # Another task may have closed the writer meanwhile (or a
-                # flush swapped the buffers).
-                encode = (await self._ready()).encode
-                buffer = self._buffer
-        return written
+        if isinstance(records, (list, tuple)):
+            return await _write_sequence(self, encoder, records)
+        if _kernels.compiled is None:
+            return await _write_each(self, encoder, records)
+        return await _write_pieces(self, encoder, iter(records))
 
     async def _flush_buffer(self) -> None:
         async with self._lock:
@@ -570,3 +569,102 @@ def open_for_writing(
         raise
     temp.path = path
     return temp, 0
+
+
+# write_many's three ways (outside the class, for the class's size). Each
+# makes the writer's checks (a flush; a turn for other tasks) where as many
+# write() calls would, and takes no record from the iterable that it does
+# not frame before it next waits: a cancellation loses none of them.
+
+
+async def _write_sequence(
+    writer: FramedWriter, encoder: Encoder, records: Records
+) -> int:
+    """A list or tuple: framed in runs up to each check, in one call each."""
+    index = 0
+    while index < len(records):
+        buffer = writer._buffer
+        reached = encoder.encode_many(
+            records,
+            index,
+            index + max(1, RECORDS_PER_TURN - writer._unyielded_records),
+            buffer,
+            max(1, writer._next_check - len(buffer)),
+        )
+        writer._unyielded_records += reached - index
+        index = reached
+        if (
+            len(buffer) >= writer._next_check
+            or writer._unyielded_records >= RECORDS_PER_TURN
+        ):
+            await writer._buffer_grew()
+            # Another task may have closed the writer meanwhile (or a flush
+            # swapped the buffers).
+            encoder = await writer._ready()
+    return index
+
+
+async def _write_pieces(
+    writer: FramedWriter, encoder: Encoder, records: Iterator[Any]
+) -> int:
+    """Any other iterable, with the compiled kernels: taken a piece at a
+    time, each piece no more than the room before the next check, then
+    framed whole in one call."""
+    written = 0
+    while True:
+        piece = _piece(
+            records,
+            max(1, RECORDS_PER_TURN - writer._unyielded_records),
+            writer._next_check - len(writer._buffer),
+        )
+        if not piece:
+            return written
+        encoder.encode_many(piece, 0, len(piece), writer._buffer, _ALL)
+        written += len(piece)
+        writer._unyielded_records += len(piece)
+        if (
+            len(writer._buffer) >= writer._next_check
+            or writer._unyielded_records >= RECORDS_PER_TURN
+        ):
+            await writer._buffer_grew()
+            encoder = await writer._ready()
+
+
+def _piece(records: Iterator[Any], count: int, size: int) -> list[Any]:
+    """Up to ``count`` records from ``records``, fewer once they reach
+    ``size`` bytes (str counted by characters: the checks are thresholds)."""
+    piece: list[Any] = []
+    total = 0
+    for data in records:
+        piece.append(data)
+        if len(piece) >= count:
+            break
+        try:
+            total += len(data)
+        except TypeError:
+            break  # not a record: the encoder raises for it, after the rest
+        if total >= size:
+            break
+    return piece
+
+
+async def _write_each(
+    writer: FramedWriter, encoder: Encoder, records: Iterable[Any]
+) -> int:
+    """Any other iterable, on the pure-Python path: one record at a time
+    (collecting pieces would cost more than it saves there)."""
+    encode = encoder.encode
+    buffer = writer._buffer
+    written = 0
+    for data in records:
+        encode(data if type(data) is bytes else to_bytes(data), buffer)
+        written += 1
+        writer._unyielded_records += 1
+        if (
+            len(buffer) >= writer._next_check
+            or writer._unyielded_records >= RECORDS_PER_TURN
+        ):
+            await writer._buffer_grew()
+            encode = (await writer._ready()).encode
+            buffer = writer._buffer
+    return written

@@ -2,7 +2,8 @@
 
 Writes, then reads back, 200 MiB of 1 KiB records and of 100-byte records
 through ``RecordsWriter`` (``write`` per record, and ``write_many`` over a
-generator) / ``RecordsReader`` (``async for``), and, in the
+generator and over a list) / ``RecordsReader`` (``async for``, and lists
+of records from ``batches()``), and, in the
 same run, writes and reads the very same bytes with plain ``os.write`` /
 ``os.read`` in 1 MiB chunks, the fastest this machine moves them. Two
 settings: "cached" (the file in the page cache, writes not synced: the
@@ -19,6 +20,9 @@ between that late wake-up and the one before, 1 ms plus the stall apart:
 the part of that time its own work can account for. The rest the thread
 spent not running (the host or another thread had the CPU, or it waited for
 the GIL or in a system call).
+
+The header says which kernels ran: the compiled ones where the extension
+is built, the pure-Python reference with ``AIORECORDS_NO_EXTENSIONS=1``.
 
     python bench/records.py [--mib N] [--repeat N] [--dir DIR]
 """
@@ -37,7 +41,7 @@ import tempfile
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 
-from aiorecords import RecordsReader, RecordsWriter
+from aiorecords import RecordsReader, RecordsWriter, _kernels
 
 CHUNK = 1024 * 1024
 
@@ -165,11 +169,31 @@ async def bench_size(
 
         return run
 
+    every = [records[n & 255] for n in range(count)]
+
+    def write_list_ours(sync: bool) -> Callable[[], Awaitable[None]]:
+        async def run() -> None:
+            async with RecordsWriter(
+                ours, pad_last_block=False, replace=True
+            ) as writer:
+                await writer.write_many(every)
+                if sync:
+                    await writer.sync()
+
+        return run
+
     async def read_ours() -> None:
         seen = 0
         async with RecordsReader(ours) as reader:
             async for _ in reader:
                 seen += 1
+        assert seen == count
+
+    async def read_batches_ours() -> None:
+        seen = 0
+        async with RecordsReader(ours) as reader:
+            async for batch in reader.batches():
+                seen += len(batch)
         assert seen == count
 
     await write_ours(False)()  # warm-up, and the bytes the raw runs use
@@ -190,13 +214,26 @@ async def bench_size(
     for setting, cold in (("cached", False), ("from disk", True)):
         work = (
             ("write", write_ours(cold), write_raw(cold), None, None),
-            ("write_many", write_many_ours(cold), write_raw(cold), None, None),
             (
-                "read",
-                read_ours,
-                read_raw,
-                (lambda: evict(ours)) if cold else None,
-                (lambda: evict(raw)) if cold else None,
+                "write_many (generator)",
+                write_many_ours(cold),
+                write_raw(cold),
+                None,
+                None,
+            ),
+            ("write_many (list)", write_list_ours(cold), write_raw(cold), None, None),
+            *(
+                (
+                    name,
+                    reader,
+                    read_raw,
+                    (lambda: evict(ours)) if cold else None,
+                    (lambda: evict(raw)) if cold else None,
+                )
+                for name, reader in (
+                    ("read (async for)", read_ours),
+                    ("read (batches)", read_batches_ours),
+                )
             ),
         )
         for name, mine, theirs, before_mine, before_theirs in work:
@@ -238,9 +275,10 @@ def main() -> None:
         rows = asyncio.run(bench(args.mib, args.repeat, directory))
     finally:
         shutil.rmtree(directory, ignore_errors=True)
+    kernels = "compiled" if _kernels.compiled is not None else "pure Python"
     print(
         f"Python {platform.python_version()} on {platform.machine()}, "
-        f"{os.cpu_count()} CPUs; {args.mib} MiB of records per run; "
+        f"{os.cpu_count()} CPUs; {kernels} kernels; {args.mib} MiB of records per run; "
         f"{args.repeat} runs of each, taking turns"
     )
     columns = [

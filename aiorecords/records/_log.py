@@ -22,11 +22,13 @@ at an arbitrary offset. Both are pure code over bytes.
 from __future__ import annotations
 
 import struct
+from collections.abc import Sequence
 from typing import Final
 
 from crc32c import crc32c
 
 from .._crc import MASK_DELTA, mask_crc, unmask_crc
+from .._kernels import compiled, record_bytes
 from .._skipped import SkippedRegion
 
 __all__ = [
@@ -41,6 +43,8 @@ __all__ = [
     "AppendPoint",
     "Record",
     "byte_ranges",
+    "encode_records",
+    "full_records",
     "mask_crc",
     "starts_like_log",
     "unmask_crc",
@@ -94,8 +98,10 @@ class LogEncoder:
     __slots__ = ("block_offset",)
 
     def __init__(self, block_offset: int = 0) -> None:
-        if not 0 <= block_offset < BLOCK_SIZE:
-            raise ValueError("block offset must be in 0..32767")
+        # 32768: the last record ended the block exactly (the next starts
+        # a new one), as LevelDB's writer allows.
+        if not 0 <= block_offset <= BLOCK_SIZE:
+            raise ValueError("block offset must be in 0..32768")
         self.block_offset = block_offset
 
     def encode(self, data: bytes | bytearray | memoryview, out: bytearray) -> None:
@@ -133,6 +139,33 @@ class LogEncoder:
                 break
         self.block_offset = offset
 
+    def encode_many(
+        self,
+        records: Sequence[bytes | bytearray | memoryview | str],
+        start: int,
+        stop: int,
+        out: bytearray,
+        max_bytes: int,
+    ) -> int:
+        """Append the physical records of ``records[start:stop]`` to ``out``,
+        in order, until ``out`` has grown by ``max_bytes`` or more; return the
+        index reached. (``str`` is framed as UTF-8.)
+
+        A record that is neither bytes nor str raises `TypeError` after the
+        records before it are framed, as `encode()` one at a time would.
+        """
+        try:
+            self.block_offset, reached = fast_encode_records(
+                records, start, stop, self.block_offset, out, max_bytes
+            )
+        except (TypeError, UnicodeError):
+            # Nothing of the call was framed: again one by one, so that the
+            # records before the bad one are, and it raises.
+            for data in records[start:stop]:
+                self.encode(record_bytes(data), out)
+            raise
+        return reached
+
     def padding(self) -> bytes:
         """Zeros up to the end of the current block (none at a boundary).
 
@@ -143,6 +176,34 @@ class LogEncoder:
         pad = bytes(BLOCK_SIZE - self.block_offset)
         self.block_offset = 0
         return pad
+
+
+def encode_records(
+    records: Sequence[bytes | bytearray | memoryview | str],
+    start: int,
+    stop: int,
+    block_offset: int,
+    out: bytearray,
+    max_bytes: int,
+) -> tuple[int, int]:
+    """The reference of the compiled ``log_encode`` kernel: frame
+    ``records[start:stop]`` from ``block_offset`` on until ``out`` has grown
+    by ``max_bytes``; ``(block offset, index reached)``. On an error
+    nothing of the call is left in ``out``."""
+    encoder = LogEncoder(block_offset)
+    size = len(out)
+    stop = min(stop, len(records))
+    if not 0 <= start <= stop:
+        raise ValueError("start outside the records")
+    index = start
+    try:
+        while index < stop and len(out) - size < max_bytes:
+            encoder.encode(record_bytes(records[index]), out)
+            index += 1
+    except BaseException:
+        del out[size:]
+        raise
+    return encoder.block_offset, index
 
 
 #: One logical record and where it lies in the file: ``(data, start, end)``,
@@ -398,43 +459,23 @@ class LogDecoder:
         out: list[Record | SkippedRegion] = []
         append = out.append
         dropped = self.dropped
-        unpack = _HEADER.unpack_from
-        full_crc = _FULL_CRC
-        stop = self.stop if self.stop is not None else 1 << 63
+        stop = self.stop if self.stop is not None else _NO_STOP
         count = 0
         while count < limit:
             if not (
                 self._in_record or self._resyncing or self._skip_block or self._stopped
             ):
-                buffer = self._buffer
-                block_start = self._block_start
-                base = block_start - self._buffer_start
-                pos = self._pos
-                # The fast path stops where a header would not fit, and at
-                # ``stop``; records before ``start`` take the general path.
-                block_end = base + min(len(buffer) - base, BLOCK_SIZE)
-                last = block_end - HEADER_SIZE  # in the buffer, as ``at``
-                if pos >= self.start - block_start:
-                    last = min(last, base + stop - block_start - 1)
-                else:
-                    last = -1
-                at = base + pos
-                offset = self._buffer_start  # of the buffer in the file
-                while at <= last and count < limit:
-                    checksum, length, kind = unpack(buffer, at)
-                    end = at + HEADER_SIZE + length
-                    if kind != FULL or end > block_end:
-                        break
-                    data = buffer[at + HEADER_SIZE : end]
-                    crc = crc32c(data, full_crc)
-                    if (
-                        (((crc >> 15) | (crc << 17)) + MASK_DELTA) & 0xFFFFFFFF
-                    ) != checksum:
-                        break  # the general path reports it
-                    append((data, offset + at, offset + end))
-                    count += 1
-                    at = end
-                self._pos = at - base
+                self._block_start, self._pos, taken = fast_full_records(
+                    self._buffer,
+                    self._buffer_start,
+                    self._block_start,
+                    self._pos,
+                    self.start,
+                    stop,
+                    limit - count,
+                    out,
+                )
+                count += taken
                 if count >= limit:
                     break
             record = self.read()
@@ -516,6 +557,72 @@ class LogDecoder:
             self._reset_record()
             self._stopped = True
 
+
+#: ``stop`` when there is none (past any file offset).
+_NO_STOP: Final = 1 << 62
+
+
+def full_records(
+    buffer: bytes | bytearray | memoryview,
+    buffer_start: int,
+    block_start: int,
+    pos: int,
+    start: int,
+    stop: int,
+    limit: int,
+    out: list[Record | SkippedRegion],
+) -> tuple[int, int, int]:
+    """The decoder's fast path, and the reference of the compiled
+    ``log_full_records`` kernel: up to ``limit`` whole FULL records from
+    ``block_start + pos`` on (``buffer`` holds the file from
+    ``buffer_start``), appended to ``out``; trailers of complete blocks are
+    stepped over. It stops before anything else (another fragment type, zero
+    fill, a checksum that fails, a record not all in the buffer, a record
+    starting at or after ``stop`` or before ``start``), which the general
+    path then handles. Returns ``(block_start, pos, count)``.
+    """
+    append = out.append
+    unpack = _HEADER.unpack_from
+    full_crc = _FULL_CRC
+    size = len(buffer)
+    offset = buffer_start  # of the buffer in the file
+    base = block_start - offset  # of the block in the buffer
+    count = 0
+    while count < limit:
+        at = base + pos
+        if offset + at < start:
+            break
+        block_end = base + min(size - base, BLOCK_SIZE)
+        last = min(block_end - HEADER_SIZE, stop - offset - 1)
+        while at <= last and count < limit:
+            checksum, length, kind = unpack(buffer, at)
+            end = at + HEADER_SIZE + length
+            if kind != FULL or end > block_end:
+                break
+            data = bytes(buffer[at + HEADER_SIZE : end])
+            crc = crc32c(data, full_crc)
+            if ((((crc >> 15) | (crc << 17)) + MASK_DELTA) & 0xFFFFFFFF) != checksum:
+                break
+            append((data, offset + at, offset + end))
+            count += 1
+            at = end
+        pos = at - base
+        if (
+            count < limit
+            and block_end - at < HEADER_SIZE
+            and block_end - base == BLOCK_SIZE
+            and offset + at < stop
+        ):
+            base += BLOCK_SIZE  # over the trailer, to the next block
+            pos = 0
+            continue
+        break
+    return base + offset, pos, count
+
+
+# The compiled kernels where they are built (aiorecords._kernels).
+fast_full_records = compiled.log_full_records if compiled else full_records
+fast_encode_records = compiled.log_encode if compiled else encode_records
 
 # Pseudo-types for physical records the reader drops or skips.
 _BAD: Final = -1

@@ -20,11 +20,13 @@ from __future__ import annotations
 
 import struct
 import zlib
+from collections.abc import Sequence
 from typing import Final
 
 from crc32c import crc32c
 
-from .._crc import mask_crc, unmask_crc
+from .._crc import MASK_DELTA, mask_crc, unmask_crc
+from .._kernels import compiled, record_bytes
 from .._skipped import SkippedRegion
 
 __all__ = [
@@ -35,6 +37,9 @@ __all__ = [
     "TFRecordDecoder",
     "compression_of_head",
     "frame",
+    "frame_many",
+    "frame_records",
+    "good_records",
     "starts_like_tfrecord",
     "starts_with_header",
 ]
@@ -60,6 +65,106 @@ def frame(data: bytes | bytearray | memoryview, out: bytearray) -> int:
     out += data
     out += _CRC.pack(mask_crc(crc32c(data)))
     return HEADER_SIZE + len(data) + FOOTER_SIZE
+
+
+def frame_records(
+    records: Sequence[bytes | bytearray | memoryview | str],
+    start: int,
+    stop: int,
+    out: bytearray,
+    max_bytes: int,
+) -> int:
+    """The reference of the compiled ``tf_frame`` kernel: frame
+    ``records[start:stop]`` (``str`` as UTF-8) until ``out`` has grown by
+    ``max_bytes``; the index reached. On an error nothing of the call is
+    left in ``out``."""
+    size = len(out)
+    stop = min(stop, len(records))
+    if not 0 <= start <= stop:
+        raise ValueError("start outside the records")
+    index = start
+    try:
+        while index < stop and len(out) - size < max_bytes:
+            frame(record_bytes(records[index]), out)
+            index += 1
+    except BaseException:
+        del out[size:]
+        raise
+    return index
+
+
+def frame_many(
+    records: Sequence[bytes | bytearray | memoryview | str],
+    start: int,
+    stop: int,
+    out: bytearray,
+    max_bytes: int,
+) -> int:
+    """`frame()` for ``records[start:stop]``, until ``out`` has grown by
+    ``max_bytes``; the index reached. A record that is neither bytes nor str
+    raises `TypeError` after the records before it are framed."""
+    try:
+        return fast_frame_records(records, start, stop, out, max_bytes)
+    except (TypeError, UnicodeError):
+        for data in records[start:stop]:
+            frame(record_bytes(data), out)
+        raise
+
+
+def good_records(
+    buffer: bytes | bytearray | memoryview,
+    at: int,
+    base: int,
+    stop: int,
+    max_record_size: int,
+    limit: int,
+    out: list[Record | SkippedRegion],
+) -> int:
+    """The decoder's fast path, and the reference of the compiled
+    ``tf_good_records`` kernel: up to ``limit`` whole records from
+    ``buffer[at:]`` on whose checksums hold, appended to ``out`` with file
+    offsets (``base`` is the offset of ``buffer[0]``). It stops before
+    anything else (a record starting at or after ``stop``, one not all in
+    the buffer, a checksum that fails, a length over ``max_record_size``),
+    which the decoder then handles; returns where it stopped."""
+    append = out.append
+    unpack = _HEADER.unpack_from
+    unpack_crc = _CRC.unpack_from
+    size = len(buffer)
+    count = 0
+    while count < limit:
+        start = base + at
+        if start >= stop or size - at < HEADER_SIZE:
+            break
+        length, checksum = unpack(buffer, at)
+        crc = crc32c(buffer[at : at + 8])
+        if (
+            (((crc >> 15) | (crc << 17)) + MASK_DELTA) & 0xFFFFFFFF != checksum
+            or length > max_record_size
+            or size - at < HEADER_SIZE + length + FOOTER_SIZE
+        ):
+            break
+        data_at = at + HEADER_SIZE
+        end = data_at + length
+        data = bytes(buffer[data_at:end])
+        crc = crc32c(data)
+        if (((crc >> 15) | (crc << 17)) + MASK_DELTA) & 0xFFFFFFFF != unpack_crc(
+            buffer, end
+        )[0]:
+            break
+        at = end + FOOTER_SIZE
+        append((data, start, base + at))
+        count += 1
+    return at
+
+
+#: ``stop`` when there is none (past any file offset), and the largest
+#: ``max_record_size`` the kernels take.
+_NO_STOP: Final = 1 << 62
+
+# The compiled kernels where they are built (aiorecords._kernels).
+fast_good_records = compiled.tf_good_records if compiled else good_records
+fast_frame_records = compiled.tf_frame if compiled else frame_records
 
 
 def _header_holds(head: bytes | bytearray | memoryview) -> bool:
@@ -187,7 +292,15 @@ class TFRecordDecoder:
         at = 0
         base = self._buffer_start
         size = len(buffer)
+        stop = _NO_STOP if self._stop is None else self._stop
+        largest = min(self._max_record_size, _NO_STOP)
         while len(out) < limit and self.damage is None:
+            # The whole, sound records; then the one it stopped before.
+            at = fast_good_records(
+                buffer, at, base, stop, largest, limit - len(out), out
+            )
+            if len(out) >= limit:
+                break
             start = base + at
             if self._stop is not None and start >= self._stop:
                 self.finished = True

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 from .. import _io
-from .._framed_writer import DEFAULT_BUFFER_SIZE, FramedWriter, Target
+from .._framed_writer import DEFAULT_BUFFER_SIZE, FramedWriter, Target, to_bytes
 from .._limits import DEFAULT_MAX_RECORD_SIZE
 from ..errors import StorageNotSupported
-from ._frame import TFRecordDecoder, frame
+from ._frame import TFRecordDecoder, frame, frame_many
 from ._index import index_line, index_path_of
 from ._stream import Compression, Deflater
 
@@ -32,6 +33,28 @@ class _Framer:
         if self.index is not None:
             self.index += index_line(self.offset, length)
         self.offset += length
+
+    def encode_many(
+        self,
+        records: Sequence[bytes | bytearray | memoryview | str],
+        start: int,
+        stop: int,
+        out: bytearray,
+        max_bytes: int,
+    ) -> int:
+        if self.index is not None:
+            # Each record's index line needs its offset: one at a time.
+            size = len(out)
+            stop = min(stop, len(records))
+            while start < stop and len(out) - size < max_bytes:
+                self.encode(to_bytes(records[start]), out)
+                start += 1
+            return start
+        before = len(out)
+        try:
+            return frame_many(records, start, stop, out, max_bytes)
+        finally:
+            self.offset += len(out) - before
 
 
 class TFRecordWriter(FramedWriter):

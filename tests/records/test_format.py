@@ -138,8 +138,13 @@ def test_continuing_inside_a_block() -> None:
         physical(FIRST, b"abc") + physical(LAST, b"d")
     )
     assert encode(b"abcd", offset=BLOCK_SIZE - 3) == bytes(3) + physical(FULL, b"abcd")
+    # At the very end of a block (the last record filled it): the next
+    # record starts the next block, with no trailer.
+    assert encode(b"abcd", offset=BLOCK_SIZE) == physical(FULL, b"abcd")
     with pytest.raises(ValueError, match="block offset"):
-        LogEncoder(BLOCK_SIZE)
+        LogEncoder(BLOCK_SIZE + 1)
+    with pytest.raises(ValueError, match="block offset"):
+        LogEncoder(-1)
 
 
 def test_padding_to_the_block_end() -> None:

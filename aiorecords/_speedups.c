@@ -1,0 +1,708 @@
+/*
+ * aiorecords._speedups: compiled per-record kernels.
+ *
+ * Optional: the package installs and works without it, and the pure-Python
+ * code in the format cores is the reference each kernel here is tested
+ * against (tests/test_kernels.py). Every function is pure work over bytes
+ * in memory: no I/O, no event loop, no threads, nothing kept between calls.
+ *
+ * Each decoding kernel takes only what is plainly good (a whole record whose
+ * checksum holds) and stops at anything else, returning where it stopped;
+ * the Python core then handles that one case by its own rules. So the drop
+ * reasons, offsets and limits stay the core's, defined in one place.
+ *
+ * Setting AIORECORDS_NO_EXTENSIONS (to anything but "" or "0") makes the
+ * import fail, so that the pure-Python code is used.
+ */
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
+#include <nmmintrin.h>
+#define HAVE_X86_CRC 1
+#endif
+
+/* ---------------------------------------------------------------- CRC-32C */
+
+/* The crc32c package's function: used for long data (it interleaves three
+ * streams and is faster there, measured in bench/kernels.py) and on CPUs
+ * without the instruction. */
+static PyObject *package_crc32c = NULL;
+static int have_crc_instruction = 0;
+
+/* Data at least this long goes to the package (one call's overhead, about
+ * 0.2 us, is then under 5% of the work). */
+#define PACKAGE_CRC_FROM 16384
+
+#ifdef HAVE_X86_CRC
+__attribute__((target("sse4.2"))) static uint32_t
+crc_instruction(uint32_t crc, const unsigned char *p, size_t n)
+{
+    uint64_t c = (uint32_t)~crc;
+    while (n && ((uintptr_t)p & 7)) {
+        c = _mm_crc32_u8((uint32_t)c, *p++);
+        n--;
+    }
+    while (n >= 8) {
+        uint64_t word;
+        memcpy(&word, p, 8);
+        c = _mm_crc32_u64(c, word);
+        p += 8;
+        n -= 8;
+    }
+    while (n--) {
+        c = _mm_crc32_u8((uint32_t)c, *p++);
+    }
+    return ~(uint32_t)c;
+}
+#endif
+
+/* CRC-32C of n bytes at p, continuing from crc (0 to start); -1 on error
+ * (a Python exception is set). */
+static int64_t
+crc32c_of(uint32_t crc, const unsigned char *p, Py_ssize_t n)
+{
+#ifdef HAVE_X86_CRC
+    if (have_crc_instruction && n < PACKAGE_CRC_FROM) {
+        return crc_instruction(crc, p, (size_t)n);
+    }
+#endif
+    PyObject *view = PyMemoryView_FromMemory((char *)p, n, PyBUF_READ);
+    if (view == NULL) {
+        return -1;
+    }
+    PyObject *value = PyObject_CallFunction(package_crc32c, "OI", view, crc);
+    Py_DECREF(view);
+    if (value == NULL) {
+        return -1;
+    }
+    unsigned long result = PyLong_AsUnsignedLong(value);
+    Py_DECREF(value);
+    if (result == (unsigned long)-1 && PyErr_Occurred()) {
+        return -1;
+    }
+    return (int64_t)(uint32_t)result;
+}
+
+static inline uint32_t
+mask(uint32_t crc)
+{
+    return ((crc >> 15) | (crc << 17)) + 0xA282EAD8u;
+}
+
+static inline uint32_t
+load32(const unsigned char *p)
+{
+    return (uint32_t)p[0] | ((uint32_t)p[1] << 8) | ((uint32_t)p[2] << 16) |
+           ((uint32_t)p[3] << 24);
+}
+
+static inline void
+store32(unsigned char *p, uint32_t v)
+{
+    p[0] = (unsigned char)v;
+    p[1] = (unsigned char)(v >> 8);
+    p[2] = (unsigned char)(v >> 16);
+    p[3] = (unsigned char)(v >> 24);
+}
+
+static inline uint64_t
+load64(const unsigned char *p)
+{
+    return (uint64_t)load32(p) | ((uint64_t)load32(p + 4) << 32);
+}
+
+static PyObject *
+speedups_crc32c(PyObject *module, PyObject *args)
+{
+    Py_buffer data;
+    unsigned int value = 0;
+    if (!PyArg_ParseTuple(args, "y*|I:crc32c", &data, &value)) {
+        return NULL;
+    }
+    int64_t crc = crc32c_of(value, data.buf, data.len);
+    PyBuffer_Release(&data);
+    if (crc < 0) {
+        return NULL;
+    }
+    return PyLong_FromUnsignedLong((unsigned long)crc);
+}
+
+/* ---------------------------------------------------------------- records */
+
+/* A record to frame: its bytes, and what to release after. */
+typedef struct {
+    const unsigned char *data;
+    Py_ssize_t size;
+    Py_buffer view;
+    int has_view;
+} Record;
+
+/* The bytes of a record as the writers take them: bytes, str (as UTF-8) or
+ * any object with the buffer protocol. */
+static int
+record_of(PyObject *item, Record *record)
+{
+    record->has_view = 0;
+    if (PyBytes_Check(item)) {
+        record->data = (const unsigned char *)PyBytes_AS_STRING(item);
+        record->size = PyBytes_GET_SIZE(item);
+        return 0;
+    }
+    if (PyUnicode_Check(item)) {
+        const char *utf8 = PyUnicode_AsUTF8AndSize(item, &record->size);
+        if (utf8 == NULL) {
+            return -1;
+        }
+        record->data = (const unsigned char *)utf8;
+        return 0;
+    }
+    if (PyByteArray_Check(item) || PyMemoryView_Check(item)) {
+        if (PyObject_GetBuffer(item, &record->view, PyBUF_SIMPLE) < 0) {
+            return -1;
+        }
+        record->has_view = 1;
+        record->data = record->view.buf;
+        record->size = record->view.len;
+        return 0;
+    }
+    PyErr_Format(PyExc_TypeError, "a record is bytes or str, not %.100s",
+                 Py_TYPE(item)->tp_name);
+    return -1;
+}
+
+static void
+release(Record *record)
+{
+    if (record->has_view) {
+        PyBuffer_Release(&record->view);
+        record->has_view = 0;
+    }
+}
+
+/* Room for `more` bytes at the end of a bytearray; where they go. */
+static unsigned char *
+grow(PyObject *out, Py_ssize_t more)
+{
+    Py_ssize_t size = PyByteArray_GET_SIZE(out);
+    if (more > PY_SSIZE_T_MAX - size) {
+        PyErr_NoMemory();
+        return NULL;
+    }
+    if (PyByteArray_Resize(out, size + more) < 0) {
+        return NULL;
+    }
+    return (unsigned char *)PyByteArray_AS_STRING(out) + size;
+}
+
+#define LOG_BLOCK 32768
+#define LOG_HEADER 7
+enum { LOG_FULL = 1, LOG_FIRST = 2, LOG_MIDDLE = 3, LOG_LAST = 4 };
+
+/* The CRC-32C of each fragment type byte alone (the seed of its checksum). */
+static uint32_t type_crc[5];
+
+/* The bytes LevelDB's writer makes of a record of `size` bytes starting at
+ * `offset` in its block. */
+static Py_ssize_t
+log_framed_size(Py_ssize_t offset, Py_ssize_t size)
+{
+    Py_ssize_t total = 0;
+    for (;;) {
+        Py_ssize_t room = LOG_BLOCK - offset;
+        if (room < LOG_HEADER) {
+            total += room;
+            offset = 0;
+            room = LOG_BLOCK;
+        }
+        Py_ssize_t part = size < room - LOG_HEADER ? size : room - LOG_HEADER;
+        total += LOG_HEADER + part;
+        offset += LOG_HEADER + part;
+        size -= part;
+        if (size == 0) {
+            return total;
+        }
+    }
+}
+
+static int
+log_put(unsigned char *at, int kind, const unsigned char *data, Py_ssize_t size)
+{
+    int64_t crc = crc32c_of(type_crc[kind], data, size);
+    if (crc < 0) {
+        return -1;
+    }
+    store32(at, mask((uint32_t)crc));
+    at[4] = (unsigned char)size;
+    at[5] = (unsigned char)(size >> 8);
+    at[6] = (unsigned char)kind;
+    memcpy(at + LOG_HEADER, data, (size_t)size);
+    return 0;
+}
+
+/* Frame one record at `offset` in its block into `out`; the new offset, or
+ * -1 on error. As LevelDB's log::Writer::AddRecord. */
+static Py_ssize_t
+log_frame(PyObject *out, Py_ssize_t offset, const Record *record)
+{
+    Py_ssize_t left = record->size;
+    const unsigned char *data = record->data;
+    unsigned char *at = grow(out, log_framed_size(offset, left));
+    if (at == NULL) {
+        return -1;
+    }
+    int begin = 1;
+    for (;;) {
+        Py_ssize_t room = LOG_BLOCK - offset;
+        if (room < LOG_HEADER) {
+            memset(at, 0, (size_t)room); /* the block's trailer */
+            at += room;
+            offset = 0;
+            room = LOG_BLOCK;
+        }
+        Py_ssize_t part = left < room - LOG_HEADER ? left : room - LOG_HEADER;
+        int end = part == left;
+        int kind = begin ? (end ? LOG_FULL : LOG_FIRST)
+                         : (end ? LOG_LAST : LOG_MIDDLE);
+        if (log_put(at, kind, data, part) < 0) {
+            return -1;
+        }
+        at += LOG_HEADER + part;
+        offset += LOG_HEADER + part;
+        data += part;
+        left -= part;
+        begin = 0;
+        if (end) {
+            return offset;
+        }
+    }
+}
+
+/* The records of records[start:stop] are framed in order until out has
+ * grown by max_bytes or more; where it stopped. On an error (a record of
+ * the wrong type, no memory) out is cut back to what it was: nothing of
+ * the call is framed. */
+typedef struct {
+    PyObject *items; /* the records, as a fast sequence */
+    Py_ssize_t start, stop, max_bytes;
+    PyObject *out;
+    Py_ssize_t out_size; /* out's size before the call */
+} Batch;
+
+static int
+batch_of(PyObject *records, Batch *batch)
+{
+    batch->items = PySequence_Fast(records, "records must be a sequence");
+    if (batch->items == NULL) {
+        return -1;
+    }
+    Py_ssize_t count = PySequence_Fast_GET_SIZE(batch->items);
+    if (batch->stop > count) {
+        batch->stop = count;
+    }
+    if (batch->start < 0 || batch->start > batch->stop) {
+        Py_DECREF(batch->items);
+        PyErr_SetString(PyExc_ValueError, "start outside the records");
+        return -1;
+    }
+    batch->out_size = PyByteArray_GET_SIZE(batch->out);
+    return 0;
+}
+
+static void
+batch_failed(Batch *batch)
+{
+    PyObject *type, *value, *traceback;
+    PyErr_Fetch(&type, &value, &traceback);
+    /* Shrinking a bytearray does not fail. */
+    if (PyByteArray_Resize(batch->out, batch->out_size) < 0) {
+        PyErr_Clear();
+    }
+    PyErr_Restore(type, value, traceback);
+    Py_DECREF(batch->items);
+}
+
+static PyObject *
+speedups_log_encode(PyObject *module, PyObject *args)
+{
+    PyObject *records;
+    Py_ssize_t offset;
+    Batch batch;
+    if (!PyArg_ParseTuple(args, "OnnnO!n:log_encode", &records, &batch.start,
+                          &batch.stop, &offset, &PyByteArray_Type, &batch.out,
+                          &batch.max_bytes)) {
+        return NULL;
+    }
+    /* LOG_BLOCK itself: the last record ended the block exactly. */
+    if (offset < 0 || offset > LOG_BLOCK) {
+        PyErr_SetString(PyExc_ValueError, "block offset must be in 0..32768");
+        return NULL;
+    }
+    if (batch_of(records, &batch) < 0) {
+        return NULL;
+    }
+    Py_ssize_t i = batch.start;
+    while (i < batch.stop &&
+           PyByteArray_GET_SIZE(batch.out) - batch.out_size < batch.max_bytes) {
+        Record record;
+        if (record_of(PySequence_Fast_GET_ITEM(batch.items, i), &record) < 0) {
+            batch_failed(&batch);
+            return NULL;
+        }
+        offset = log_frame(batch.out, offset, &record);
+        release(&record);
+        if (offset < 0) {
+            batch_failed(&batch);
+            return NULL;
+        }
+        i++;
+    }
+    Py_DECREF(batch.items);
+    return Py_BuildValue("nn", offset, i);
+}
+
+/* A (data, start, end) record tuple appended to a list; -1 on error. */
+static int
+append_record(PyObject *out, const unsigned char *data, Py_ssize_t size,
+              long long start, long long end)
+{
+    PyObject *tuple = PyTuple_New(3);
+    if (tuple == NULL) {
+        return -1;
+    }
+    PyObject *bytes = PyBytes_FromStringAndSize((const char *)data, size);
+    PyObject *first = PyLong_FromLongLong(start);
+    PyObject *last = PyLong_FromLongLong(end);
+    if (bytes == NULL || first == NULL || last == NULL) {
+        Py_XDECREF(bytes);
+        Py_XDECREF(first);
+        Py_XDECREF(last);
+        Py_DECREF(tuple);
+        return -1;
+    }
+    PyTuple_SET_ITEM(tuple, 0, bytes);
+    PyTuple_SET_ITEM(tuple, 1, first);
+    PyTuple_SET_ITEM(tuple, 2, last);
+    int failed = PyList_Append(out, tuple);
+    Py_DECREF(tuple);
+    return failed;
+}
+
+/* log_full_records(buffer, buffer_start, block_start, pos, start, stop,
+ *                  limit, out) -> (block_start, pos, count)
+ *
+ * The whole FULL records from block_start + pos on, appended to out as
+ * (data, start, end); block trailers of complete blocks are stepped over.
+ * Stops before anything else: another fragment type, zero fill, a
+ * checksum that fails, a record the buffer does not hold whole, a record
+ * starting at or after stop, or a position before start (the core's
+ * general path handles each by LevelDB's rules). */
+static PyObject *
+speedups_log_full_records(PyObject *module, PyObject *args)
+{
+    Py_buffer buffer;
+    long long buffer_start, block_start, pos, start, stop;
+    Py_ssize_t limit;
+    PyObject *out;
+    if (!PyArg_ParseTuple(args, "y*LLLLLnO!:log_full_records", &buffer,
+                          &buffer_start, &block_start, &pos, &start, &stop,
+                          &limit, &PyList_Type, &out)) {
+        return NULL;
+    }
+    const unsigned char *bytes = buffer.buf;
+    long long size = buffer.len;
+    Py_ssize_t count = 0;
+    long long base = block_start - buffer_start;
+    if (base < 0 || pos < 0 || pos > LOG_BLOCK || base > size) {
+        PyBuffer_Release(&buffer);
+        PyErr_SetString(PyExc_ValueError, "position outside the buffer");
+        return NULL;
+    }
+    while (count < limit) {
+        long long where = block_start + pos;
+        if (where < start || where >= stop) {
+            break;
+        }
+        long long available = size - base < LOG_BLOCK ? size - base : LOG_BLOCK;
+        if (available - pos < LOG_HEADER) {
+            if (available < LOG_BLOCK) {
+                break; /* the rest of the block is still to come */
+            }
+            block_start += LOG_BLOCK; /* the trailer */
+            base += LOG_BLOCK;
+            pos = 0;
+            continue;
+        }
+        const unsigned char *at = bytes + base + pos;
+        long long length = at[4] | (at[5] << 8);
+        if (at[6] != LOG_FULL || pos + LOG_HEADER + length > available) {
+            break;
+        }
+        int64_t crc = crc32c_of(type_crc[LOG_FULL], at + LOG_HEADER, length);
+        if (crc < 0) {
+            PyBuffer_Release(&buffer);
+            return NULL;
+        }
+        if (mask((uint32_t)crc) != load32(at)) {
+            break;
+        }
+        long long end = where + LOG_HEADER + length;
+        if (append_record(out, at + LOG_HEADER, length, where, end) < 0) {
+            PyBuffer_Release(&buffer);
+            return NULL;
+        }
+        pos += LOG_HEADER + length;
+        count++;
+    }
+    PyBuffer_Release(&buffer);
+    return Py_BuildValue("LLn", block_start, pos, count);
+}
+
+/* --------------------------------------------------------------- TFRecord */
+
+#define TF_HEADER 12
+#define TF_FOOTER 4
+
+static int
+tf_put(PyObject *out, const Record *record)
+{
+    unsigned char *at = grow(out, TF_HEADER + record->size + TF_FOOTER);
+    if (at == NULL) {
+        return -1;
+    }
+    uint64_t length = (uint64_t)record->size;
+    store32(at, (uint32_t)length);
+    store32(at + 4, (uint32_t)(length >> 32));
+    int64_t length_crc = crc32c_of(0, at, 8);
+    if (length_crc < 0) {
+        return -1;
+    }
+    int64_t data_crc = crc32c_of(0, record->data, record->size);
+    if (data_crc < 0) {
+        return -1;
+    }
+    store32(at + 8, mask((uint32_t)length_crc));
+    memcpy(at + TF_HEADER, record->data, (size_t)record->size);
+    store32(at + TF_HEADER + record->size, mask((uint32_t)data_crc));
+    return 0;
+}
+
+static PyObject *
+speedups_tf_frame(PyObject *module, PyObject *args)
+{
+    PyObject *records;
+    Batch batch;
+    if (!PyArg_ParseTuple(args, "OnnO!n:tf_frame", &records, &batch.start,
+                          &batch.stop, &PyByteArray_Type, &batch.out,
+                          &batch.max_bytes)) {
+        return NULL;
+    }
+    if (batch_of(records, &batch) < 0) {
+        return NULL;
+    }
+    Py_ssize_t i = batch.start;
+    while (i < batch.stop &&
+           PyByteArray_GET_SIZE(batch.out) - batch.out_size < batch.max_bytes) {
+        Record record;
+        if (record_of(PySequence_Fast_GET_ITEM(batch.items, i), &record) < 0) {
+            batch_failed(&batch);
+            return NULL;
+        }
+        int failed = tf_put(batch.out, &record);
+        release(&record);
+        if (failed) {
+            batch_failed(&batch);
+            return NULL;
+        }
+        i++;
+    }
+    Py_DECREF(batch.items);
+    return PyLong_FromSsize_t(i);
+}
+
+/* tf_good_records(buffer, at, base, stop, max_record_size, limit, out)
+ *     -> at
+ *
+ * The whole records from buffer[at:] on whose checksums hold, appended to
+ * out as (data, start, end) with offsets from base (the file offset of
+ * buffer[0]); stops before anything else: a record starting at or after
+ * stop, one the buffer does not hold whole, a checksum that fails, a length
+ * over max_record_size. */
+static PyObject *
+speedups_tf_good_records(PyObject *module, PyObject *args)
+{
+    Py_buffer buffer;
+    Py_ssize_t at, limit;
+    long long base, stop;
+    unsigned long long max_record_size;
+    PyObject *out;
+    if (!PyArg_ParseTuple(args, "y*nLLKnO!:tf_good_records", &buffer, &at,
+                          &base, &stop, &max_record_size, &limit, &PyList_Type,
+                          &out)) {
+        return NULL;
+    }
+    const unsigned char *bytes = buffer.buf;
+    Py_ssize_t size = buffer.len;
+    Py_ssize_t count = 0;
+    if (at < 0 || at > size) {
+        PyBuffer_Release(&buffer);
+        PyErr_SetString(PyExc_ValueError, "position outside the buffer");
+        return NULL;
+    }
+    while (count < limit) {
+        long long start = base + at;
+        if (start >= stop || size - at < TF_HEADER) {
+            break;
+        }
+        const unsigned char *head = bytes + at;
+        uint64_t length = load64(head);
+        int64_t crc = crc32c_of(0, head, 8);
+        if (crc < 0) {
+            goto error;
+        }
+        if (mask((uint32_t)crc) != load32(head + 8) || length > max_record_size ||
+            (uint64_t)(size - at) < TF_HEADER + TF_FOOTER + length) {
+            break;
+        }
+        const unsigned char *data = head + TF_HEADER;
+        crc = crc32c_of(0, data, (Py_ssize_t)length);
+        if (crc < 0) {
+            goto error;
+        }
+        if (mask((uint32_t)crc) != load32(data + length)) {
+            break;
+        }
+        Py_ssize_t next = at + TF_HEADER + (Py_ssize_t)length + TF_FOOTER;
+        if (append_record(out, data, (Py_ssize_t)length, start, base + next) < 0) {
+            goto error;
+        }
+        at = next;
+        count++;
+    }
+    PyBuffer_Release(&buffer);
+    return PyLong_FromSsize_t(at);
+error:
+    PyBuffer_Release(&buffer);
+    return NULL;
+}
+
+/* ---------------------------------------------------------------- readers */
+
+/* take_records(pending, index, max_bytes, out) -> (index, size)
+ *
+ * The data of the decoded records pending[index:] ((data, start, end)
+ * tuples) appended to out, until an item that is not such a tuple (a region
+ * dropped) or until they reach max_bytes. */
+static PyObject *
+speedups_take_records(PyObject *module, PyObject *args)
+{
+    PyObject *pending, *out;
+    Py_ssize_t index, max_bytes;
+    if (!PyArg_ParseTuple(args, "O!nnO!:take_records", &PyList_Type, &pending,
+                          &index, &max_bytes, &PyList_Type, &out)) {
+        return NULL;
+    }
+    if (index < 0) {
+        PyErr_SetString(PyExc_ValueError, "index cannot be negative");
+        return NULL;
+    }
+    Py_ssize_t size = 0;
+    while (index < PyList_GET_SIZE(pending)) {
+        PyObject *item = PyList_GET_ITEM(pending, index);
+        if (!PyTuple_CheckExact(item) || PyTuple_GET_SIZE(item) != 3) {
+            break;
+        }
+        PyObject *data = PyTuple_GET_ITEM(item, 0);
+        if (PyList_Append(out, data) < 0) {
+            return NULL;
+        }
+        Py_ssize_t length = PyObject_Length(data);
+        if (length < 0) {
+            return NULL;
+        }
+        size += length;
+        index++;
+        if (size >= max_bytes) {
+            break;
+        }
+    }
+    return Py_BuildValue("nn", index, size);
+}
+
+/* ----------------------------------------------------------------- module */
+
+static PyMethodDef speedups_methods[] = {
+    {"crc32c", speedups_crc32c, METH_VARARGS,
+     "crc32c(data, value=0): CRC-32C of data, continuing from value."},
+    {"log_encode", speedups_log_encode, METH_VARARGS,
+     "log_encode(records, start, stop, block_offset, out, max_bytes): frame "
+     "records[start:stop] as LevelDB's log writer until out grew by "
+     "max_bytes; (block offset, index reached)."},
+    {"log_full_records", speedups_log_full_records, METH_VARARGS,
+     "log_full_records(buffer, buffer_start, block_start, pos, start, stop, "
+     "limit, out): the whole FULL records; (block_start, pos, count)."},
+    {"tf_frame", speedups_tf_frame, METH_VARARGS,
+     "tf_frame(records, start, stop, out, max_bytes): frame "
+     "records[start:stop] as TFRecord until out grew by max_bytes; the "
+     "index reached."},
+    {"tf_good_records", speedups_tf_good_records, METH_VARARGS,
+     "tf_good_records(buffer, at, base, stop, max_record_size, limit, out): "
+     "the whole records whose checksums hold; where it stopped."},
+    {"take_records", speedups_take_records, METH_VARARGS,
+     "take_records(pending, index, max_bytes, out): the data of decoded "
+     "records up to a region or max_bytes; (index reached, bytes taken)."},
+    {NULL, NULL, 0, NULL},
+};
+
+static struct PyModuleDef speedups_module = {
+    PyModuleDef_HEAD_INIT, "aiorecords._speedups",
+    "Compiled per-record kernels (optional; the Python cores are the "
+    "reference).",
+    -1, speedups_methods,
+};
+
+PyMODINIT_FUNC
+PyInit__speedups(void)
+{
+    const char *off = getenv("AIORECORDS_NO_EXTENSIONS");
+    if (off != NULL && off[0] != '\0' && strcmp(off, "0") != 0) {
+        PyErr_SetString(PyExc_ImportError,
+                        "AIORECORDS_NO_EXTENSIONS is set: the pure-Python "
+                        "code is used");
+        return NULL;
+    }
+    PyObject *package = PyImport_ImportModule("crc32c");
+    if (package == NULL) {
+        return NULL;
+    }
+    package_crc32c = PyObject_GetAttrString(package, "crc32c");
+    Py_DECREF(package);
+    if (package_crc32c == NULL) {
+        return NULL;
+    }
+#ifdef HAVE_X86_CRC
+    __builtin_cpu_init();
+    have_crc_instruction = __builtin_cpu_supports("sse4.2") != 0;
+#endif
+    for (int kind = 0; kind < 5; kind++) {
+        unsigned char byte = (unsigned char)kind;
+        int64_t crc = crc32c_of(0, &byte, 1);
+        if (crc < 0) {
+            return NULL;
+        }
+        type_crc[kind] = (uint32_t)crc;
+    }
+    PyObject *module = PyModule_Create(&speedups_module);
+    if (module == NULL) {
+        return NULL;
+    }
+    if (PyModule_AddIntConstant(module, "crc_instruction", have_crc_instruction) <
+        0) {
+        Py_DECREF(module);
+        return NULL;
+    }
+    return module;
+}

@@ -1,0 +1,52 @@
+# The compiled kernels (aiorecords/_speedups.c); each one's Python twin is
+# in the format's core.
+from collections.abc import Sequence
+from typing import Any
+
+_Record = bytes | bytearray | memoryview | str
+_Buffer = bytes | bytearray | memoryview
+
+crc_instruction: int
+
+def crc32c(data: _Buffer, value: int = 0, /) -> int: ...
+def log_encode(
+    records: Sequence[_Record],
+    start: int,
+    stop: int,
+    block_offset: int,
+    out: bytearray,
+    max_bytes: int,
+    /,
+) -> tuple[int, int]: ...
+def log_full_records(
+    buffer: _Buffer,
+    buffer_start: int,
+    block_start: int,
+    pos: int,
+    start: int,
+    stop: int,
+    limit: int,
+    out: list[Any],
+    /,
+) -> tuple[int, int, int]: ...
+def tf_frame(
+    records: Sequence[_Record],
+    start: int,
+    stop: int,
+    out: bytearray,
+    max_bytes: int,
+    /,
+) -> int: ...
+def tf_good_records(
+    buffer: _Buffer,
+    at: int,
+    base: int,
+    stop: int,
+    max_record_size: int,
+    limit: int,
+    out: list[Any],
+    /,
+) -> int: ...
+def take_records(
+    pending: list[Any], index: int, max_bytes: int, out: list[bytes], /
+) -> tuple[int, int]: ...

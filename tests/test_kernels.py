@@ -1,0 +1,417 @@
+"""Issue 18: the compiled kernels (aiorecords._speedups) against their
+pure-Python references, on random and damaged input.
+
+Each kernel must give what its Python twin gives: the same bytes framed,
+the same records with the same offsets, the same place it stops (so that
+the core's general path then reports the same drops, with the same
+reasons). The decoders are also run whole with each set of kernels, fed
+whole, byte by byte and with trailing garbage.
+
+These tests need the extension. Without it they are skipped, unless
+AIORECORDS_REQUIRE_EXTENSION=1 (as CI sets for its first run), which makes
+a missing extension a failure.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import struct
+from typing import Any
+
+import crc32c
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from aiorecords import SkippedRegion, _kernels
+from aiorecords.records import _log
+from aiorecords.records._log import BLOCK_SIZE, LogDecoder, LogEncoder
+from aiorecords.tfrecord import _frame
+from aiorecords.tfrecord._frame import TFRecordDecoder
+
+compiled: Any = _kernels.compiled
+if compiled is None:
+    if os.environ.get("AIORECORDS_REQUIRE_EXTENSION") == "1":
+        pytest.fail(
+            "aiorecords._speedups was not built (AIORECORDS_REQUIRE_EXTENSION=1)",
+            pytrace=False,
+        )
+    pytestmark = pytest.mark.skip(reason="aiorecords._speedups is not built")
+
+FAST = settings(
+    max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow]
+)
+
+# Record sizes around the places framing changes: empty, small, the end of
+# a block (32,761 is the most a block holds), spanning blocks, and past the
+# kernel's switch to the crc32c package for long data (16 KiB).
+sizes = st.one_of(
+    st.integers(0, 300),
+    st.integers(32_750, 32_780),
+    st.integers(16_380, 16_390),
+    st.integers(0, 70_000),
+)
+
+
+@st.composite
+def records(draw: st.DrawFn) -> list[Any]:
+    """Records as writers are given them: bytes mostly, some str,
+    bytearray and memoryview."""
+    out: list[Any] = []
+    for size in draw(st.lists(sizes, max_size=12)):
+        data = random.Random(size).randbytes(size)
+        kind = draw(st.sampled_from(["bytes", "bytes", "str", "bytearray", "view"]))
+        if kind == "str":
+            out.append("é" * (size // 2))
+        elif kind == "bytearray":
+            out.append(bytearray(data))
+        elif kind == "view":
+            out.append(memoryview(b"??" + data)[2:])
+        else:
+            out.append(data)
+    return out
+
+
+# -- CRC-32C -------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("size", [0, 1, 7, 8, 9, 63, 4096, 16_383, 16_384, 70_001])
+def test_crc32c_is_the_packages(size: int) -> None:
+    data = random.Random(size).randbytes(size + 3)
+    for start in range(3):  # unaligned starts too
+        piece = data[start : start + size]
+        assert compiled.crc32c(piece) == crc32c.crc32c(piece)
+        assert compiled.crc32c(piece, 12345) == crc32c.crc32c(piece, 12345)
+    assert compiled.crc32c(b"123456789") == 0xE3069283
+
+
+# -- encoders ------------------------------------------------------------------
+
+
+@FAST
+@given(
+    records(),
+    # BLOCK_SIZE itself: the last record ended its block exactly.
+    st.one_of(
+        st.integers(0, BLOCK_SIZE),
+        st.sampled_from([BLOCK_SIZE - 7, BLOCK_SIZE - 6, BLOCK_SIZE]),
+    ),
+    st.integers(0, 14),
+    st.integers(1, 100_000),
+)
+def test_log_encode_frames_as_the_reference(
+    batch: list[Any], offset: int, start: int, max_bytes: int
+) -> None:
+    start = min(start, len(batch))
+    ours, theirs = bytearray(b"x"), bytearray(b"x")
+    assert compiled.log_encode(
+        batch, start, start + 5, offset, ours, max_bytes
+    ) == _log.encode_records(batch, start, start + 5, offset, theirs, max_bytes)
+    assert ours == theirs
+
+
+@FAST
+@given(records(), st.integers(0, 14), st.integers(1, 100_000))
+def test_tf_frame_frames_as_the_reference(
+    batch: list[Any], start: int, max_bytes: int
+) -> None:
+    start = min(start, len(batch))
+    ours, theirs = bytearray(b"x"), bytearray(b"x")
+    assert compiled.tf_frame(
+        batch, start, start + 5, ours, max_bytes
+    ) == _frame.frame_records(batch, start, start + 5, theirs, max_bytes)
+    assert ours == theirs
+
+
+@pytest.mark.parametrize("kernel", ["compiled", "reference"])
+def test_a_bad_record_leaves_nothing_of_the_call(kernel: str) -> None:
+    batch = [b"a" * 40_000, b"b", 7, b"c"]
+    for frame in (
+        lambda out: (
+            compiled.log_encode if kernel == "compiled" else _log.encode_records
+        )(batch, 0, 4, 100, out, 1 << 40),
+        lambda out: (
+            compiled.tf_frame if kernel == "compiled" else _frame.frame_records
+        )(batch, 0, 4, out, 1 << 40),
+    ):
+        out = bytearray(b"kept")
+        with pytest.raises(TypeError, match="a record is bytes or str, not int"):
+            frame(out)
+        assert out == b"kept"
+    with pytest.raises(UnicodeEncodeError):
+        compiled.log_encode(["\udc80"], 0, 1, 0, bytearray(), 1)
+
+
+def test_the_encoders_frame_what_comes_before_a_bad_record() -> None:
+    """As write() one record at a time would: the records before the bad
+    one are framed, then it raises."""
+    out, expected = bytearray(), bytearray()
+    encoder = LogEncoder(5)
+    with pytest.raises(TypeError):
+        encoder.encode_many([b"one", "two", None, b"four"], 0, 4, out, 1 << 40)  # type: ignore[list-item]
+    reference = LogEncoder(5)
+    reference.encode(b"one", expected)
+    reference.encode(b"two", expected)
+    assert out == expected
+    assert encoder.block_offset == reference.block_offset
+
+
+# -- decoding kernels ----------------------------------------------------------
+
+
+def damaged_log(rng: random.Random) -> bytes:
+    """A log of random records, then damaged at random: bit flips, a cut,
+    zero fill, fragments of another kind."""
+    out = bytearray()
+    encoder = LogEncoder(rng.choice([0, 0, rng.randrange(BLOCK_SIZE)]))
+    for _ in range(rng.randrange(60)):
+        size = rng.choice([rng.randrange(200), rng.randrange(40_000), 0])
+        encoder.encode(rng.randbytes(size), out)
+    for _ in range(rng.randrange(4)):
+        if not out:
+            break
+        where = rng.randrange(len(out))
+        damage = rng.randrange(4)
+        if damage == 0:
+            out[where] ^= 1 << rng.randrange(8)
+        elif damage == 1:
+            del out[where:]
+        elif damage == 2:
+            end = where + rng.randrange(1, 40)
+            out[where:end] = bytes(len(out[where:end]))  # zero fill
+        else:
+            out[where : where + 7] = struct.pack("<IHB", 0, 3, rng.choice([2, 3, 4, 9]))
+    return bytes(out)
+
+
+@settings(max_examples=400, deadline=None)
+@given(st.integers(0, 2**32), st.data())
+def test_log_full_records_stops_where_the_reference_does(
+    seed: int, data: st.DataObject
+) -> None:
+    rng = random.Random(seed)
+    log = damaged_log(rng)
+    buffer_start = data.draw(st.integers(0, len(log)))
+    blocks = (len(log) - buffer_start) // BLOCK_SIZE
+    block_start = buffer_start + data.draw(st.integers(0, blocks)) * BLOCK_SIZE
+    pos = data.draw(st.integers(0, BLOCK_SIZE))
+    # Offsets where records start are where the limits matter most.
+    starts = record_starts(log) or [0]
+    start = data.draw(st.sampled_from([0, rng.randrange(len(log) + 10), *starts]))
+    stop = data.draw(st.sampled_from([1 << 62, rng.randrange(len(log) + 10), *starts]))
+    if data.draw(st.booleans()):
+        # A position on a record, as the decoder holds them.
+        where = rng.choice(starts)
+        block_start = where - where % BLOCK_SIZE
+        pos = where - block_start
+        buffer_start = min(buffer_start, block_start)
+    limit = data.draw(st.integers(0, 400))
+    buffer = log[buffer_start:]
+    ours: list[Any] = []
+    theirs: list[Any] = []
+    args = (buffer, buffer_start, block_start, pos, start, stop, limit)
+    assert compiled.log_full_records(*args, ours) == _log.full_records(*args, theirs)
+    assert ours == theirs
+
+
+def record_starts(log: bytes) -> list[int]:
+    """The offsets of the records a pure decoder finds in ``log``."""
+    decoder = LogDecoder()
+    decoder.feed(log)
+    decoder.feed_eof()
+    found = []
+    while (record := decoder.read()) is not None:
+        found.append(record[1])
+    return found
+
+
+def damaged_tfrecords(rng: random.Random) -> bytes:
+    out = bytearray()
+    for _ in range(rng.randrange(40)):
+        _frame.frame(rng.randbytes(rng.choice([rng.randrange(100), 20_000])), out)
+    for _ in range(rng.randrange(3)):
+        if out:
+            where = rng.randrange(len(out))
+            if rng.random() < 0.5:
+                out[where] ^= 1 << rng.randrange(8)
+            else:
+                del out[where:]
+    return bytes(out)
+
+
+def tf_record_ends(stream: bytes) -> list[int]:
+    """The offsets just past each whole record of ``stream``."""
+    decoder = TFRecordDecoder(max_record_size=1 << 30)
+    decoder.feed(stream)
+    return [end for _, _, end in decoder.read_many(1000) if type(end) is int]
+
+
+@settings(max_examples=400, deadline=None)
+@given(st.integers(0, 2**32), st.data())
+def test_tf_good_records_stops_where_the_reference_does(
+    seed: int, data: st.DataObject
+) -> None:
+    rng = random.Random(seed)
+    stream = damaged_tfrecords(rng)
+    at = data.draw(st.integers(0, len(stream)))
+    base = data.draw(st.integers(0, 1 << 40))
+    ends = [base + end for end in tf_record_ends(stream)]
+    stop = data.draw(
+        st.sampled_from([1 << 62, base + rng.randrange(len(stream) + 1), *ends])
+    )
+    if data.draw(st.booleans()) and ends:
+        at = rng.choice(ends) - base
+    largest = data.draw(st.sampled_from([1 << 62, 0, 50, 20_000]))
+    limit = data.draw(st.integers(0, 100))
+    buffer = bytearray(stream)
+    ours: list[Any] = []
+    theirs: list[Any] = []
+    args = (buffer, at, base, stop, largest, limit)
+    assert compiled.tf_good_records(*args, ours) == _frame.good_records(*args, theirs)
+    assert ours == theirs
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.lists(
+        st.one_of(
+            st.tuples(st.binary(max_size=50), st.integers(0, 9), st.integers(0, 9)),
+            st.just(SkippedRegion(1, 2, "gone")),
+        ),
+        max_size=30,
+    ),
+    st.integers(0, 32),
+    st.integers(1, 300),
+)
+def test_take_records_takes_what_the_reference_does(
+    pending: list[Any], index: int, max_bytes: int
+) -> None:
+    index = min(index, len(pending))
+    ours: list[bytes] = []
+    theirs: list[bytes] = []
+    assert compiled.take_records(
+        pending, index, max_bytes, ours
+    ) == _kernels.take_records(pending, index, max_bytes, theirs)
+    assert ours == theirs
+
+
+@pytest.mark.parametrize(
+    "call",
+    [
+        lambda: compiled.log_full_records(b"", 10, 0, 0, 0, 1, 1, []),
+        lambda: compiled.log_full_records(b"", 0, 0, BLOCK_SIZE + 1, 0, 1, 1, []),
+        lambda: compiled.tf_good_records(b"abc", 4, 0, 1, 1, 1, []),
+        lambda: compiled.log_encode([], 0, 1, BLOCK_SIZE + 1, bytearray(), 1),
+        lambda: compiled.log_encode([], 1, 0, 0, bytearray(), 1),
+    ],
+)
+def test_positions_outside_the_buffer_are_refused(call: Any) -> None:
+    with pytest.raises(ValueError, match=r"outside|block offset|negative"):
+        call()
+
+
+# -- the decoders whole, with each set of kernels -------------------------------
+
+
+def decode(decoder: Any, data: bytes, piece: int) -> list[Any]:
+    """Everything a decoder gives (records and regions), fed ``piece``
+    bytes at a time; read_many with small limits, as readers slice."""
+    out: list[Any] = []
+    for at in range(0, len(data), piece):
+        decoder.feed(data[at : at + piece])
+        while batch := decoder.read_many(7):
+            out.extend(batch)
+    decoder.feed_eof()
+    while batch := decoder.read_many(7):
+        out.extend(batch)
+    return out + list(getattr(decoder, "dropped", []))
+
+
+def both_ways(
+    make: Any, data: bytes, pieces: tuple[int, ...], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for piece in pieces:
+        fast = decode(make(), data, piece)
+        with monkeypatch.context() as patch:
+            patch.setattr(_log, "fast_full_records", _log.full_records)
+            patch.setattr(_frame, "fast_good_records", _frame.good_records)
+            assert decode(make(), data, piece) == fast, piece
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.integers(0, 2**32))
+def test_the_log_decoder_gives_the_same_with_either_kernels(seed: int) -> None:
+    rng = random.Random(seed)
+    log = damaged_log(rng)
+    start = rng.choice([0, 0, rng.randrange(len(log) + 1)])
+    stop = rng.choice([None, rng.randrange(len(log) + 1), *record_starts(log)[:5]])
+    garbage = rng.choice([b"", rng.randbytes(rng.randrange(1, 100))])
+    with pytest.MonkeyPatch.context() as monkeypatch:
+        both_ways(
+            lambda: LogDecoder(start, stop, max_record_size=30_000),
+            log + garbage,
+            (len(log) + len(garbage) + 1, 1 + rng.randrange(5000)),
+            monkeypatch,
+        )
+
+
+def test_the_log_decoder_byte_by_byte_gives_the_same_with_either_kernels(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    rng = random.Random(18)
+    log = damaged_log(rng)[:40_000] + b"\x01\x02garbage"
+    both_ways(LogDecoder, log, (1,), monkeypatch)
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.integers(0, 2**32))
+def test_the_tfrecord_decoder_gives_the_same_with_either_kernels(seed: int) -> None:
+    rng = random.Random(seed)
+    stream = damaged_tfrecords(rng) + rng.choice([b"", rng.randbytes(30)])
+    stop = rng.choice([None, rng.randrange(len(stream) + 1), *tf_record_ends(stream)])
+    largest = rng.choice([50, 1 << 30])
+    with pytest.MonkeyPatch.context() as monkeypatch:
+        both_ways(
+            lambda: TFRecordDecoder(0, stop, max_record_size=largest),
+            stream,
+            (len(stream) + 1, 1, 1 + rng.randrange(3000)),
+            monkeypatch,
+        )
+
+
+# -- leaks ---------------------------------------------------------------------
+
+
+def resident_kib() -> int:
+    with open("/proc/self/statm") as statm:
+        return int(statm.read().split()[1]) * (os.sysconf("SC_PAGE_SIZE") // 1024)
+
+
+def test_a_million_calls_leak_nothing() -> None:
+    """Every kernel called a million times in all (with the error paths
+    among them): the resident size stays where it was."""
+    log, stream = bytearray(), bytearray()
+    records = [b"r" * 90, "s" * 10, bytearray(20), memoryview(b"m" * 30)]
+    pending = [(b"x", 0, 1), (b"y", 1, 2), SkippedRegion(2, 3, "gone")]
+
+    def round_of_calls(times: int) -> None:
+        for _ in range(times):
+            log.clear()
+            stream.clear()
+            compiled.log_encode(records, 0, 4, 0, log, 1 << 20)
+            compiled.tf_frame(records, 0, 4, stream, 1 << 20)
+            compiled.log_full_records(bytes(log), 0, 0, 0, 0, 1 << 62, 9, [])
+            compiled.tf_good_records(stream, 0, 0, 1 << 62, 1 << 20, 9, [])
+            compiled.take_records(pending, 0, 100, [])
+            compiled.crc32c(b"abc")
+            for bad in ([7], ["\udc80"]):
+                with pytest.raises((TypeError, UnicodeEncodeError)):
+                    compiled.log_encode(bad, 0, 1, 0, log, 1)
+                with pytest.raises((TypeError, UnicodeEncodeError)):
+                    compiled.tf_frame(bad, 0, 1, stream, 1)
+
+    round_of_calls(10_000)  # the allocator's pools warmed up
+    before = resident_kib()
+    round_of_calls(100_000)  # ten calls each: a million
+    assert resident_kib() - before < 2048
