@@ -634,6 +634,163 @@ speedups_take_records(PyObject *module, PyObject *args)
 
 /* ----------------------------------------------------------------- module */
 
+/* ---------------------------------------------------------- capture files */
+
+/* capture_items(block, offsets, start, text, out): the sized items (a
+ * big-endian u32 length, then the bytes) at offsets[start:] in a block,
+ * appended to out as bytes, or with text as UTF-8 str; the index reached.
+ * It stops at an item that does not lie wholly inside the block, for the
+ * Python reader (capture._index.frame_items) to raise its error; a record
+ * that is not UTF-8 raises UnicodeDecodeError, as bytes.decode() does. */
+static PyObject *
+speedups_capture_items(PyObject *module, PyObject *args)
+{
+    Py_buffer block;
+    PyObject *offsets, *out;
+    Py_ssize_t start;
+    int text;
+    if (!PyArg_ParseTuple(args, "y*O!npO!:capture_items", &block,
+                          &PyTuple_Type, &offsets, &start, &text,
+                          &PyList_Type, &out)) {
+        return NULL;
+    }
+    const unsigned char *bytes = block.buf;
+    Py_ssize_t size = block.len;
+    Py_ssize_t count = PyTuple_GET_SIZE(offsets);
+    if (start < 0 || start > count) {
+        PyBuffer_Release(&block);
+        PyErr_SetString(PyExc_ValueError, "start outside the offsets");
+        return NULL;
+    }
+    Py_ssize_t i = start;
+    for (; i < count; i++) {
+        PyObject *number = PyTuple_GET_ITEM(offsets, i);
+        Py_ssize_t offset = PyLong_AsSsize_t(number);
+        if (offset == -1 && PyErr_Occurred()) {
+            PyErr_Clear();
+            break; /* not a position in any block: Python's error */
+        }
+        if (offset < 0 || offset > size - 4) {
+            break;
+        }
+        const unsigned char *at = bytes + offset;
+        uint64_t length = ((uint64_t)at[0] << 24) | ((uint64_t)at[1] << 16) |
+                          ((uint64_t)at[2] << 8) | (uint64_t)at[3];
+        if (length > (uint64_t)(size - offset - 4)) {
+            break;
+        }
+        const char *data = (const char *)at + 4;
+        PyObject *item = text ? PyUnicode_DecodeUTF8(data, (Py_ssize_t)length,
+                                                     "strict")
+                              : PyBytes_FromStringAndSize(data,
+                                                          (Py_ssize_t)length);
+        if (item == NULL) {
+            PyBuffer_Release(&block);
+            return NULL;
+        }
+        int failed = PyList_Append(out, item);
+        Py_DECREF(item);
+        if (failed < 0) {
+            PyBuffer_Release(&block);
+            return NULL;
+        }
+    }
+    PyBuffer_Release(&block);
+    return PyLong_FromSsize_t(i);
+}
+
+/* capture_add(records, start, stop, block, leaf, block_position,
+ * block_size, node_size, max_record_size, text): records[start:stop] added to a
+ * capture writer's open block and leaf node as CaptureWriter.add_record
+ * adds them (the record's coordinate, big-endian u64 block position and u32
+ * offset, to the leaf; its big-endian u32 length and bytes to the block).
+ * It stops after a record that fills the block or the node (the writer
+ * then settles them), and before one that is not bytes (nor, with text,
+ * a str, stored as UTF-8) or is over max_record_size, for Python to
+ * handle; the index reached. */
+static PyObject *
+speedups_capture_add(PyObject *module, PyObject *args)
+{
+    PyObject *records, *block, *leaf;
+    Py_ssize_t start, stop, block_size, node_size, max_record_size;
+    unsigned long long position;
+    int text;
+    if (!PyArg_ParseTuple(args, "OnnO!O!Knnnp:capture_add", &records, &start,
+                          &stop, &PyByteArray_Type, &block, &PyByteArray_Type,
+                          &leaf, &position, &block_size, &node_size,
+                          &max_record_size, &text)) {
+        return NULL;
+    }
+    PyObject *items = PySequence_Fast(records, "records must be a sequence");
+    if (items == NULL) {
+        return NULL;
+    }
+    Py_ssize_t count = PySequence_Fast_GET_SIZE(items);
+    if (stop > count) {
+        stop = count;
+    }
+    if (start < 0 || start > stop) {
+        Py_DECREF(items);
+        PyErr_SetString(PyExc_ValueError, "start outside the records");
+        return NULL;
+    }
+    Py_ssize_t i = start;
+    while (i < stop) {
+        PyObject *record = PySequence_Fast_GET_ITEM(items, i);
+        const char *data;
+        Py_ssize_t size;
+        if (PyBytes_CheckExact(record)) {
+            data = PyBytes_AS_STRING(record);
+            size = PyBytes_GET_SIZE(record);
+        }
+        else if (text && PyUnicode_CheckExact(record)) {
+            data = PyUnicode_AsUTF8AndSize(record, &size);
+            if (data == NULL) {
+                PyErr_Clear(); /* not encodable: Python raises for it */
+                break;
+            }
+        }
+        else {
+            break;
+        }
+        if (size > max_record_size || size > 0xFFFFFFFF) {
+            break;
+        }
+        Py_ssize_t offset = PyByteArray_GET_SIZE(block);
+        unsigned char *at = grow(leaf, 12);
+        if (at == NULL) {
+            Py_DECREF(items);
+            return NULL;
+        }
+        for (int k = 0; k < 8; k++) {
+            at[k] = (unsigned char)(position >> (56 - 8 * k));
+        }
+        at[8] = (unsigned char)(offset >> 24);
+        at[9] = (unsigned char)(offset >> 16);
+        at[10] = (unsigned char)(offset >> 8);
+        at[11] = (unsigned char)offset;
+        at = grow(block, 4 + size);
+        if (at == NULL) {
+            /* Undo the coordinate: nothing of this record is added. */
+            PyByteArray_Resize(leaf, PyByteArray_GET_SIZE(leaf) - 12);
+            Py_DECREF(items);
+            return NULL;
+        }
+        at[0] = (unsigned char)(size >> 24);
+        at[1] = (unsigned char)(size >> 16);
+        at[2] = (unsigned char)(size >> 8);
+        at[3] = (unsigned char)size;
+        memcpy(at + 4, data, (size_t)size);
+        i++;
+        if (PyByteArray_GET_SIZE(block) >= block_size ||
+            PyByteArray_GET_SIZE(leaf) == node_size) {
+            break;
+        }
+    }
+    Py_DECREF(items);
+    return PyLong_FromSsize_t(i);
+}
+
 static PyMethodDef speedups_methods[] = {
     {"crc32c", speedups_crc32c, METH_VARARGS,
      "crc32c(data, value=0): CRC-32C of data, continuing from value."},
@@ -651,6 +808,15 @@ static PyMethodDef speedups_methods[] = {
     {"tf_good_records", speedups_tf_good_records, METH_VARARGS,
      "tf_good_records(buffer, at, base, stop, max_record_size, limit, out): "
      "the whole records whose checksums hold; where it stopped."},
+    {"capture_add", speedups_capture_add, METH_VARARGS,
+     "capture_add(records, start, stop, block, leaf, block_position, "
+     "block_size, node_size, max_record_size, text): records added to a capture "
+     "writer's block and leaf, up to one that fills either or that Python "
+     "must handle; the index reached."},
+    {"capture_items", speedups_capture_items, METH_VARARGS,
+     "capture_items(block, offsets, start, text, out): the sized items at "
+     "offsets[start:] of a capture block, as bytes or UTF-8 str, up to one "
+     "outside the block; the index reached."},
     {"take_records", speedups_take_records, METH_VARARGS,
      "take_records(pending, index, max_bytes, out): the data of decoded "
      "records up to a region or max_bytes; (index reached, bytes taken)."},

@@ -50,3 +50,19 @@ def tf_good_records(
 def take_records(
     pending: list[Any], index: int, max_bytes: int, out: list[bytes], /
 ) -> tuple[int, int]: ...
+def capture_items(
+    block: _Buffer, offsets: tuple[int, ...], start: int, text: bool, out: list[Any], /
+) -> int: ...
+def capture_add(
+    records: Sequence[Any],
+    start: int,
+    stop: int,
+    block: bytearray,
+    leaf: bytearray,
+    block_position: int,
+    block_size: int,
+    node_size: int,
+    max_record_size: int,
+    text: bool,
+    /,
+) -> int: ...

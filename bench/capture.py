@@ -3,7 +3,8 @@
 Workloads (the table goes in docs/performance.md):
 
 1. append N JSON events of about 100 bytes with varying content, committing
-   every 1,000 (aiorecords durable, aiorecords durable=False, CaptureFile);
+   every 1,000 (aiorecords durable, aiorecords durable=False, CaptureFile;
+   aiorecords both ways again with each 1,000 added by one ``add_records``);
 2. iterate over all of them;
 3. 20,000 random ``record_at`` (each run opens the file afresh, so its
    blocks start out of the cache);
@@ -15,6 +16,9 @@ speed drifts, that compares like with like. CaptureFile is synchronous; it
 is called from a coroutine, as an async program using it would, yielding to
 the loop after each commit (and every 1,000 records when reading), so its
 stall column shows what it does to the loop.
+
+The header says which kernels ran (``AIORECORDS_NO_EXTENSIONS=1`` for the
+pure-Python ones).
 
     python bench/capture.py [--records N] [--lookups N] [--repeat N] [--dir DIR]
 """
@@ -38,7 +42,7 @@ from dataclasses import dataclass, field
 
 from CaptureFile import CaptureFile as SyncCaptureFile
 
-from aiorecords import CaptureFile, set_block_cache_size
+from aiorecords import CaptureFile, _kernels, set_block_cache_size
 from aiorecords._cache import block_cache
 from aiorecords.capture._opened import read_commit
 
@@ -179,6 +183,22 @@ async def bench(records: int, lookups: int, repeat: int, directory: str) -> list
 
         return append
 
+    def our_add_records(durable: bool) -> Callable[[], Awaitable[None]]:
+        """The same commits, each batch of 1,000 added by one add_records()."""
+
+        async def append() -> None:
+            async with CaptureFile(
+                paths[durable],
+                to_write=True,
+                force_new_empty_file=True,
+                durable=durable,
+            ) as cf:
+                for start in range(0, len(events), 1000):
+                    await cf.add_records(events[start : start + 1000])
+                    await cf.commit()
+
+        return append
+
     # Warm up: first touches of memory and of the file system are not measured.
     warm = Series("warm-up", our_append(False), records)
     await warm.once()
@@ -190,6 +210,16 @@ async def bench(records: int, lookups: int, repeat: int, directory: str) -> list
             Series(f"{PEER} (no fsync)", peer_append, records),
             Series("aiorecords zstd, durable=False", our_append(False), records),
             Series("aiorecords zstd, durable (fdatasync)", our_append(True), records),
+            Series(
+                "aiorecords zstd, add_records, durable=False",
+                our_add_records(False),
+                records,
+            ),
+            Series(
+                "aiorecords zstd, add_records, durable (fdatasync)",
+                our_add_records(True),
+                records,
+            ),
         ],
         repeat,
     )
@@ -298,9 +328,11 @@ def main() -> None:
         rows = asyncio.run(bench(args.records, args.lookups, args.repeat, directory))
     finally:
         shutil.rmtree(directory, ignore_errors=True)
+    kernels = "compiled" if _kernels.compiled is not None else "pure Python"
     print(
         f"Python {platform.python_version()} on {platform.machine()}, "
-        f"{os.cpu_count()} CPUs; {args.records:,} records, {args.lookups:,} lookups; "
+        f"{os.cpu_count()} CPUs; {kernels} kernels; "
+        f"{args.records:,} records, {args.lookups:,} lookups; "
         f"{args.repeat} runs of each, taking turns"
     )
     print(table(rows))

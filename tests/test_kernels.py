@@ -25,6 +25,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from aiorecords import SkippedRegion, _kernels
+from aiorecords.capture import _index
 from aiorecords.records import _log
 from aiorecords.records._log import BLOCK_SIZE, LogDecoder, LogEncoder
 from aiorecords.tfrecord import _frame
@@ -155,6 +156,74 @@ def test_the_encoders_frame_what_comes_before_a_bad_record() -> None:
     reference.encode(b"two", expected)
     assert out == expected
     assert encoder.block_offset == reference.block_offset
+
+
+# -- capture blocks ------------------------------------------------------------
+
+
+def capture_block(rng: random.Random) -> tuple[bytes, tuple[int, ...]]:
+    """A block of sized items (ASCII, UTF-8, not UTF-8, empty), the offsets
+    of them, and at random offsets that are wrong: past the end, inside an
+    item, of an item whose length runs past the end."""
+    block = bytearray(rng.randbytes(rng.randrange(3)))
+    offsets = []
+    for _ in range(rng.randrange(40)):
+        kind = rng.randrange(4)
+        if kind == 0:
+            item = bytes(rng.choice(b"abc xyz{}:,") for _ in range(rng.randrange(60)))
+        elif kind == 1:
+            item = "été ☃ ok".encode()[: rng.randrange(14)]  # cut: maybe not UTF-8
+        elif kind == 2:
+            item = rng.randbytes(rng.randrange(30))
+        else:
+            item = b""
+        offsets.append(len(block))
+        block += struct.pack(">L", len(item)) + item
+    if rng.random() < 0.5 and offsets:
+        wrong = rng.choice(
+            [
+                len(block),
+                len(block) - 2,
+                len(block) + 10,
+                rng.randrange(len(block) + 1),
+            ]
+        )
+        offsets.insert(rng.randrange(len(offsets) + 1), wrong)
+    if rng.random() < 0.2:
+        block += struct.pack(">L", 1 << 31)  # a length past the end
+        offsets.append(len(block) - 4)
+    return bytes(block), tuple(offsets)
+
+
+def items_or_error(block: bytes, offsets: tuple[int, ...], mode: str) -> Any:
+    text = block.decode("latin-1") if mode == "latin-1" else None
+    out: list[Any] = ["before"]
+    try:
+        _index.frame_items(block, offsets, 4096, text, out, utf8=mode == "utf8")
+    except Exception as error:  # the same error, after the same items
+        return out, type(error), str(error)
+    return out
+
+
+@pytest.mark.parametrize("mode", ["bytes", "latin-1", "utf8"])
+def test_capture_items_frames_as_the_reference(
+    mode: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    rng = random.Random(mode)
+    for _ in range(3000):
+        block, offsets = capture_block(rng)
+        ours = items_or_error(block, offsets, mode)
+        with monkeypatch.context() as patch:
+            patch.setattr(_index, "fast_capture_items", None)
+            theirs = items_or_error(block, offsets, mode)
+        assert ours == theirs, (block, offsets)
+
+
+def test_capture_items_refuses_a_start_outside_the_offsets() -> None:
+    for start in (-1, 2):
+        with pytest.raises(ValueError, match="start outside"):
+            compiled.capture_items(b"\0\0\0\0", (0,), start, False, [])
+    assert compiled.capture_items(b"\0\0\0\0", (0,), 1, False, []) == 1
 
 
 # -- decoding kernels ----------------------------------------------------------
@@ -394,6 +463,8 @@ def test_a_million_calls_leak_nothing() -> None:
     log, stream = bytearray(), bytearray()
     records = [b"r" * 90, "s" * 10, bytearray(20), memoryview(b"m" * 30)]
     pending = [(b"x", 0, 1), (b"y", 1, 2), SkippedRegion(2, 3, "gone")]
+    block = b"\0\0\0\2ab\0\0\0\1\xff\0\0\0\t"  # the last runs past the end
+    offsets = (0, 6, 11)
 
     def round_of_calls(times: int) -> None:
         for _ in range(times):
@@ -405,6 +476,14 @@ def test_a_million_calls_leak_nothing() -> None:
             compiled.tf_good_records(stream, 0, 0, 1 << 62, 1 << 20, 9, [])
             compiled.take_records(pending, 0, 100, [])
             compiled.crc32c(b"abc")
+            compiled.capture_add(
+                records, 0, 4, bytearray(), bytearray(), 1 << 62, 1 << 20, 1 << 20,
+                1 << 20, True,
+            )  # fmt: skip
+            compiled.capture_items(block, (0, 11), 0, True, [])
+            compiled.capture_items(block, offsets, 0, False, [])
+            with pytest.raises(UnicodeDecodeError):
+                compiled.capture_items(block, (6,), 0, True, [])
             for bad in ([7], ["\udc80"]):
                 with pytest.raises((TypeError, UnicodeEncodeError)):
                     compiled.log_encode(bad, 0, 1, 0, log, 1)

@@ -20,6 +20,7 @@ from collections.abc import Generator, Mapping, MutableMapping
 from functools import lru_cache
 from typing import Any, TypeAlias, TypeVar
 
+from .._kernels import compiled
 from ..errors import InvalidCaptureFile
 from ._layout import COORD, U32
 
@@ -254,33 +255,52 @@ def frame_items(
     position: int,
     text: str | None = None,
     out: list[Any] | None = None,
+    *,
+    utf8: bool = False,
 ) -> list[Any]:
     """The sized items at ``offsets`` in a block: the one framing reader of
     capture files, for one record or thousands.
 
     With ``text`` (the block decoded as Latin-1, whose characters stand one
     for one for its bytes) items come out as UTF-8 ``str``: ASCII ones are
-    sliced from it, without a decode each, others decoded from the block.
+    sliced from it, without a decode each, others decoded from the block;
+    with ``utf8`` instead, each is decoded from the block. The compiled
+    ``capture_items`` kernel, where built, does this work (the loops here
+    are its reference) up to an item outside the block.
     They are added to ``out`` if given (a stream's batch), which is returned.
     An item that does not lie wholly inside the block raises
     [`InvalidCaptureFile`][aiorecords.errors.InvalidCaptureFile]: the index
     (or a master node forged with a valid checksum) points outside the data.
     """
-    size = len(block)
-    unpack = _unpack_u32
     if out is None:
         out = []
+    if fast_capture_items is not None and type(offsets) is tuple:
+        done = fast_capture_items(block, offsets, 0, utf8 or text is not None, out)
+        if done == len(offsets):
+            return out
+        # It stopped at an item outside the block: the loops below raise
+        # the error for it.
+        offsets = offsets[done:]
+    size = len(block)
+    unpack = _unpack_u32
     append = out.append
     # Offsets are unsigned (the index stores them so); one past the end of
     # the block makes unpack_from raise, caught once outside the loops.
     try:
-        if text is None:
+        if text is None and not utf8:
             for offset in offsets:
                 (length,) = unpack(block, offset)
                 end = offset + 4 + length
                 if end > size:
                     raise _overrun(length, position)
                 append(block[offset + 4 : end])
+        elif text is None:
+            for offset in offsets:
+                (length,) = unpack(block, offset)
+                end = offset + 4 + length
+                if end > size:
+                    raise _overrun(length, position)
+                append(block[offset + 4 : end].decode())
         else:
             for offset in offsets:
                 (length,) = unpack(block, offset)
@@ -295,6 +315,9 @@ def frame_items(
             offset=position,
         ) from None
     return out
+
+
+fast_capture_items = compiled.capture_items if compiled else None
 
 
 def _overrun(length: int, position: int) -> InvalidCaptureFile:

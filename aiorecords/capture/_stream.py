@@ -13,7 +13,7 @@ import codecs
 from typing import Any, Final
 
 from ..errors import RecordNotText
-from ._index import Blocks, RunWalk, frame_items, walk_runs
+from ._index import Blocks, RunWalk, fast_capture_items, frame_items, walk_runs
 
 __all__ = ["MAX_BATCH_BYTES", "RecordStream"]
 
@@ -126,6 +126,9 @@ class RecordStream:
         encoding = self._encoding
         if not encoding:
             frame_items(block, offsets, position, None, out)
+        elif self._utf8 and fast_capture_items is not None:
+            # The compiled kernel decodes each record (ASCII at memory speed).
+            frame_items(block, offsets, position, None, out, utf8=True)
         elif self._utf8:
             # Most text records are ASCII: decode the block once as Latin-1
             # (one byte, one character) and slice it; a slice that is not all

@@ -27,7 +27,9 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
+from .._kernels import compiled
 from .._limits import check_size
 from ._layout import (
     COORD,
@@ -79,6 +81,7 @@ FLUSH_BYTES = 4 * 1024 * 1024
 
 _pack_coord = COORD.pack
 _pack_u32 = U32.pack
+fast_capture_add = compiled.capture_add if compiled else None
 
 
 @dataclass(frozen=True, slots=True)
@@ -388,6 +391,36 @@ class CaptureWriter:
         ) and self._settle():
             return 0
         return self.count
+
+    def add_many(
+        self, records: Sequence[Any], start: int, stop: int, text: bool
+    ) -> tuple[int, bool]:
+        """Add ``records[start:stop]`` with the compiled kernel, as
+        `add_record()` would add each; ``(index reached, flush due)``.
+
+        It stops after a record that makes a flush due, and before one that
+        is not bytes (nor, with ``text``, a str, stored as UTF-8) or is over
+        ``max_record_size``, which the caller adds the general way; it adds
+        nothing while a flush is out or without the kernel.
+        """
+        if self._flushing or fast_capture_add is None:
+            return start, False
+        index = start
+        while index < stop:
+            reached = fast_capture_add(
+                records, index, stop, self._block, self._leaf, self._block_position,
+                self._block_size, self._node_size, self.max_record_size, text,
+            )  # fmt: skip
+            self.count += reached - index
+            if reached == index:
+                break
+            index = reached
+            if (
+                len(self._block) >= self._block_size
+                or len(self._leaf) == self._node_size
+            ) and self._settle():
+                return index, True
+        return index, False
 
     def set_metadata(self, data: bytes | None) -> bool:
         """Replace the metadata (None clears it); True once a flush is due."""

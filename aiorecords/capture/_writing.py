@@ -11,7 +11,9 @@ swap. The states this moves through (WRITING, FLUSHING, FAILED) are those of
 from __future__ import annotations
 
 import asyncio
-from typing import Final
+import codecs
+from collections.abc import Iterable, Sequence
+from typing import Any, Final
 
 from .. import _io, _watch
 from .._scheduling import RECORDS_PER_TURN, let_others_run
@@ -19,7 +21,7 @@ from ..errors import WriterFailedError
 from ._opened import OpenFile
 from ._state import FileState, State
 from ._threads import MasterSlots, run_flush
-from ._writer import CaptureWriter, ReadView
+from ._writer import CaptureWriter, ReadView, fast_capture_add
 
 __all__ = ["Writes"]
 
@@ -96,6 +98,59 @@ class Writes:
         if count < self.next_turn:
             return count
         return await self._let_others_run(count)
+
+    async def add_records(
+        self, records: Iterable[str | bytes | bytearray | memoryview]
+    ) -> int:
+        """Add ``records`` in order, as add_record() would each; the record
+        count after them. One call for all: the checks add_record() makes on
+        every call are made here only after a wait. A list or tuple goes in
+        runs through the compiled kernel where it is built."""
+        count = self.check("add records to").count
+        if isinstance(records, (list, tuple)) and fast_capture_add is not None:
+            return await self._add_runs(records, count)
+        encoding = self._settings.store_encoding
+        opened = self._opened
+        for record in records:
+            writer = self.fast
+            kind = type(record)
+            if (
+                writer is None
+                or not opened.live
+                or (kind is not bytes and kind is not str)
+            ):
+                # A flush is out, the file is closing or failed, or another
+                # type: the general path (which raises where it must).
+                count = await self.add_slowly(record)
+                continue
+            if kind is str:
+                record = record.encode(encoding)  # type: ignore[union-attr]
+            count = writer.add_record(record)  # type: ignore[arg-type]
+            if not count or count >= self.next_turn:
+                count = await self.added(count)
+        return count
+
+    async def _add_runs(self, records: Sequence[Any], count: int) -> int:
+        """A sequence, through the kernel: a run up to the next turn (or
+        the next flush) per call."""
+        text = codecs.lookup(self._settings.store_encoding).name == "utf-8"
+        index = 0
+        while index < len(records):
+            writer = self.fast
+            if writer is not None and self._opened.live:
+                stop = index + max(1, self.next_turn - writer.count)
+                reached, due = writer.add_many(records, index, stop, text)
+                if reached > index:
+                    index = reached
+                    count = writer.count
+                    if due or count >= self.next_turn:
+                        count = await self.added(0 if due else count)
+                    continue
+            # A flush is out, the file is closing or failed, or a record
+            # the kernel leaves to Python: the general path.
+            count = await self.add_slowly(records[index])
+            index += 1
+        return count
 
     async def _let_others_run(self, count: int) -> int:
         """Pause a task that keeps adding records without waiting (small

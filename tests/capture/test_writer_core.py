@@ -252,3 +252,54 @@ def test_resolving_placeholders_changes_only_placeholders(
         for p, o in coordinates
     )
     assert capture_writer._resolve_coordinates(packed, swaps) == expected
+
+
+def add_all(image: MemoryImage, data: list, many: bool, rng: random.Random) -> int:
+    """Every record added, flushing as the writer asks; with ``many``
+    through add_many in random runs (what it leaves, add_record adds)."""
+    writer = image.writer
+    flushes = index = 0
+    while index < len(data):
+        due = False
+        if many:
+            stop = index + rng.randrange(1, 40)
+            reached, due = writer.add_many(data, index, stop, True)
+            if reached == index:
+                record = data[index]
+                due = not writer.add_record(
+                    record.encode() if isinstance(record, str) else bytes(record)
+                )
+                reached += 1
+            index = reached
+        else:
+            record = data[index]
+            due = not writer.add_record(
+                record.encode() if isinstance(record, str) else bytes(record)
+            )
+            index += 1
+        if due:
+            flushes += 1
+            image.apply(writer.begin_flush())
+    return flushes
+
+
+@pytest.mark.parametrize("layout", SMALL)
+@pytest.mark.parametrize("seed", range(3))
+def test_add_many_adds_as_add_record_does(layout: Layout, seed: int) -> None:
+    """The compiled run (where built) against the reference, add_record:
+    the same file, index, flushes and records, with records it leaves to
+    Python (bytearray) among the rest."""
+    if capture_writer.fast_capture_add is None:
+        pytest.skip("aiorecords._speedups is not built")
+    rng = random.Random(seed)
+    data: list = []
+    for n, record in enumerate(records(1500, seed=seed)):
+        data.append([record, bytearray(record), record.hex(), "é" * (n % 7)][n % 4])
+    ours, theirs = MemoryImage(layout), MemoryImage(layout)
+    assert add_all(ours, data, True, rng) == add_all(theirs, data, False, rng)
+    assert ours.writer.count == theirs.writer.count == len(data)
+    ours.commit()
+    theirs.commit()
+    assert ours.data == theirs.data
+    expected = [r.encode() if isinstance(r, str) else bytes(r) for r in data]
+    assert ours.records() == expected
