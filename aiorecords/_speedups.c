@@ -312,6 +312,15 @@ batch_of(PyObject *records, Batch *batch)
     return 0;
 }
 
+/* Whether record i is still to be framed: below stop, and still in the
+ * list (checked each time: Python code run by a record's buffer export
+ * may have shortened it). */
+static inline int
+batch_has(const Batch *batch, Py_ssize_t i)
+{
+    return i < batch->stop && i < PySequence_Fast_GET_SIZE(batch->items);
+}
+
 static void
 batch_failed(Batch *batch)
 {
@@ -345,15 +354,20 @@ speedups_log_encode(PyObject *module, PyObject *args)
         return NULL;
     }
     Py_ssize_t i = batch.start;
-    while (i < batch.stop &&
+    while (batch_has(&batch, i) &&
            PyByteArray_GET_SIZE(batch.out) - batch.out_size < batch.max_bytes) {
         Record record;
-        if (record_of(PySequence_Fast_GET_ITEM(batch.items, i), &record) < 0) {
+        /* Held while it is framed: a bytearray subclass's __buffer__ may
+         * run Python code that changes the list. */
+        PyObject *item = Py_NewRef(PySequence_Fast_GET_ITEM(batch.items, i));
+        if (record_of(item, &record) < 0) {
+            Py_DECREF(item);
             batch_failed(&batch);
             return NULL;
         }
         offset = log_frame(batch.out, offset, &record);
         release(&record);
+        Py_DECREF(item);
         if (offset < 0) {
             batch_failed(&batch);
             return NULL;
@@ -504,15 +518,18 @@ speedups_tf_frame(PyObject *module, PyObject *args)
         return NULL;
     }
     Py_ssize_t i = batch.start;
-    while (i < batch.stop &&
+    while (batch_has(&batch, i) &&
            PyByteArray_GET_SIZE(batch.out) - batch.out_size < batch.max_bytes) {
         Record record;
-        if (record_of(PySequence_Fast_GET_ITEM(batch.items, i), &record) < 0) {
+        PyObject *item = Py_NewRef(PySequence_Fast_GET_ITEM(batch.items, i));
+        if (record_of(item, &record) < 0) {
+            Py_DECREF(item);
             batch_failed(&batch);
             return NULL;
         }
         int failed = tf_put(batch.out, &record);
         release(&record);
+        Py_DECREF(item);
         if (failed) {
             batch_failed(&batch);
             return NULL;
@@ -735,7 +752,10 @@ speedups_capture_add(PyObject *module, PyObject *args)
         return NULL;
     }
     Py_ssize_t i = start;
-    while (i < stop) {
+    /* Only exact bytes and str are taken, whose data no Python code can
+     * change or free while the loop runs; the length is checked each time
+     * all the same. */
+    while (i < stop && i < PySequence_Fast_GET_SIZE(items)) {
         PyObject *record = PySequence_Fast_GET_ITEM(items, i);
         const char *data;
         Py_ssize_t size;

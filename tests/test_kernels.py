@@ -17,6 +17,7 @@ from __future__ import annotations
 import os
 import random
 import struct
+import sys
 from typing import Any
 
 import crc32c
@@ -494,3 +495,32 @@ def test_a_million_calls_leak_nothing() -> None:
     before = resident_kib()
     round_of_calls(100_000)  # ten calls each: a million
     assert resident_kib() - before < 2048
+
+
+@pytest.mark.skipif(sys.version_info < (3, 12), reason="__buffer__ came in 3.12")
+def test_a_record_that_empties_the_list_while_it_is_framed() -> None:
+    """A hostile record: a bytearray whose buffer export (Python code, since
+    3.12) empties the list being framed. The kernels go on with the record
+    they hold and stop at the list's new end: no read past it, no crash."""
+    records: list[Any] = []
+
+    class Hostile(bytearray):
+        def __buffer__(self, flags: int) -> memoryview:
+            records.clear()
+            return super().__buffer__(flags)
+
+    for frame, reference in (
+        (
+            lambda out: compiled.log_encode(records, 0, 4, 0, out, 1 << 20)[1],
+            lambda out: _log.encode_records([b"a", b"bb"], 0, 2, 0, out, 1 << 20),
+        ),
+        (
+            lambda out: compiled.tf_frame(records, 0, 4, out, 1 << 20),
+            lambda out: _frame.frame_records([b"a", b"bb"], 0, 2, out, 1 << 20),
+        ),
+    ):
+        records[:] = [b"a", Hostile(b"bb"), b"c", b"d"]
+        out, expected = bytearray(), bytearray()
+        assert frame(out) == 2
+        reference(expected)
+        assert out == expected

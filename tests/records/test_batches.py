@@ -320,3 +320,101 @@ async def test_write_many_cancelled_anywhere_takes_nothing_it_drops(
     async with reader_type(path) as reader:
         assert [record async for record in reader] == data
     assert written <= len(data)
+
+
+@pytest.mark.parametrize("seed", range(6))
+async def test_many_writing_tasks_cancelled_and_a_close_keep_every_acknowledged_record(
+    tmp_path, fmt: tuple[Any, Any], seed: int
+) -> None:
+    """Producers share one writer, each writing numbered batches (lists
+    and generators) through write_many; some are cancelled mid-call and a
+    close comes at a random moment. Ledger: every batch whose call returned
+    is in the file; each producer's records are, in order, a run from its
+    first (a cancelled call leaves a prefix of its batch, never a gap or a
+    torn record), and the file reads back strictly, without damage."""
+    writer_type, reader_type = fmt
+    rng = random.Random(seed)
+    path = str(tmp_path / "f")
+    acknowledged: dict[int, int] = {}
+    outcomes: list[BaseException | None] = []
+
+    progress = asyncio.Event()
+
+    async def producer(tag: int, writer: Any) -> None:
+        acknowledged[tag] = 0
+        while True:
+            size = rng.randrange(1, 400)
+            batch = [b"%d:%d" % (tag, acknowledged[tag] + k) for k in range(size)]
+            await writer.write_many(batch if rng.random() < 0.5 else iter(batch))
+            acknowledged[tag] += len(batch)
+            progress.set()
+
+    writer = writer_type(path, buffer_size=rng.choice([4096, 65_536]))
+    tasks = [asyncio.create_task(producer(tag, writer)) for tag in range(4)]
+    target = rng.randrange(1, 30_000)
+    while sum(acknowledged.values()) < target:
+        await progress.wait()
+        progress.clear()
+        if rng.random() < 0.1:
+            rng.choice(tasks).cancel()
+            tasks.append(asyncio.create_task(producer(len(tasks), writer)))
+    for _ in range(rng.randrange(10)):  # the close lands anywhere in a call
+        await asyncio.sleep(0)
+    await writer.close()
+    for task in tasks:
+        try:
+            await task
+        except asyncio.CancelledError:
+            outcomes.append(None)
+        except ClosedError as error:
+            outcomes.append(error)
+    assert len(outcomes) == len(tasks)  # nothing else was raised
+    assert sum(acknowledged.values()) >= target
+    async with reader_type(path, strict=True) as reader:
+        records = [record async for record in reader]
+    for tag, count in acknowledged.items():
+        mine = [r for r in records if r.split(b":")[0] == b"%d" % tag]
+        assert mine == [b"%d:%d" % (tag, n) for n in range(len(mine))]
+        assert len(mine) >= count
+
+
+@pytest.mark.parametrize("seed", range(4))
+async def test_many_reading_tasks_cancelled_and_a_close_hand_out_each_record_once(
+    tmp_path, seed: int
+) -> None:
+    """Consumers share one reader's batches(), some cancelled at random and
+    replaced, and the reader closed at a random moment: the lists handed
+    out, in the order they were handed out, are the file's records from
+    the start, none twice, none skipped."""
+    rng = random.Random(seed)
+    path = str(tmp_path / "f")
+    data = sample(8000, seed=seed)
+    async with RecordsWriter(path) as writer:
+        await writer.write_many(data)
+    delivered: list[bytes] = []
+
+    progress = asyncio.Event()
+
+    async def consumer(reader: RecordsReader) -> None:
+        async for batch in reader.batches(rng.choice([1, 3000, 1 << 20])):
+            delivered.extend(batch)
+            progress.set()
+            await asyncio.sleep(0)
+
+    reader = RecordsReader(path)
+    tasks = [asyncio.create_task(consumer(reader)) for _ in range(3)]
+    target = rng.randrange(1, len(data))
+    while len(delivered) < target and not all(task.done() for task in tasks):
+        await progress.wait()
+        progress.clear()
+        if rng.random() < 0.2:
+            rng.choice(tasks).cancel()
+            tasks.append(asyncio.create_task(consumer(reader)))
+    for _ in range(rng.randrange(10)):  # the close lands anywhere
+        await asyncio.sleep(0)
+    await reader.close()
+    for task in tasks:
+        with contextlib.suppress(asyncio.CancelledError, ClosedError):
+            await task
+    assert len(delivered) >= target
+    assert delivered == data[: len(delivered)]
