@@ -12,16 +12,44 @@ Each core picks its kernels once, at import, from `compiled`.
 
 from __future__ import annotations
 
+import warnings
 from types import ModuleType
-from typing import Any
+from typing import Any, Final
 
-__all__ = ["compiled", "fast_take_records", "record_bytes", "take_records"]
+__all__ = ["KERNELS", "compiled", "fast_take_records", "record_bytes", "take_records"]
+
+#: Every kernel the cores call. A module without one of them is an older
+#: build (an editable install whose C file changed since it was built) and
+#: is not used: the reference code runs, with a warning saying how to
+#: rebuild, rather than the import failing.
+KERNELS: Final = (
+    "capture_add",
+    "capture_items",
+    "crc32c",
+    "log_encode",
+    "log_full_records",
+    "take_records",
+    "tf_frame",
+    "tf_good_records",
+)
 
 compiled: ModuleType | None
 try:
     import aiorecords._speedups as compiled
 except ImportError:
     compiled = None
+else:
+    missing = [name for name in KERNELS if not hasattr(compiled, name)]
+    if missing:
+        where = getattr(compiled, "__file__", "?")
+        warnings.warn(
+            f"aiorecords._speedups at {where} is an older build "
+            f"(it lacks {', '.join(missing)}); the pure-Python code is used. "
+            "Rebuild it with: pip install -e .",
+            RuntimeWarning,
+            stacklevel=1,
+        )
+        compiled = None
 
 
 def record_bytes(

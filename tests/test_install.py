@@ -191,3 +191,51 @@ def test_the_environment_turns_the_kernels_off(
     in_use, references = result.stdout.splitlines()
     assert in_use == str(compiled)
     assert references == " ".join([str(not compiled)] * 5)
+
+
+STALE_BUILD = """
+import asyncio, os, sys, tempfile, types, warnings
+
+# An older build of the extension: a module with only some of the kernels.
+stale = types.ModuleType("aiorecords._speedups")
+stale.crc32c = lambda data, value=0: 0
+sys.modules["aiorecords._speedups"] = stale
+with warnings.catch_warnings(record=True) as caught:
+    warnings.simplefilter("always")
+    import aiorecords._kernels as kernels
+    from aiorecords import RecordsReader, RecordsWriter
+print(kernels.compiled is None)
+print(" | ".join(str(warning.message) for warning in caught))
+
+
+async def main() -> None:
+    with tempfile.TemporaryDirectory() as d:
+        path = os.path.join(d, "log")
+        async with RecordsWriter(path) as writer:
+            await writer.write_many([b"a", b"b" * 50_000])
+        async with RecordsReader(path) as reader:
+            assert [r async for r in reader] == [b"a", b"b" * 50_000]
+    print("round trip ok")
+
+asyncio.run(main())
+"""
+
+
+def test_an_older_build_of_the_extension_is_not_used() -> None:
+    """An editable install whose C file changed since it was built has a
+    module without the newer kernels: aiorecords warns, says how to
+    rebuild, and runs the reference code, instead of failing to import."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AIORECORDS_")}
+    result = subprocess.run(
+        [sys.executable, "-c", STALE_BUILD],
+        env=env,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    unused, warned, round_trip = result.stdout.splitlines()
+    assert unused == "True"
+    assert "older build" in warned
+    assert "capture_add" in warned
+    assert "pip install -e ." in warned
+    assert round_trip == "round trip ok"
