@@ -16,6 +16,7 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Any, ClassVar, Final, Protocol, TypeVar
 
 from . import _io, _kernels, _remote, _watch
+from ._kernels import UNLIMITED, record_bytes
 from ._lifetime import CloseOnce
 from ._scheduling import RECORDS_PER_TURN, let_others_run
 from ._upload import Upload, start_upload
@@ -27,7 +28,7 @@ from .errors import (
     WriterFailedError,
 )
 
-__all__ = ["AsyncWritable", "Encoder", "FramedWriter", "Target", "to_bytes"]
+__all__ = ["AsyncWritable", "Encoder", "FramedWriter", "Target"]
 
 logger = logging.getLogger("aiorecords")
 
@@ -68,11 +69,6 @@ class Encoder(Protocol):
         """Append ``records[start:stop]`` framed to ``out`` until it has grown
         by ``max_bytes``; the index reached."""
 
-
-to_bytes = _kernels.record_bytes
-
-#: No limit on the bytes of one encode_many call.
-_ALL: Final = 1 << 62
 
 Records = Sequence[bytes | bytearray | memoryview | str]
 
@@ -218,7 +214,7 @@ class FramedWriter:
         if encoder is None or self._closed or self._failed is not None:
             encoder = await self._ready()
         buffer = self._buffer
-        encoder.encode(data if type(data) is bytes else to_bytes(data), buffer)
+        encoder.encode(data if type(data) is bytes else record_bytes(data), buffer)
         self._unyielded_records += 1
         if (
             len(buffer) >= self._next_check
@@ -593,14 +589,7 @@ async def _write_sequence(
         )
         writer._unyielded_records += reached - index
         index = reached
-        if (
-            len(buffer) >= writer._next_check
-            or writer._unyielded_records >= RECORDS_PER_TURN
-        ):
-            await writer._buffer_grew()
-            # Another task may have closed the writer meanwhile (or a flush
-            # swapped the buffers).
-            encoder = await writer._ready()
+        encoder = await _after_check(writer, encoder)
     return index
 
 
@@ -619,15 +608,10 @@ async def _write_pieces(
         )
         if not piece:
             return written
-        encoder.encode_many(piece, 0, len(piece), writer._buffer, _ALL)
+        encoder.encode_many(piece, 0, len(piece), writer._buffer, UNLIMITED)
         written += len(piece)
         writer._unyielded_records += len(piece)
-        if (
-            len(writer._buffer) >= writer._next_check
-            or writer._unyielded_records >= RECORDS_PER_TURN
-        ):
-            await writer._buffer_grew()
-            encoder = await writer._ready()
+        encoder = await _after_check(writer, encoder)
 
 
 def _piece(records: Iterator[Any], count: int, size: int) -> list[Any]:
@@ -648,6 +632,20 @@ def _piece(records: Iterator[Any], count: int, size: int) -> list[Any]:
     return piece
 
 
+async def _after_check(writer: FramedWriter, encoder: Encoder) -> Encoder:
+    """The writer's check, if one is due (a flush; a turn for other tasks),
+    and the encoder to go on with: another task may have closed the writer
+    meanwhile, or a flush swapped the buffers. (write() and `_write_each`,
+    per record, keep the test inline.)"""
+    if (
+        len(writer._buffer) >= writer._next_check
+        or writer._unyielded_records >= RECORDS_PER_TURN
+    ):
+        await writer._buffer_grew()
+        return await writer._ready()
+    return encoder
+
+
 async def _write_each(
     writer: FramedWriter, encoder: Encoder, records: Iterable[Any]
 ) -> int:
@@ -657,7 +655,7 @@ async def _write_each(
     buffer = writer._buffer
     written = 0
     for data in records:
-        encode(data if type(data) is bytes else to_bytes(data), buffer)
+        encode(data if type(data) is bytes else record_bytes(data), buffer)
         written += 1
         writer._unyielded_records += 1
         if (

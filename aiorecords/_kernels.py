@@ -13,10 +13,23 @@ Each core picks its kernels once, at import, from `compiled`.
 from __future__ import annotations
 
 import warnings
+from collections.abc import Callable, Sequence
 from types import ModuleType
 from typing import Any, Final
 
-__all__ = ["KERNELS", "compiled", "fast_take_records", "record_bytes", "take_records"]
+__all__ = [
+    "KERNELS",
+    "UNLIMITED",
+    "compiled",
+    "fast_take_records",
+    "frame_each",
+    "record_bytes",
+    "take_records",
+]
+
+#: No stop, no byte budget, no size limit: past any offset or size, and
+#: still a 64-bit signed integer, as the kernels take them.
+UNLIMITED: Final = 1 << 62
 
 #: Every kernel the cores call. A module without one of them is an older
 #: build (an editable install whose C file changed since it was built) and
@@ -61,6 +74,30 @@ def record_bytes(
     if isinstance(data, (bytes, bytearray, memoryview)):
         return data
     raise TypeError(f"a record is bytes or str, not {type(data).__name__}")
+
+
+def frame_each(
+    frame: Callable[[bytes | bytearray | memoryview, bytearray], object],
+    records: Sequence[bytes | bytearray | memoryview | str],
+    start: int,
+    stop: int,
+    out: bytearray,
+    max_bytes: int,
+) -> int:
+    """``records[start:stop]`` framed one at a time by ``frame`` until
+    ``out`` has grown by ``max_bytes``; the index reached. A record that is
+    neither bytes nor str raises `TypeError` after those before it are
+    framed, as one write() at a time would. (The framing kernels' reference
+    loop; they also take back what the call framed on an error.)"""
+    stop = min(stop, len(records))
+    if not 0 <= start <= stop:
+        raise ValueError("start outside the records")
+    size = len(out)
+    index = start
+    while index < stop and len(out) - size < max_bytes:
+        frame(record_bytes(records[index]), out)
+        index += 1
+    return index
 
 
 def take_records(

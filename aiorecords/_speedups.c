@@ -334,6 +334,40 @@ batch_failed(Batch *batch)
     Py_DECREF(batch->items);
 }
 
+/* Frames one record into out from a state (a log's block offset; nothing
+ * for TFRecord); the new state, or -1 on error. */
+typedef Py_ssize_t (*Put)(PyObject *out, Py_ssize_t state, const Record *record);
+
+/* The batch's records framed in order by put, from *state, until out has
+ * grown by max_bytes; the index reached, or -1 on error (out cut back).
+ * The batch's items are released either way. */
+static Py_ssize_t
+frame_batch(Batch *batch, Put put, Py_ssize_t *state)
+{
+    Py_ssize_t i = batch->start;
+    while (batch_has(batch, i) &&
+           PyByteArray_GET_SIZE(batch->out) - batch->out_size < batch->max_bytes) {
+        Record record;
+        /* Held while it is framed: a bytearray subclass's __buffer__ may
+         * run Python code that changes the list. */
+        PyObject *item = Py_NewRef(PySequence_Fast_GET_ITEM(batch->items, i));
+        Py_ssize_t next = -1;
+        if (record_of(item, &record) == 0) {
+            next = put(batch->out, *state, &record);
+            release(&record);
+        }
+        Py_DECREF(item);
+        if (next < 0) {
+            batch_failed(batch);
+            return -1;
+        }
+        *state = next;
+        i++;
+    }
+    Py_DECREF(batch->items);
+    return i;
+}
+
 static PyObject *
 speedups_log_encode(PyObject *module, PyObject *args)
 {
@@ -353,28 +387,10 @@ speedups_log_encode(PyObject *module, PyObject *args)
     if (batch_of(records, &batch) < 0) {
         return NULL;
     }
-    Py_ssize_t i = batch.start;
-    while (batch_has(&batch, i) &&
-           PyByteArray_GET_SIZE(batch.out) - batch.out_size < batch.max_bytes) {
-        Record record;
-        /* Held while it is framed: a bytearray subclass's __buffer__ may
-         * run Python code that changes the list. */
-        PyObject *item = Py_NewRef(PySequence_Fast_GET_ITEM(batch.items, i));
-        if (record_of(item, &record) < 0) {
-            Py_DECREF(item);
-            batch_failed(&batch);
-            return NULL;
-        }
-        offset = log_frame(batch.out, offset, &record);
-        release(&record);
-        Py_DECREF(item);
-        if (offset < 0) {
-            batch_failed(&batch);
-            return NULL;
-        }
-        i++;
+    Py_ssize_t i = frame_batch(&batch, log_frame, &offset);
+    if (i < 0) {
+        return NULL;
     }
-    Py_DECREF(batch.items);
     return Py_BuildValue("nn", offset, i);
 }
 
@@ -480,9 +496,11 @@ speedups_log_full_records(PyObject *module, PyObject *args)
 #define TF_HEADER 12
 #define TF_FOOTER 4
 
-static int
-tf_put(PyObject *out, const Record *record)
+/* A Put: TFRecord framing has no state between records (0 stays 0). */
+static Py_ssize_t
+tf_put(PyObject *out, Py_ssize_t state, const Record *record)
 {
+    (void)state;
     unsigned char *at = grow(out, TF_HEADER + record->size + TF_FOOTER);
     if (at == NULL) {
         return -1;
@@ -517,26 +535,11 @@ speedups_tf_frame(PyObject *module, PyObject *args)
     if (batch_of(records, &batch) < 0) {
         return NULL;
     }
-    Py_ssize_t i = batch.start;
-    while (batch_has(&batch, i) &&
-           PyByteArray_GET_SIZE(batch.out) - batch.out_size < batch.max_bytes) {
-        Record record;
-        PyObject *item = Py_NewRef(PySequence_Fast_GET_ITEM(batch.items, i));
-        if (record_of(item, &record) < 0) {
-            Py_DECREF(item);
-            batch_failed(&batch);
-            return NULL;
-        }
-        int failed = tf_put(batch.out, &record);
-        release(&record);
-        Py_DECREF(item);
-        if (failed) {
-            batch_failed(&batch);
-            return NULL;
-        }
-        i++;
+    Py_ssize_t none = 0;
+    Py_ssize_t i = frame_batch(&batch, tf_put, &none);
+    if (i < 0) {
+        return NULL;
     }
-    Py_DECREF(batch.items);
     return PyLong_FromSsize_t(i);
 }
 

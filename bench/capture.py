@@ -167,7 +167,10 @@ async def bench(records: int, lookups: int, repeat: int, directory: str) -> list
         cf.commit()
         cf.close()
 
-    def our_append(durable: bool) -> Callable[[], Awaitable[None]]:
+    def our_append(durable: bool, many: bool = False) -> Callable[[], Awaitable[None]]:
+        """A commit every 1,000 events; with ``many``, each 1,000 added by
+        one add_records() call."""
+
         async def append() -> None:
             async with CaptureFile(
                 paths[durable],
@@ -175,26 +178,15 @@ async def bench(records: int, lookups: int, repeat: int, directory: str) -> list
                 force_new_empty_file=True,
                 durable=durable,
             ) as cf:
-                for number, event in enumerate(events, 1):
-                    await cf.add_record(event)
-                    if number % 1000 == 0:
+                if many:
+                    for start in range(0, len(events), 1000):
+                        await cf.add_records(events[start : start + 1000])
                         await cf.commit()
-                await cf.commit()
-
-        return append
-
-    def our_add_records(durable: bool) -> Callable[[], Awaitable[None]]:
-        """The same commits, each batch of 1,000 added by one add_records()."""
-
-        async def append() -> None:
-            async with CaptureFile(
-                paths[durable],
-                to_write=True,
-                force_new_empty_file=True,
-                durable=durable,
-            ) as cf:
-                for start in range(0, len(events), 1000):
-                    await cf.add_records(events[start : start + 1000])
+                else:
+                    for number, event in enumerate(events, 1):
+                        await cf.add_record(event)
+                        if number % 1000 == 0:
+                            await cf.commit()
                     await cf.commit()
 
         return append
@@ -212,12 +204,12 @@ async def bench(records: int, lookups: int, repeat: int, directory: str) -> list
             Series("aiorecords zstd, durable (fdatasync)", our_append(True), records),
             Series(
                 "aiorecords zstd, add_records, durable=False",
-                our_add_records(False),
+                our_append(False, many=True),
                 records,
             ),
             Series(
                 "aiorecords zstd, add_records, durable (fdatasync)",
-                our_add_records(True),
+                our_append(True, many=True),
                 records,
             ),
         ],

@@ -294,14 +294,9 @@ def frame_items(
                 if end > size:
                     raise _overrun(length, position)
                 append(block[offset + 4 : end])
-        elif text is None:
-            for offset in offsets:
-                (length,) = unpack(block, offset)
-                end = offset + 4 + length
-                if end > size:
-                    raise _overrun(length, position)
-                append(block[offset + 4 : end].decode())
         else:
+            if text is None:
+                text = block.decode("latin-1")
             for offset in offsets:
                 (length,) = unpack(block, offset)
                 end = offset + 4 + length

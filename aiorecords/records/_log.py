@@ -28,7 +28,7 @@ from typing import Final
 from crc32c import crc32c
 
 from .._crc import MASK_DELTA, mask_crc, unmask_crc
-from .._kernels import compiled, record_bytes
+from .._kernels import UNLIMITED, compiled, frame_each
 from .._skipped import SkippedRegion
 
 __all__ = [
@@ -161,8 +161,7 @@ class LogEncoder:
         except (TypeError, UnicodeError):
             # Nothing of the call was framed: again one by one, so that the
             # records before the bad one are, and it raises.
-            for data in records[start:stop]:
-                self.encode(record_bytes(data), out)
+            frame_each(self.encode, records, start, stop, out, UNLIMITED)
             raise
         return reached
 
@@ -192,14 +191,8 @@ def encode_records(
     nothing of the call is left in ``out``."""
     encoder = LogEncoder(block_offset)
     size = len(out)
-    stop = min(stop, len(records))
-    if not 0 <= start <= stop:
-        raise ValueError("start outside the records")
-    index = start
     try:
-        while index < stop and len(out) - size < max_bytes:
-            encoder.encode(record_bytes(records[index]), out)
-            index += 1
+        index = frame_each(encoder.encode, records, start, stop, out, max_bytes)
     except BaseException:
         del out[size:]
         raise
@@ -459,7 +452,7 @@ class LogDecoder:
         out: list[Record | SkippedRegion] = []
         append = out.append
         dropped = self.dropped
-        stop = self.stop if self.stop is not None else _NO_STOP
+        stop = self.stop if self.stop is not None else UNLIMITED
         count = 0
         while count < limit:
             if not (
@@ -556,10 +549,6 @@ class LogDecoder:
         if self._at_eof:
             self._reset_record()
             self._stopped = True
-
-
-#: ``stop`` when there is none (past any file offset).
-_NO_STOP: Final = 1 << 62
 
 
 def full_records(

@@ -26,7 +26,7 @@ from typing import Final
 from crc32c import crc32c
 
 from .._crc import MASK_DELTA, mask_crc, unmask_crc
-from .._kernels import compiled, record_bytes
+from .._kernels import UNLIMITED, compiled, frame_each
 from .._skipped import SkippedRegion
 
 __all__ = [
@@ -79,18 +79,11 @@ def frame_records(
     ``max_bytes``; the index reached. On an error nothing of the call is
     left in ``out``."""
     size = len(out)
-    stop = min(stop, len(records))
-    if not 0 <= start <= stop:
-        raise ValueError("start outside the records")
-    index = start
     try:
-        while index < stop and len(out) - size < max_bytes:
-            frame(record_bytes(records[index]), out)
-            index += 1
+        return frame_each(frame, records, start, stop, out, max_bytes)
     except BaseException:
         del out[size:]
         raise
-    return index
 
 
 def frame_many(
@@ -106,8 +99,7 @@ def frame_many(
     try:
         return fast_frame_records(records, start, stop, out, max_bytes)
     except (TypeError, UnicodeError):
-        for data in records[start:stop]:
-            frame(record_bytes(data), out)
+        frame_each(frame, records, start, stop, out, UNLIMITED)
         raise
 
 
@@ -157,10 +149,6 @@ def good_records(
         count += 1
     return at
 
-
-#: ``stop`` when there is none (past any file offset), and the largest
-#: ``max_record_size`` the kernels take.
-_NO_STOP: Final = 1 << 62
 
 # The compiled kernels where they are built (aiorecords._kernels).
 fast_good_records = compiled.tf_good_records if compiled else good_records
@@ -292,8 +280,8 @@ class TFRecordDecoder:
         at = 0
         base = self._buffer_start
         size = len(buffer)
-        stop = _NO_STOP if self._stop is None else self._stop
-        largest = min(self._max_record_size, _NO_STOP)
+        stop = UNLIMITED if self._stop is None else self._stop
+        largest = min(self._max_record_size, UNLIMITED)
         while len(out) < limit and self.damage is None:
             # The whole, sound records; then the one it stopped before.
             at = fast_good_records(

@@ -6,7 +6,8 @@ from collections.abc import Sequence
 from typing import Any
 
 from .. import _io
-from .._framed_writer import DEFAULT_BUFFER_SIZE, FramedWriter, Target, to_bytes
+from .._framed_writer import DEFAULT_BUFFER_SIZE, FramedWriter, Target
+from .._kernels import frame_each
 from .._limits import DEFAULT_MAX_RECORD_SIZE
 from ..errors import StorageNotSupported
 from ._frame import TFRecordDecoder, frame, frame_many
@@ -44,12 +45,7 @@ class _Framer:
     ) -> int:
         if self.index is not None:
             # Each record's index line needs its offset: one at a time.
-            size = len(out)
-            stop = min(stop, len(records))
-            while start < stop and len(out) - size < max_bytes:
-                self.encode(to_bytes(records[start]), out)
-                start += 1
-            return start
+            return frame_each(self.encode, records, start, stop, out, max_bytes)
         before = len(out)
         try:
             return frame_many(records, start, stop, out, max_bytes)

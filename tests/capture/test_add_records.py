@@ -5,7 +5,6 @@ many add_record() calls would add them, on every path a record can take
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import random
 from typing import Any
 
@@ -13,6 +12,7 @@ import pytest
 
 from aiorecords import CaptureFile, CaptureFileNotOpen, CaptureFileNotOpenForWrite
 
+from ..helpers.cancelling import cancel_at_random_until_done
 from ..helpers.turns import TurnCounter
 
 
@@ -127,15 +127,7 @@ async def test_cancelled_anywhere_it_adds_every_record_it_took(
         path, to_write=True, force_new_empty_file=True, encoding=None,
         compression_block_size=4096,
     ) as cf:  # fmt: skip
-        for _ in range(100_000):
-            task = asyncio.create_task(cf.add_records(records))
-            for _ in range(rng.randrange(6)):
-                await asyncio.sleep(0)
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
-            if task.done() and not task.cancelled():
-                break
+        await cancel_at_random_until_done(lambda: cf.add_records(records), rng, 6)
         assert cf.record_count() == len(data)
         await cf.commit()
     async with CaptureFile(path, encoding=None) as cf:

@@ -25,6 +25,8 @@ from aiorecords import (
 )
 from aiorecords.records._log import LogEncoder
 
+from ..helpers.cancelling import cancel_at_random_until_done
+
 FORMATS = {
     "records": (RecordsWriter, RecordsReader),
     "tfrecord": (TFRecordWriter, TFRecordReader),
@@ -212,15 +214,7 @@ async def test_batches_cancelled_anywhere_lose_nothing(tmp_path, seed: int) -> N
             got.extend(batch)
 
     async with RecordsReader(path, read_size=32768) as reader:
-        for _ in range(10_000):
-            task = asyncio.create_task(consume(reader))
-            for _ in range(rng.randrange(8)):
-                await asyncio.sleep(0)
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
-            if task.done() and not task.cancelled():
-                break
+        await cancel_at_random_until_done(lambda: consume(reader), rng, 8)
     assert got == data
 
 
@@ -306,17 +300,10 @@ async def test_write_many_cancelled_anywhere_takes_nothing_it_drops(
     data = sample(6000, seed=seed)
     path = str(tmp_path / "f")
     records = iter(data)
-    written = 0
     async with writer_type(path, buffer_size=rng.choice([4096, 65_536])) as writer:
-        for _ in range(100_000):
-            task = asyncio.create_task(writer.write_many(records))
-            for _ in range(rng.randrange(6)):
-                await asyncio.sleep(0)
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                written += await task
-            if task.done() and not task.cancelled():
-                break
+        written = await cancel_at_random_until_done(
+            lambda: writer.write_many(records), rng, 6
+        )
     async with reader_type(path) as reader:
         assert [record async for record in reader] == data
     assert written <= len(data)
