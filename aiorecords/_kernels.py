@@ -36,6 +36,7 @@ UNLIMITED: Final = 1 << 62
 #: is not used: the reference code runs, with a warning saying how to
 #: rebuild, rather than the import failing.
 KERNELS: Final = (
+    "archive_elements",
     "capture_add",
     "capture_items",
     "crc32c",

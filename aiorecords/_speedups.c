@@ -814,6 +814,219 @@ speedups_capture_add(PyObject *module, PyObject *args)
     return PyLong_FromSsize_t(i);
 }
 
+/* ---------------------------------------------------------------- archives */
+
+/* A version-2 archive element (archive/_format.py): a header of 37 bytes
+ * ("GARe", codec, flags, then in bytes of seven bits, low first: timestamp
+ * and start in 10, name and comment lengths in 3, checksum in 5), the name
+ * and comment, the stored payload, and a trailer of 72 bytes (a zero byte;
+ * start, length, stored and data sizes in 10 septets each; payload and
+ * header checksums in 5; the 16-byte magic; its checksum in 5). */
+#define AR_HEADER 37
+#define AR_TRAILER 72
+#define AR_FILE_HEADER 16
+#define AR_MAX_STRING 65536
+static const unsigned char ar_magic[16] = {0xe5, 0x01, 'G', 'A', 'R', ' ', 't', 'r',
+                                           'a', 'i', 'l', 'e', 'r', ' ', 'v', '2'};
+
+/* The value of n (at most 10) septets at p, if every byte was written so
+ * (high bit clear) and the value is under 2**63; else -1. */
+static int64_t
+septets(const unsigned char *p, int n)
+{
+    uint64_t value = 0;
+    for (int i = 0; i < n; i++) {
+        if (p[i] & 0x80) {
+            return -1;
+        }
+        if (i == 9 && p[i] > 0) {
+            return -1; /* 2**63 or more */
+        }
+        value |= (uint64_t)p[i] << (7 * i);
+    }
+    return (int64_t)value;
+}
+
+/* A timestamp's 10 septets: any 64-bit two's complement value; 0 if they
+ * hold 2**64 or more or a byte never written. */
+static int
+timestamp_septets(const unsigned char *p, int64_t *timestamp)
+{
+    uint64_t value = 0;
+    for (int i = 0; i < 10; i++) {
+        if ((p[i] & 0x80) || (i == 9 && p[i] > 1)) {
+            return 0;
+        }
+        value |= (uint64_t)p[i] << (7 * i);
+    }
+    *timestamp = (int64_t)value;
+    return 1;
+}
+
+/* Set one slot of a new entry (a frozen dataclass: through its member
+ * descriptor, as object.__setattr__ would); steals value. */
+static int
+set_slot(PyObject *entry, PyObject *descriptor, PyObject *value)
+{
+    if (value == NULL) {
+        return -1;
+    }
+    int failed = Py_TYPE(descriptor)->tp_descr_set(descriptor, entry, value);
+    Py_DECREF(value);
+    return failed;
+}
+
+/* archive_elements(data, base, end, floor, codec_names, entry_type, slots,
+ * out): walking back from end, the whole version-2 elements that data (the
+ * file's bytes from offset base) holds and that start at or after floor,
+ * appended to out newest first as entry_type instances (slots: its member
+ * descriptors in field order). It stops at anything that is not plainly a
+ * whole, checksummed element (damage, a torn tail, bytes before base) for
+ * the Python walk to judge; where it stopped. */
+static PyObject *
+speedups_archive_elements(PyObject *module, PyObject *args)
+{
+    Py_buffer buffer;
+    long long base, end, floor;
+    PyObject *names, *entry_type, *slots, *out;
+    if (!PyArg_ParseTuple(args, "y*LLLO!O!O!O!:archive_elements", &buffer, &base,
+                          &end, &floor, &PyTuple_Type, &names, &PyType_Type,
+                          &entry_type, &PyTuple_Type, &slots, &PyList_Type,
+                          &out)) {
+        return NULL;
+    }
+    PyTypeObject *type = (PyTypeObject *)entry_type;
+    if (PyTuple_GET_SIZE(slots) != 10) {
+        PyBuffer_Release(&buffer);
+        PyErr_SetString(PyExc_ValueError, "an entry has 10 slots");
+        return NULL;
+    }
+    for (Py_ssize_t k = 0; k < 10; k++) {
+        if (Py_TYPE(PyTuple_GET_ITEM(slots, k))->tp_descr_set == NULL) {
+            PyBuffer_Release(&buffer);
+            PyErr_SetString(PyExc_TypeError, "slots must be member descriptors");
+            return NULL;
+        }
+    }
+    const unsigned char *data = buffer.buf;
+    long long size = (long long)buffer.len;
+    if (floor < AR_FILE_HEADER) {
+        floor = AR_FILE_HEADER;
+    }
+    while (end - floor >= AR_HEADER + AR_TRAILER && end - AR_TRAILER >= base &&
+           end <= base + size) {
+        const unsigned char *t = data + (end - AR_TRAILER - base);
+        if (t[0] != 0 || memcmp(t + 51, ar_magic, 16) != 0) {
+            break;
+        }
+        int64_t start = septets(t + 1, 10), length = septets(t + 11, 10);
+        int64_t stored = septets(t + 21, 10), data_size = septets(t + 31, 10);
+        int64_t payload_crc = septets(t + 41, 5), header_crc = septets(t + 46, 5);
+        int64_t trailer_crc = septets(t + 67, 5);
+        if (start < 0 || length < 0 || stored < 0 || data_size < 0 ||
+            payload_crc < 0 || payload_crc > 0xFFFFFFFFLL || header_crc < 0 ||
+            header_crc > 0xFFFFFFFFLL || trailer_crc < 0 ||
+            trailer_crc > 0xFFFFFFFFLL) {
+            break;
+        }
+        if (start < floor || start < base || start + length != end ||
+            stored > length - AR_HEADER - AR_TRAILER) {
+            break;
+        }
+        int64_t crc = crc32c_of(0, t, 67);
+        if (crc < 0) {
+            goto error;
+        }
+        if (crc != trailer_crc) {
+            break;
+        }
+        const unsigned char *h = data + (start - base);
+        if (memcmp(h, "GARe", 4) != 0 || h[5] != 0 ||
+            h[4] >= PyTuple_GET_SIZE(names)) {
+            break;
+        }
+        int64_t timestamp;
+        if (!timestamp_septets(h + 6, &timestamp)) {
+            break;
+        }
+        int64_t said_start = septets(h + 16, 10), name_len = septets(h + 26, 3);
+        int64_t comment_len = septets(h + 29, 3), crc_said = septets(h + 32, 5);
+        if (said_start != start || name_len <= 0 || name_len > AR_MAX_STRING ||
+            comment_len < 0 || comment_len > AR_MAX_STRING || crc_said < 0 ||
+            crc_said != header_crc) {
+            break;
+        }
+        int64_t header_size = AR_HEADER + name_len + comment_len;
+        if (start + header_size + stored + AR_TRAILER != end) {
+            break;
+        }
+        crc = crc32c_of(0, h, 32);
+        if (crc < 0) {
+            goto error;
+        }
+        crc = crc32c_of((uint32_t)crc, h + AR_HEADER, (Py_ssize_t)(name_len + comment_len));
+        if (crc < 0) {
+            goto error;
+        }
+        if (crc != crc_said) {
+            break;
+        }
+        PyObject *name = PyUnicode_DecodeUTF8((const char *)h + AR_HEADER,
+                                              (Py_ssize_t)name_len, "strict");
+        if (name == NULL) {
+            PyErr_Clear(); /* not UTF-8: Python's error */
+            break;
+        }
+        PyObject *comment = PyUnicode_DecodeUTF8(
+            (const char *)h + AR_HEADER + name_len, (Py_ssize_t)comment_len, "strict");
+        if (comment == NULL) {
+            Py_DECREF(name);
+            PyErr_Clear();
+            break;
+        }
+        PyObject *entry = type->tp_alloc(type, 0);
+        if (entry == NULL) {
+            Py_DECREF(name);
+            Py_DECREF(comment);
+            goto error;
+        }
+        PyObject *compression = PyTuple_GET_ITEM(names, h[4]);
+        Py_INCREF(compression);
+        PyObject *values[10] = {
+            name,
+            PyLong_FromLongLong(timestamp),
+            compression,
+            comment,
+            PyLong_FromLongLong(start),
+            PyLong_FromLongLong(start + header_size),
+            PyLong_FromLongLong(stored),
+            PyLong_FromLongLong(data_size),
+            PyLong_FromLongLong(payload_crc),
+            PyLong_FromLongLong(end),
+        };
+        int failed = 0;
+        for (int k = 0; k < 10; k++) {
+            if (!failed) {
+                failed = set_slot(entry, PyTuple_GET_ITEM(slots, k), values[k]) < 0;
+            }
+            else {
+                Py_XDECREF(values[k]);
+            }
+        }
+        if (failed || PyList_Append(out, entry) < 0) {
+            Py_DECREF(entry);
+            goto error;
+        }
+        Py_DECREF(entry);
+        end = start;
+    }
+    PyBuffer_Release(&buffer);
+    return PyLong_FromLongLong(end);
+error:
+    PyBuffer_Release(&buffer);
+    return NULL;
+}
+
 static PyMethodDef speedups_methods[] = {
     {"crc32c", speedups_crc32c, METH_VARARGS,
      "crc32c(data, value=0): CRC-32C of data, continuing from value."},
@@ -840,6 +1053,11 @@ static PyMethodDef speedups_methods[] = {
      "capture_items(block, offsets, start, text, out): the sized items at "
      "offsets[start:] of a capture block, as bytes or UTF-8 str, up to one "
      "outside the block; the index reached."},
+    {"archive_elements", speedups_archive_elements, METH_VARARGS,
+     "archive_elements(data, base, end, floor, codec_names, entry_type, slots, "
+     "out): the whole version-2 elements ending at or before end that data "
+     "(from offset base) holds, newest first, up to anything else; where it "
+     "stopped."},
     {"take_records", speedups_take_records, METH_VARARGS,
      "take_records(pending, index, max_bytes, out): the data of decoded "
      "records up to a region or max_bytes; (index reached, bytes taken)."},

@@ -47,6 +47,17 @@ def tf_good_records(
     out: list[Any],
     /,
 ) -> int: ...
+def archive_elements(
+    data: _Buffer,
+    base: int,
+    end: int,
+    floor: int,
+    codec_names: tuple[str | None, ...],
+    entry_type: type,
+    slots: tuple[Any, ...],
+    out: list[Any],
+    /,
+) -> int: ...
 def take_records(
     pending: list[Any], index: int, max_bytes: int, out: list[bytes], /
 ) -> tuple[int, int]: ...

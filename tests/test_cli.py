@@ -516,3 +516,22 @@ def test_the_library_works_without_the_cli_extra(tmp_path: Path) -> None:
         [sys.executable, "-c", code], capture_output=True, timeout=60, check=True
     )
     assert done.stdout == b"one\n"
+
+
+def test_ls_shows_every_timestamp_as_one_at_a_time_would() -> None:
+    """ls makes each minute's text once; the text is _when()'s for any
+    64-bit timestamp, the ends of what datetime can show among them."""
+    import random
+
+    from aiorecords._cli import _Moments, _when
+
+    rng = random.Random(18)
+    first, last = -62135596800, 253402300799  # 0001-01-01, 9999-12-31 23:59:59
+    edges = [first - 1, first, first + 59, last - 59, last, last + 1, -1, 0, 59, 60]
+    values = edges + [rng.randint(-(2**63), 2**63 - 1) for _ in range(2000)]
+    values += [rng.randint(first - 1000, last + 1000) for _ in range(20000)]
+    values += [
+        1_700_000_000 + rng.randrange(600) for _ in range(2000)
+    ]  # shared minutes
+    moments = _Moments()
+    assert [moments.iso(value) for value in values] == [_when(v) for v in values]

@@ -26,11 +26,24 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from aiorecords import SkippedRegion, _kernels
+from aiorecords._wants import answer_reads
+from aiorecords.archive import _walk
+from aiorecords.archive._format import (
+    HEADER_MAGIC,
+    V1,
+    V2,
+    ArchiveEntry,
+    _septets,
+    _to_septet_fields,
+)
+from aiorecords.archive._walk import Listing, extend_listing, find_back
 from aiorecords.capture import _index
 from aiorecords.records import _log
 from aiorecords.records._log import BLOCK_SIZE, LogDecoder, LogEncoder
 from aiorecords.tfrecord import _frame
 from aiorecords.tfrecord._frame import TFRecordDecoder
+
+from .archive.build import Element, archive_bytes, element_bytes
 
 compiled: Any = _kernels.compiled
 if compiled is None:
@@ -381,6 +394,186 @@ def test_positions_outside_the_buffer_are_refused(call: Any) -> None:
         call()
 
 
+# -- walking archives back -------------------------------------------------------
+
+
+def random_element(rng: random.Random) -> Element:
+    return Element(
+        name=rng.choice(["a", "é/ü", "x" * rng.randrange(1, 300), "名前"]),
+        data=rng.randbytes(rng.choice([0, 1, 30, rng.randrange(3000)])),
+        compression=rng.choice([None, None, "gzip", "zstd"]),
+        timestamp=rng.choice([0, 1, -1, 2**63 - 1, -(2**63), rng.randrange(2**40)]),
+        comment=rng.choice(["", "c", "ç" * rng.randrange(100)]),
+    )
+
+
+def forge_trailer(fields: tuple[int, ...], magic: bytes = V2.trailer_magic) -> bytes:
+    """A version-2 trailer holding any values (up to 2**70 and 2**35), its
+    checksum right."""
+    widths = (10, 10, 10, 10, 5, 5)
+    body = b"\0" + _to_septet_fields(tuple(zip(fields, widths, strict=True))) + magic
+    return body + _septets(crc32c.crc32c(body), 5)
+
+
+def forge_header(
+    codec: int, flags: int, timestamp: int, start: int, name: bytes, comment: bytes
+) -> tuple[bytes, int]:
+    """A version-2 header holding any values, its checksum right; and it."""
+    fixed = (
+        HEADER_MAGIC
+        + bytes((codec, flags))
+        + _to_septet_fields(
+            ((timestamp, 10), (start, 10), (len(name), 3), (len(comment), 3))
+        )
+    )
+    crc = crc32c.crc32c(comment, crc32c.crc32c(name, crc32c.crc32c(fixed)))
+    return fixed + _septets(crc, 5) + name + comment, crc
+
+
+def forged_element(rng: random.Random, start: int) -> bytes:
+    """An element whose checksums all hold but one of whose fields lies, or
+    is at the edge of what is allowed."""
+    name = rng.choice([b"n", b"\xff\xfe", b"", b"x" * 65536, b"x" * 65537])
+    comment = rng.choice([b"", b"\xc3", b"y" * 65537])
+    codec = rng.choice([0, 1, 2, 3, 255])
+    flags = rng.choice([0, 0, 1])
+    timestamp = rng.choice([0, 2**63, 2**64 - 1, 2**64, 2**70 - 1])
+    said_start = rng.choice([start, start, start + 1, 2**64 + start])
+    header, header_crc = forge_header(
+        codec, flags, timestamp, said_start, name, comment
+    )
+    payload = rng.randbytes(rng.randrange(20))
+    length = len(header) + len(payload) + V2.trailer_size
+    fields = [start, length, len(payload), rng.randrange(100), 7, header_crc]
+    lie = rng.randrange(9)
+    if lie < 6:
+        fields[lie] = (
+            rng.choice(
+                [
+                    0,
+                    15,
+                    2**32,
+                    2**35 - 1,
+                    2**62,
+                    2**63 - 1,
+                    2**63,
+                    2**64 + fields[lie],
+                    2**70 - 1,
+                ]
+            )
+            if lie < 4
+            else rng.choice([2**32, 2**35 - 1, header_crc ^ 1])
+        )
+    magic = V2.trailer_magic if lie != 6 else b"\xe5\x01GAR trailer v3"
+    trailer = forge_trailer(tuple(fields), magic)
+    if lie == 7:
+        trailer = b"\1" + trailer[1:]  # the zero byte, and the checksum wrong
+    return header + payload + trailer
+
+
+def damaged_archive(rng: random.Random) -> bytes:
+    data = bytearray(V2.file_header)
+    for _ in range(rng.randrange(1, 40)):
+        if rng.random() < 0.15:
+            data += forged_element(rng, len(data))
+        else:
+            data += element_bytes(len(data), random_element(rng))
+    for _ in range(rng.choice([0, 0, 1, 3])):
+        data[rng.randrange(16, len(data))] ^= 1 << rng.randrange(8)
+    return bytes(data)
+
+
+def walk_both(data: bytes, base: int, end: int, floor: int) -> None:
+    window = data[base:]
+    fast: list[ArchiveEntry] = []
+    slow: list[ArchiveEntry] = []
+    reached = compiled.archive_elements(
+        window,
+        base,
+        end,
+        floor,
+        _walk._CODEC_NAMES,
+        ArchiveEntry,
+        _walk._ENTRY_SLOTS,
+        fast,
+    )
+    assert reached == _walk.whole_elements(window, base, end, floor, V2, slow)
+    assert fast == slow
+    assert all(type(entry) is ArchiveEntry for entry in fast)
+    assert [hash(entry) for entry in fast] == [hash(entry) for entry in slow]
+
+
+def element_ends(data: bytes) -> list[int]:
+    found = answer_reads(extend_listing(len(data), Listing(V2)), data_reader(data))
+    return [entry.end for entry in found.entries]
+
+
+def data_reader(data: bytes) -> Any:
+    return lambda offset, size: data[offset : offset + size]
+
+
+@settings(max_examples=400, deadline=None)
+@given(st.integers(0, 2**32))
+def test_archive_elements_walks_as_the_reference(seed: int) -> None:
+    """Windows anywhere over damaged and forged archives, walked from any
+    end down to any floor: the same entries, and the same stop."""
+    rng = random.Random(seed)
+    data = damaged_archive(rng) + rng.choice(
+        [b"", rng.randbytes(rng.randrange(1, 200))]
+    )
+    ends = element_ends(data) or [len(data)]
+    for _ in range(5):
+        end = rng.choice([len(data), rng.choice(ends), rng.randrange(len(data) + 100)])
+        base = rng.choice([0, 16, rng.randrange(len(data) + 1)])
+        floor = rng.choice([0, 16, rng.randrange(end + 1)])
+        walk_both(data, base, end, floor)
+
+
+def test_archive_elements_take_every_forged_element_as_the_reference() -> None:
+    rng = random.Random(1818)
+    for _ in range(3000):
+        data = bytes(V2.file_header) + forged_element(rng, 16)
+        walk_both(data, 0, len(data), 16)
+
+
+def test_archive_elements_leave_version_1_to_the_reference() -> None:
+    data = archive_bytes(Element("a", b"1"), Element("b", b"2"), layout=V1)
+    out: list[ArchiveEntry] = []
+    assert _walk.fast_whole_elements(data, 0, len(data), 16, V1, out) == 16
+    assert [entry.name for entry in out] == ["b", "a"]
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.integers(0, 2**32))
+def test_listing_and_finding_are_the_same_with_either_kernel(seed: int) -> None:
+    rng = random.Random(seed)
+    data = damaged_archive(rng)
+    known = Listing(V2)
+    if rng.random() < 0.5:  # a listing of a prefix, extended
+        cut = rng.choice(element_ends(data) or [16])
+        known = answer_reads(extend_listing(cut, known), data_reader(data))
+    name = rng.choice(["a", "é/ü", "名前", "none"])
+
+    def walks() -> tuple[Any, Any]:
+        listing = answer_reads(extend_listing(len(data), known), data_reader(data))
+        try:
+            found, grown = answer_reads(
+                find_back(len(data), known, name), data_reader(data)
+            )
+            summary = (
+                None if grown is None else (grown.entries, grown.damage, grown.end)
+            )
+            result: Any = (found, summary)
+        except Exception as error:  # damage before a match: the same error
+            result = repr(error)
+        return (listing.entries, listing.damage, listing.end, listing.latest), result
+
+    fast = walks()
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(_walk, "fast_whole_elements", _walk.whole_elements)
+        assert walks() == fast
+
+
 # -- the decoders whole, with each set of kernels -------------------------------
 
 
@@ -466,6 +659,12 @@ def test_a_million_calls_leak_nothing() -> None:
     pending = [(b"x", 0, 1), (b"y", 1, 2), SkippedRegion(2, 3, "gone")]
     block = b"\0\0\0\2ab\0\0\0\1\xff\0\0\0\t"  # the last runs past the end
     offsets = (0, 6, 11)
+    archive = archive_bytes(Element("a", b"x"), Element("é", b"y" * 100, comment="c"))
+    undecodable = bytes(V2.file_header) + forge_header(0, 0, 0, 16, b"\xff", b"")[0]
+    undecodable += forge_trailer(
+        (16, len(undecodable) - 16 + V2.trailer_size, 0, 0, 0, crc32c.crc32c(b""))
+    )
+    entry_kind = (_walk._CODEC_NAMES, ArchiveEntry, _walk._ENTRY_SLOTS)
 
     def round_of_calls(times: int) -> None:
         for _ in range(times):
@@ -482,6 +681,10 @@ def test_a_million_calls_leak_nothing() -> None:
                 1 << 20, True,
             )  # fmt: skip
             compiled.capture_items(block, (0, 11), 0, True, [])
+            compiled.archive_elements(archive, 0, len(archive), 16, *entry_kind, [])
+            compiled.archive_elements(
+                undecodable, 0, len(undecodable), 16, *entry_kind, []
+            )
             compiled.capture_items(block, offsets, 0, False, [])
             with pytest.raises(UnicodeDecodeError):
                 compiled.capture_items(block, (6,), 0, True, [])
