@@ -37,6 +37,7 @@ UNLIMITED: Final = 1 << 62
 #: rebuild, rather than the import failing.
 KERNELS: Final = (
     "archive_elements",
+    "archive_frame",
     "capture_add",
     "capture_items",
     "crc32c",

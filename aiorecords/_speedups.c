@@ -1027,6 +1027,94 @@ error:
     return NULL;
 }
 
+/* value in n septets at p, low first (the caller knows it fits). */
+static void
+put_septets(unsigned char *p, uint64_t value, int n)
+{
+    for (int i = 0; i < n; i++) {
+        p[i] = (unsigned char)(value & 0x7f);
+        value >>= 7;
+    }
+}
+
+/* archive_frame(start, name, comment, timestamp, codec, stored, data_size,
+ * payload_crc): the header of a version-2 element at start (its fixed part,
+ * checksum, name and comment, as ElementLayout.encode_header makes it), its
+ * checksum, and the trailer that ends it once stored payload bytes follow
+ * the header (as encode_trailer makes it): (header, header_crc, trailer).
+ * The caller has checked the name, comment and timestamp. */
+static PyObject *
+speedups_archive_frame(PyObject *module, PyObject *args)
+{
+    unsigned long long start, stored, data_size;
+    long long timestamp;
+    unsigned int codec, payload_crc;
+    Py_buffer name, comment;
+    if (!PyArg_ParseTuple(args, "Ky*y*LIKKI:archive_frame", &start, &name, &comment,
+                          &timestamp, &codec, &stored, &data_size, &payload_crc)) {
+        return NULL;
+    }
+    PyObject *header = NULL, *trailer = NULL, *result = NULL;
+    uint64_t limit = (uint64_t)1 << 63;
+    if (name.len == 0 || name.len > AR_MAX_STRING || comment.len > AR_MAX_STRING ||
+        codec > 255 || start >= limit || stored >= limit || data_size >= limit) {
+        PyErr_SetString(PyExc_ValueError, "not an element's fields");
+        goto done;
+    }
+    Py_ssize_t header_size = AR_HEADER + name.len + comment.len;
+    uint64_t length = (uint64_t)header_size + stored + AR_TRAILER;
+    if (length >= limit) {
+        PyErr_SetString(PyExc_ValueError, "an element is under 2**63 bytes");
+        goto done;
+    }
+    header = PyBytes_FromStringAndSize(NULL, header_size);
+    trailer = PyBytes_FromStringAndSize(NULL, AR_TRAILER);
+    if (header == NULL || trailer == NULL) {
+        goto done;
+    }
+    unsigned char *h = (unsigned char *)PyBytes_AS_STRING(header);
+    memcpy(h, "GARe", 4);
+    h[4] = (unsigned char)codec;
+    h[5] = 0;
+    put_septets(h + 6, (uint64_t)timestamp, 10); /* two's complement */
+    put_septets(h + 16, start, 10);
+    put_septets(h + 26, (uint64_t)name.len, 3);
+    put_septets(h + 29, (uint64_t)comment.len, 3);
+    memcpy(h + AR_HEADER, name.buf, (size_t)name.len);
+    memcpy(h + AR_HEADER + name.len, comment.buf, (size_t)comment.len);
+    int64_t header_crc = crc32c_of(0, h, 32);
+    if (header_crc < 0) {
+        goto done;
+    }
+    header_crc = crc32c_of((uint32_t)header_crc, h + AR_HEADER,
+                           name.len + comment.len);
+    if (header_crc < 0) {
+        goto done;
+    }
+    put_septets(h + 32, (uint64_t)header_crc, 5);
+    unsigned char *t = (unsigned char *)PyBytes_AS_STRING(trailer);
+    t[0] = 0;
+    put_septets(t + 1, start, 10);
+    put_septets(t + 11, length, 10);
+    put_septets(t + 21, stored, 10);
+    put_septets(t + 31, data_size, 10);
+    put_septets(t + 41, payload_crc, 5);
+    put_septets(t + 46, (uint64_t)header_crc, 5);
+    memcpy(t + 51, ar_magic, 16);
+    int64_t crc = crc32c_of(0, t, 67);
+    if (crc < 0) {
+        goto done;
+    }
+    put_septets(t + 67, (uint64_t)crc, 5);
+    result = Py_BuildValue("OkO", header, (unsigned long)header_crc, trailer);
+done:
+    Py_XDECREF(header);
+    Py_XDECREF(trailer);
+    PyBuffer_Release(&name);
+    PyBuffer_Release(&comment);
+    return result;
+}
+
 static PyMethodDef speedups_methods[] = {
     {"crc32c", speedups_crc32c, METH_VARARGS,
      "crc32c(data, value=0): CRC-32C of data, continuing from value."},
@@ -1058,6 +1146,10 @@ static PyMethodDef speedups_methods[] = {
      "out): the whole version-2 elements ending at or before end that data "
      "(from offset base) holds, newest first, up to anything else; where it "
      "stopped."},
+    {"archive_frame", speedups_archive_frame, METH_VARARGS,
+     "archive_frame(start, name, comment, timestamp, codec, stored, "
+     "data_size, payload_crc): a version-2 element's header, its checksum "
+     "and its trailer."},
     {"take_records", speedups_take_records, METH_VARARGS,
      "take_records(pending, index, max_bytes, out): the data of decoded "
      "records up to a region or max_bytes; (index reached, bytes taken)."},

@@ -58,6 +58,17 @@ def archive_elements(
     out: list[Any],
     /,
 ) -> int: ...
+def archive_frame(
+    start: int,
+    name: _Buffer,
+    comment: _Buffer,
+    timestamp: int,
+    codec: int,
+    stored: int,
+    data_size: int,
+    payload_crc: int,
+    /,
+) -> tuple[bytes, int, bytes]: ...
 def take_records(
     pending: list[Any], index: int, max_bytes: int, out: list[bytes], /
 ) -> tuple[int, int]: ...

@@ -33,8 +33,10 @@ from aiorecords.archive._format import (
     V1,
     V2,
     ArchiveEntry,
+    ElementLayout,
     _septets,
     _to_septet_fields,
+    frame_element,
 )
 from aiorecords.archive._walk import Listing, extend_listing, find_back
 from aiorecords.capture import _index
@@ -512,6 +514,54 @@ def data_reader(data: bytes) -> Any:
     return lambda offset, size: data[offset : offset + size]
 
 
+@FAST
+@given(
+    st.integers(16, 2**62),
+    st.text(min_size=1, max_size=40) | st.just("n" * 65536),
+    st.text(max_size=40) | st.just("c" * 65536),
+    st.integers(-(2**63), 2**63 - 1),
+    st.sampled_from([0, 1, 2]),
+    st.integers(0, 2**62),
+    st.integers(0, 2**63 - 1),
+    st.integers(0, 2**32 - 1),
+)
+def test_archive_frame_frames_as_the_reference(
+    start: int,
+    name: str,
+    comment: str,
+    timestamp: int,
+    codec: int,
+    stored: int,
+    data_size: int,
+    crc: int,
+) -> None:
+    fields = (start, name, timestamp, comment, codec, stored, data_size, crc)
+    assert frame_element(V2, *fields) == V2.frame(*fields)
+    header, header_crc, trailer = frame_element(V2, *fields)
+    # And what it makes decodes back to the same fields.
+    decoded = V2.decode_trailer(trailer, start + len(header) + stored + V2.trailer_size)
+    assert (decoded.start, decoded.stored, decoded.data) == (start, stored, data_size)
+    assert (decoded.payload_crc, decoded.header_crc) == (crc, header_crc)
+    assert V2.decode_header(header, start).name == name
+
+
+def test_archive_frame_refuses_what_no_element_holds() -> None:
+    for name, comment, timestamp in (
+        ("", "", 0),
+        ("n" * 65537, "", 0),
+        ("n", "c" * 65537, 0),
+        ("n", "", 2**63),
+    ):
+        for frame in (frame_element, ElementLayout.frame):
+            with pytest.raises(ValueError, match=r"name|comment|timestamp"):
+                frame(V2, 16, name, timestamp, comment, 0, 0, 0, 0)
+    with pytest.raises(ValueError, match="fields"):
+        compiled.archive_frame(16, b"n", b"", 0, 0, 2**63, 0, 0)
+    assert frame_element(V1, 16, "a", 1, "", 0, 3, 3, 7) == V1.frame(
+        16, "a", 1, "", 0, 3, 3, 7
+    )
+
+
 @settings(max_examples=400, deadline=None)
 @given(st.integers(0, 2**32))
 def test_archive_elements_walks_as_the_reference(seed: int) -> None:
@@ -682,6 +732,9 @@ def test_a_million_calls_leak_nothing() -> None:
             )  # fmt: skip
             compiled.capture_items(block, (0, 11), 0, True, [])
             compiled.archive_elements(archive, 0, len(archive), 16, *entry_kind, [])
+            compiled.archive_frame(16, b"name", b"", -5, 2, 10, 20, 30)
+            with pytest.raises(ValueError, match="fields"):
+                compiled.archive_frame(16, b"", b"", 0, 0, 0, 0, 0)
             compiled.archive_elements(
                 undecodable, 0, len(undecodable), 16, *entry_kind, []
             )

@@ -15,11 +15,9 @@ from .._skipped import SkippedRegion
 from .._upload import start_upload
 from ..errors import StorageNotSupported
 from . import _files as files
-from ._entries import Appending, EntryReader, EntryWriter, NewEntry, Reading
-from ._format import (
-    ArchiveEntry,
-    Codec,
-)
+from ._behind import WriteBehind
+from ._entries import Appending, EntryReader, EntryWriter, NewEntry, Reading, read_held
+from ._format import ArchiveEntry, Codec, entry_strings
 from ._opened import Mode, OpenArchive
 from ._publish import Publisher
 
@@ -109,6 +107,7 @@ class Archive:
         *,
         wait: bool = False,
         durable: bool = False,
+        write_behind: bool = False,
         fs: Any = None,
         storage_options: dict[str, Any] | None = None,
     ) -> _Opening:
@@ -129,6 +128,21 @@ class Archive:
 
         ``durable`` is the default of [`append()`][aiorecords.Archive.append]'s
         ``durable``.
+
+        ``write_behind=True`` (for a writer) queues each small entry (its
+        data under 1 MiB, not ``data_gzip``) when its block exits, instead of
+        writing it in a worker-thread hop of its own, and writes the queue
+        in batches of about a megabyte, one hop each, while more are
+        queued. Such an entry is **committed once a later
+        [`flush()`][aiorecords.Archive.flush] (or `sync()` or `close()`)
+        returns**, not when its block exits; a durable one is written and
+        synced before its block exits, as usual. At most 8 MiB wait: an
+        exit then waits for the queue to be written. This object's listings
+        and finds write the queue first, so they include every entry it
+        appended; other readers see queued entries once they are written.
+        A batch that fails is cut off and its entries are lost: the error
+        is raised to whoever waits next (and by `close()`), and the archive
+        refuses appends after it.
 
         ``path`` may also be an fsspec URL (``"s3://bucket/a.archive"``,
         ``"https://..."``, ``"memory://..."``) with ``storage_options`` for
@@ -158,6 +172,8 @@ class Archive:
         """
         if mode not in _MODES:
             raise ValueError(f"mode must be one of {', '.join(_MODES)}, not {mode!r}")
+        if write_behind and mode == "rdonly":
+            raise ValueError("write_behind is for an archive opened to append")
         path, remote = _remote.locate(path, fs)
         if remote:
             if not isinstance(path, str):
@@ -168,13 +184,15 @@ class Archive:
                     "is closed (the close publishes it); durable=True means "
                     "nothing there"
                 )
-            return _Opening(path, mode, wait, durable, (fs, storage_options))
+            return _Opening(
+                path, mode, wait, durable, (fs, storage_options), write_behind
+            )
         if storage_options is not None:
             raise TypeError("storage_options is for URLs of fsspec file systems")
         name = _io.path_of(path)
         if name is None:
             raise TypeError(f"an archive path is str or os.PathLike, not {path!r}")
-        return _Opening(name, mode, wait, durable, None)
+        return _Opening(name, mode, wait, durable, None, write_behind)
 
     @classmethod
     def from_bytes(cls, data: bytes | bytearray | memoryview) -> Archive:
@@ -200,59 +218,11 @@ class Archive:
         wait: bool,
         durable: bool,
         remote: tuple[Any, dict[str, Any] | None] | None,
+        write_behind: bool,
     ) -> Archive:
-        storage: files.Storage
-        if remote is not None and mode != "rdonly":
-            return await cls._open_new_object(path, mode, wait, remote)
-        if remote is not None:
-            fs, options = remote
-            found = await _remote.open_remote(path, fs=fs, storage_options=options)
-            storage, path = files.RemoteArchive(found), found.url
-        else:
-            storage = await open_owned(
-                files.open_archive, _close_of, path, mode != "rdonly"
-            )
-        archive = cls(storage, path=path, mode=mode, durable=durable, wait=wait)
-        try:
-            await archive._opened.prepare()
-        except BaseException:
-            await archive._close_quietly()
-            raise
-        return archive
-
-    @classmethod
-    async def _open_new_object(
-        cls,
-        url: str,
-        mode: Mode,
-        wait: bool,
-        remote: tuple[Any, dict[str, Any] | None],
-    ) -> Archive:
-        # Built in a local file, streamed to a new object (see _publish).
-        fs, options = remote
-        try:
-            upload = await start_upload(url, fs=fs, storage_options=options)
-        except FileExistsError:
-            raise StorageNotSupported(
-                f"{url}: an archive on object storage cannot be appended to "
-                '(open it "rdonly" to read it; write a new one beside it)'
-            ) from None
-        try:
-            # In a worker thread, the name too: finding the temporary
-            # directory may probe the disk the first time.
-            storage = await open_owned(_open_temp_archive, _close_of, url)
-        except BaseException:
-            await upload.discard()
-            raise
-        archive = cls(storage, path=upload.url, mode=mode, durable=False, wait=wait)
-        opened = archive._opened
-        opened.mode = "rdwr_exclusive"  # the local file is this object's alone
-        opened.publisher = Publisher(upload, storage.path)
-        try:
-            await opened.prepare()
-        except BaseException:
-            await archive._close_quietly()
-            raise
+        archive = await _open_storage(path, mode, wait, durable, remote)
+        if write_behind:
+            archive._opened.behind = WriteBehind(archive._opened)
         return archive
 
     async def __aenter__(self) -> Archive:
@@ -406,6 +376,11 @@ class Archive:
 
         Cancellation: nothing changes.
         """
+        if isinstance(entry, ArchiveEntry):
+            # A small entry in the page cache: read now, on the loop.
+            data = read_held(self._opened, entry)
+            if data is not None:
+                return data
         async with self.read(entry) as stream:
             return await stream.read()
 
@@ -467,7 +442,7 @@ class Archive:
                 "durable once the archive is closed (the close publishes it)"
             )
         # Checks the name, comment and timestamp now, before anything waits.
-        self._opened.listing.layout.encode_header(0, name, timestamp, comment, codec)
+        entry_strings(name, timestamp, comment)
         new = NewEntry(
             name,
             timestamp,
@@ -478,11 +453,25 @@ class Archive:
         )
         return Appending(self._opened, new)
 
+    async def flush(self) -> None:
+        """Write every entry that write-behind has queued (see
+        [`open()`][aiorecords.Archive.open]'s ``write_behind``): once this
+        returns they are committed (to the page cache: `sync()` makes them
+        survive a power cut). Does nothing without write-behind.
+
+        Raises what a failed batch raised (its entries are lost).
+        Cancellation: the batch being written is written all the same, and
+        the cancellation raised after; entries not yet in it stay queued.
+        """
+        self._opened.writable("flush")
+        await self._opened.flush_behind()
+
     async def sync(self) -> None:
-        """Make every entry appended so far survive a power cut (``fdatasync``).
+        """Make every entry appended so far survive a power cut (``fdatasync``),
+        writing write-behind's queue first.
 
         Cancellation: the sync still completes in its thread; the
-        cancellation is raised after.
+        cancellation is raised after (entries still queued stay queued).
         """
         io = self._opened.writable("sync")
         if self._opened.publisher is not None:
@@ -490,6 +479,7 @@ class Archive:
                 f"{self.path}: an archive on object storage is durable once "
                 "it is closed (the close publishes it)"
             )
+        await self._opened.flush_behind()
         await self._opened.offload(io.datasync)
 
     async def keep_page_cache_clean(self) -> None:
@@ -502,6 +492,67 @@ class Archive:
         storage = self._opened.live("advise the kernel")
         if isinstance(storage, _io.FileIO):
             await self._opened.offload(storage.advise_dont_need)
+
+
+async def _open_storage(
+    path: str,
+    mode: Mode,
+    wait: bool,
+    durable: bool,
+    remote: tuple[Any, dict[str, Any] | None] | None,
+) -> Archive:
+    storage: files.Storage
+    if remote is not None and mode != "rdonly":
+        return await _open_new_object(path, mode, wait, remote)
+    if remote is not None:
+        fs, options = remote
+        found = await _remote.open_remote(path, fs=fs, storage_options=options)
+        storage, path = files.RemoteArchive(found), found.url
+    else:
+        storage = await open_owned(
+            files.open_archive, _close_of, path, mode != "rdonly"
+        )
+    archive = Archive(storage, path=path, mode=mode, durable=durable, wait=wait)
+    try:
+        await archive._opened.prepare()
+    except BaseException:
+        await archive._close_quietly()
+        raise
+    return archive
+
+
+async def _open_new_object(
+    url: str,
+    mode: Mode,
+    wait: bool,
+    remote: tuple[Any, dict[str, Any] | None],
+) -> Archive:
+    # Built in a local file, streamed to a new object (see _publish).
+    fs, options = remote
+    try:
+        upload = await start_upload(url, fs=fs, storage_options=options)
+    except FileExistsError:
+        raise StorageNotSupported(
+            f"{url}: an archive on object storage cannot be appended to "
+            '(open it "rdonly" to read it; write a new one beside it)'
+        ) from None
+    try:
+        # In a worker thread, the name too: finding the temporary
+        # directory may probe the disk the first time.
+        storage = await open_owned(_open_temp_archive, _close_of, url)
+    except BaseException:
+        await upload.discard()
+        raise
+    archive = Archive(storage, path=upload.url, mode=mode, durable=False, wait=wait)
+    opened = archive._opened
+    opened.mode = "rdwr_exclusive"  # the local file is this object's alone
+    opened.publisher = Publisher(upload, storage.path)
+    try:
+        await opened.prepare()
+    except BaseException:
+        await archive._close_quietly()
+        raise
+    return archive
 
 
 class _Opening:
@@ -517,8 +568,9 @@ class _Opening:
         wait: bool,
         durable: bool,
         remote: tuple[Any, dict[str, Any] | None] | None,
+        write_behind: bool,
     ) -> None:
-        self._args = (path, mode, wait, durable, remote)
+        self._args = (path, mode, wait, durable, remote, write_behind)
         self._archive: Archive | None = None
 
     def __await__(self) -> Generator[Any, None, Archive]:

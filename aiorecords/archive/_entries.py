@@ -17,6 +17,7 @@ from .. import _io, _ranges
 from .._codecs import DecodeError
 from .._wants import answer_reads
 from ..errors import ClosedError, CorruptArchiveError, StorageError, WriterFailedError
+from ._behind import Queued, WriteBehind
 from ._files import MemoryArchive, RemoteArchive, end_append
 from ._format import ArchiveEntry, Codec
 from ._stream import CHUNK, EntryDecoder, EntryEncoder
@@ -24,7 +25,14 @@ from ._stream import CHUNK, EntryDecoder, EntryEncoder
 if TYPE_CHECKING:
     from ._opened import OpenArchive
 
-__all__ = ["Appending", "EntryReader", "EntryWriter", "NewEntry", "Reading"]
+__all__ = [
+    "Appending",
+    "EntryReader",
+    "EntryWriter",
+    "NewEntry",
+    "Reading",
+    "read_held",
+]
 
 #: Bytes written to an entry that are gathered before a worker thread
 #: compresses and writes them.
@@ -32,7 +40,9 @@ _WRITE_BUFFER: Final = CHUNK
 # An entry on object storage is read in ranges this large, two ahead.
 _REMOTE_RANGE: Final = 8 * 1024 * 1024
 # Entries of an in-memory archive at most this large (as stored) are read on
-# the event loop: decompressing them takes well under a millisecond.
+# the event loop: decompressing them takes well under a millisecond. So are
+# those of a file, as large stored and as data, whose bytes the page cache
+# holds (read without waiting for the disk, or else in a worker thread).
 _INLINE_READ: Final = 64 * 1024
 
 
@@ -58,6 +68,9 @@ class EntryReader:
         )
         self._closed = False
         self._ranges: _ranges.RangeCache | None = None  # on object storage
+        # A small entry's stored bytes, read from the page cache on the loop.
+        self._held: _HeldPayload | None = None
+        self._tried_cache = False
 
     def __repr__(self) -> str:
         return f"<EntryReader {self.entry.name!r} of {self._archive!r}>"
@@ -77,7 +90,9 @@ class EntryReader:
             raise StopAsyncIteration
         return chunk
 
-    def _step(self, storage: _io.FileIO | MemoryArchive, limit: int) -> bytes:
+    def _step(
+        self, storage: _io.FileIO | MemoryArchive | _HeldPayload, limit: int
+    ) -> bytes:
         # In a worker thread (or, for bytes in memory, on the loop): read
         # and decode the next piece.
         try:
@@ -122,6 +137,9 @@ class EntryReader:
     async def read1(self, size: int = CHUNK) -> bytes:
         """At most ``size`` bytes (and at most 1 MiB) of the data, read with
         one worker-thread hop; b"" at the end, once the checksum is checked.
+        A small entry (up to 64 KiB, stored and as data) whose bytes the page
+        cache holds is read on the event loop instead, without waiting for
+        the disk.
 
         Cancellation: the chunk is lost to the stream, which should not be
         read further.
@@ -140,7 +158,28 @@ class EntryReader:
             return self._step(storage, size)
         if isinstance(storage, RemoteArchive):
             return await self._remote_step(storage, size)
+        if self._held is not None or self._cached(storage):
+            assert self._held is not None
+            return self._step(self._held, size)
         return await self._archive.offload(self._step, storage, size)
+
+    def _cached(self, storage: _io.FileIO | MemoryArchive | RemoteArchive) -> bool:
+        """Whether a small entry's stored bytes were found in the page
+        cache (tried once, before anything is read): then it is read on the
+        loop, with no worker-thread hop."""
+        if self._tried_cache:
+            return False
+        self._tried_cache = True
+        entry = self.entry
+        if not isinstance(storage, _io.FileIO):
+            return False
+        if entry.stored_size > _INLINE_READ or entry.size > _INLINE_READ:
+            return False
+        data = storage.read_cached(entry.payload_offset, entry.stored_size)
+        if data is None or len(data) != entry.stored_size:
+            return False  # not all cached, or cut short: read it in a thread
+        self._held = _HeldPayload(entry.payload_offset, bytes(data))
+        return True
 
     async def read(self, size: int = -1) -> bytes:
         """``size`` bytes (fewer only at the end), or with ``size < 0`` all
@@ -158,6 +197,39 @@ class EntryReader:
             parts.append(chunk)
             got += len(chunk)
         return b"".join(parts)
+
+
+def read_held(archive: OpenArchive, entry: ArchiveEntry) -> bytes | None:
+    """The whole data of ``entry``, checked, if it is small and the page
+    cache holds its bytes: read on the loop, with no worker-thread hop and
+    nothing to wait for (so no other task's append or read is either);
+    None otherwise."""
+    reader = EntryReader(archive, entry)
+    if not reader._cached(archive.live("read an entry")):
+        return None
+    assert reader._held is not None
+    parts = []
+    while chunk := reader._step(reader._held, CHUNK):
+        parts.append(chunk)
+    return b"".join(parts)
+
+
+class _HeldPayload:
+    """An entry's stored bytes, held: its decoder reads only those."""
+
+    __slots__ = ("_data", "_offset")
+
+    def __init__(self, offset: int, data: bytes) -> None:
+        self._offset = offset
+        self._data = data
+
+    def pread(self, offset: int, size: int) -> bytes:
+        at = offset - self._offset
+        if at < 0 or at + size > len(self._data):
+            raise AssertionError(
+                f"a read of {size} bytes at {offset} outside the entry"
+            )
+        return self._data[at : at + size]
 
 
 class Reading:
@@ -222,27 +294,22 @@ class EntryWriter:
     [`Archive.append()`][aiorecords.Archive.append]; the entry exists once its
     block exits cleanly."""
 
-    def __init__(
-        self,
-        archive: OpenArchive,
-        io: _io.FileIO,
-        start: int,
-        new: NewEntry,
-        share_owner: bool | None,
-    ) -> None:
+    def __init__(self, archive: OpenArchive, io: _io.FileIO, new: NewEntry) -> None:
         self.entry: ArchiveEntry | None = None
-        """The entry, once the block has exited cleanly (None before)."""
+        """The entry, once the block has exited cleanly (None before; with
+        write-behind, None until the entry is written)."""
         self._archive = archive
         self._io = io
-        self._start = start
         self._new = new
-        self._share_owner = share_owner  # the append locks held (None: none)
         self._layout = layout = archive.listing.layout
-        self._header, self._header_crc = layout.encode_header(
-            start, new.name, new.timestamp, new.comment, new.codec
-        )
         self._encoder = EntryEncoder(new.codec, new.data_gzip, layout.stuffed)
-        self._position = start  # where the next stored byte goes
+        # Where the element goes, once known (begin()): with write-behind a
+        # small entry never learns it here.
+        self._start = -1
+        self._share_owner: bool | None = None  # the append locks held (None: none)
+        self._header = b""
+        self._header_crc = 0
+        self._position = -1  # where the next stored byte goes
         self._buffer = bytearray()
         self._done = False
         self._broken: BaseException | None = None  # a failed write
@@ -251,6 +318,24 @@ class EntryWriter:
 
     def __repr__(self) -> str:
         return f"<EntryWriter {self._new.name!r} of {self._archive!r}>"
+
+    def begin(self, start: int, share_owner: bool | None) -> None:
+        """The element goes at ``start``, with these append locks held."""
+        new = self._new
+        self._start = self._position = start
+        self._share_owner = share_owner
+        self._header, self._header_crc = self._layout.encode_header(
+            start, new.name, new.timestamp, new.comment, new.codec
+        )
+
+    async def _begin_behind(self) -> None:
+        # Write-behind: an entry that must be written the usual way (it
+        # outgrew memory, or is data_gzip) goes after the queued ones.
+        archive = self._archive
+        assert archive.behind is not None
+        await archive.behind.flush()
+        io = archive.writable("append")
+        self.begin(*(await archive.begin_append(io)))
 
     async def write(self, data: bytes | bytearray | memoryview | str) -> None:
         """Add ``data`` (bytes, or str as UTF-8) to the entry.
@@ -276,9 +361,11 @@ class EntryWriter:
         self._buffer += data
         if len(self._buffer) < _WRITE_BUFFER:
             return
+        self._archive.writable("append")
+        if self._start < 0:
+            await self._begin_behind()
         data = bytes(self._buffer)
         self._buffer.clear()
-        self._archive.writable("append")
         outcome, cancelled = await self._archive.run(self._store, data, False)
         if outcome.error is None:
             assert outcome.value is not None
@@ -431,6 +518,13 @@ class EntryWriter:
             )
             failure.__cause__ = self._broken
         outcome: _io.Outcome[Any]
+        if clean and self._start < 0:
+            behind = archive.behind
+            assert behind is not None
+            if not self._new.data_gzip:  # whose data may prove not gzip
+                await self._queue(behind)
+                return
+            await self._begin_behind()
         if clean:
             data = bytes(self._buffer)
             self._buffer.clear()
@@ -457,6 +551,16 @@ class EntryWriter:
         if failure is not None:
             raise failure
 
+    async def _queue(self, behind: WriteBehind) -> None:
+        data = bytes(self._buffer)
+        self._buffer.clear()
+        await behind.add(Queued(self._new, data, self._written))
+        if self._new.durable:
+            await behind.flush()
+
+    def _written(self, entry: ArchiveEntry) -> None:
+        self.entry = entry
+
 
 class Appending:
     """What `Archive.append()` returns: ``async with`` gives the writer."""
@@ -476,8 +580,10 @@ class Appending:
         await context.__aenter__()
         try:
             io = archive.writable("append")
-            start, share_owner = await archive.begin_append(io)
-            self._writer = EntryWriter(archive, io, start, self._new, share_owner)
+            writer = EntryWriter(archive, io, self._new)
+            if archive.behind is None:
+                writer.begin(*(await archive.begin_append(io)))
+            self._writer = writer
         except BaseException:
             await context.__aexit__(None, None, None)
             raise

@@ -12,7 +12,7 @@ import asyncio
 import contextlib
 import functools
 import logging
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from typing import Any, Final, Literal, TypeVar
 
 from .. import _io, _ranges
@@ -29,6 +29,7 @@ from ..errors import (
     WriterFailedError,
 )
 from . import _files as files
+from ._behind import Runner, WriteBehind
 from ._format import CURRENT, FILE_HEADER_SIZE, ArchiveEntry, ElementLayout
 from ._publish import Publisher
 from ._walk import Listing, extend_listing, find_back
@@ -82,6 +83,8 @@ class OpenArchive:
         self.publisher: Publisher | None = None
         """For an archive written to object storage: what streams the
         local file it is built in to the new object."""
+        self.behind: WriteBehind | None = None
+        """The queue of small entries, with write-behind (else None)."""
 
     def __repr__(self) -> str:
         where = repr(self.path) if self.path is not None else "in memory"
@@ -208,25 +211,32 @@ class OpenArchive:
             return error
         return CorruptArchiveError(error.reason, path=self.path, offset=error.offset)
 
-    @contextlib.asynccontextmanager
-    async def one_entry_at_a_time(self) -> AsyncIterator[None]:
+    def one_entry_at_a_time(self) -> contextlib.AbstractAsyncContextManager[None]:
+        """An ``async with`` block in which this task alone appends or
+        reads an entry of this object."""
+        return _OneEntry(self)
+
+    async def take_entry_lock(self) -> None:
+        """Wait for the entry lock (see `one_entry_at_a_time()`)."""
         task = asyncio.current_task()
         if task is not None and self._entry_owner is task:
             raise RuntimeError(
                 "this task is already appending or reading an entry of this "
                 "archive: finish that block first (one entry at a time)"
             )
-        async with self._entry_lock:
-            self._entry_owner = task
-            try:
-                yield
-            finally:
-                self._entry_owner = None
+        await self._entry_lock.acquire()
+        self._entry_owner = task
+
+    def release_entry_lock(self) -> None:
+        """Undo `take_entry_lock()`."""
+        self._entry_owner = None
+        self._entry_lock.release()
 
     async def current_listing(self) -> Listing:
         """The listing of the archive as it is now (read from where the
         cached one ends, unless settled); damage is logged once."""
         storage = self.live("list the entries")
+        await self.flush_behind()
         if self._settled:
             return self.listing
         async with self._listing_lock:
@@ -262,14 +272,18 @@ class OpenArchive:
                 offset=newest.offset,
             )
 
-    async def begin_append(self, io: _io.FileIO) -> tuple[int, bool | None]:
+    async def begin_append(
+        self, io: _io.FileIO, run: Runner | None = None
+    ) -> tuple[int, bool | None]:
         """Where the new element goes, and which append locks were taken
-        (for `end_append()`; None: none)."""
+        (for `end_append()`; None: none). ``run`` runs the blocking steps
+        (by default `run()`; the close passes a plain hop)."""
         if self.mode == "rdwr_exclusive":
             return self._end, None
+        run = self.run if run is None else run
         backoff = Backoff(_FIRST_WAIT, _LAST_WAIT)
         while True:
-            outcome, cancelled = await self.run(
+            outcome, cancelled = await run(
                 self.checked(files.begin_append),
                 io,
                 self.listing.end,
@@ -279,7 +293,7 @@ class OpenArchive:
             where = outcome.unwrap() if cancelled is None else outcome.value
             if cancelled is not None:
                 if isinstance(where, int):  # the locks were taken: give them back
-                    await self.run(files.end_append, io, True)
+                    await run(files.end_append, io, True)
                 raise cancelled
             assert where is not None
             if isinstance(where, int):
@@ -323,6 +337,17 @@ class OpenArchive:
             self.poison(error)
             raise
 
+    @property
+    def failed(self) -> BaseException | None:
+        """The I/O error that left the file in an unknown state, if any."""
+        return self._failed
+
+    async def flush_behind(self) -> None:
+        """Write the entries write-behind has queued (if any): what this
+        object lists and finds includes every entry it has appended."""
+        if self.behind is not None and self.behind.queued:
+            await self.behind.flush()
+
     def poison(self, error: BaseException) -> None:
         """Refuse further appends: the file's state after ``error`` is unknown."""
         self._failed = error
@@ -347,6 +372,9 @@ class OpenArchive:
         own, awaited through cancellations by ``Archive.close()``)."""
         await self._in_flight.idle()
         if isinstance(storage, _io.FileIO):
+            lost = None if self.behind is None else await self.behind.close(storage)
+            if lost is not None:
+                self.poison(lost)  # nothing is published then
             try:
                 if self.publisher is not None:
                     # Nothing else reaches the file now: read it directly.
@@ -359,6 +387,8 @@ class OpenArchive:
                 (await _io.run_to_completion(storage.close))[0].unwrap()
                 if self.publisher is not None:
                     await _io.run_to_completion(_io.unlink_quietly, storage.path)
+            if lost is not None:
+                raise lost
         elif isinstance(storage, files.RemoteArchive):
             await storage.ranges.close()
             await storage.remote.close()
@@ -366,6 +396,7 @@ class OpenArchive:
     async def find(self, name: str) -> ArchiveEntry | None:
         """The newest entry named ``name``, or None (see `Archive.find()`)."""
         self.live("find an entry")  # closed: ClosedError
+        await self.flush_behind()
         if self._settled:
             listing = self.listing
             # Settled: the listing covers every byte, so this reads nothing.
@@ -396,6 +427,21 @@ class OpenArchive:
             self._settled = False
             self._reported.clear()
         return True
+
+
+class _OneEntry:
+    # A class, not a generator-based context manager: one of these is
+    # entered and left for every entry appended or read.
+    __slots__ = ("_archive",)
+
+    def __init__(self, archive: OpenArchive) -> None:
+        self._archive = archive
+
+    async def __aenter__(self) -> None:
+        await self._archive.take_entry_lock()
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        self._archive.release_entry_lock()
 
 
 def _reads_nothing(offset: int, size: int) -> bytes:
