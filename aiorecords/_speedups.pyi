@@ -55,6 +55,7 @@ def archive_elements(
     codec_names: tuple[str | None, ...],
     entry_type: type,
     slots: tuple[Any, ...],
+    most: int,
     out: list[Any],
     /,
 ) -> int: ...

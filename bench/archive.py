@@ -1,11 +1,18 @@
-"""Archive benchmark: the async Archive API beside raw file I/O, in one run.
+"""Archive benchmark: the async Archive API beside raw file I/O and zipfile.
 
-Two workloads, each run several times with the raw peer taking turns:
+Four workloads, each run several times with its peer taking turns:
 
 * 10,000 entries of 10 KiB: appended (in ``rdwr_exclusive`` and in ``rdwr``
-  mode, each entry its own ``async with`` block), then listed and read back
-  by a fresh reader. The peer writes the same 10,000 payloads with one
-  ``os.write`` each and reads them back with one ``os.pread`` each.
+  mode, and with ``write_behind=True``, each entry its own ``async with``
+  block), then listed and read back by a fresh reader. The peer writes the
+  same 10,000 payloads with one ``os.write`` each and reads them back with
+  one ``os.pread`` each.
+* The same entries beside the peer people would pick instead: a zip file
+  (stored, the standard library's ``zipfile``) appended to entry by entry
+  and read back, its whole job in one worker thread.
+* 300,000 small entries: listed by a fresh object, and by ``aiorecords ls``
+  (a process of its own), beside ``zipfile``'s listing of a zip holding the
+  same entries (``infolist()``, and ``python -m zipfile -l``).
 * One entry of 1 GiB, streamed in and out in 1 MiB writes and chunks
   (stored as written, and zstd-compressed). The peer writes and reads 1 GiB
   with ``os.write`` / ``os.read`` in 1 MiB chunks. Each streaming run is a
@@ -18,7 +25,7 @@ neighbouring runs, and the worst event-loop stall a 1 ms heartbeat saw,
 beside the worst it saw while the peer's whole job ran in one worker thread
 (what the machine itself imposes on the loop).
 
-    python bench/archive.py [--repeat N] [--gib N] [--dir DIR]
+    python bench/archive.py [--repeat N] [--gib N (0: no big entry)] [--dir DIR]
 """
 
 from __future__ import annotations
@@ -26,6 +33,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import functools
 import json
 import os
 import platform
@@ -35,6 +43,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import zipfile
 from collections.abc import AsyncIterator, Awaitable, Callable
 
 from aiorecords import Archive
@@ -109,9 +118,13 @@ async def small_entries(repeat: int, directory: str) -> list[tuple[str, ...]]:
     ours = os.path.join(directory, "small.gar")
     raw = os.path.join(directory, "small.raw")
 
-    def append(mode: str) -> Callable[[], Awaitable[None]]:
+    def append(mode: str, write_behind: bool = False) -> Callable[[], Awaitable[None]]:
         async def run() -> None:
-            async with Archive.open(ours, mode=mode) as archive:  # type: ignore[arg-type]
+            async with Archive.open(
+                ours,
+                mode=mode,  # type: ignore[arg-type]
+                write_behind=write_behind,
+            ) as archive:
                 for n, payload in enumerate(data):
                     async with archive.append(f"entries/{n}.bin", timestamp=n) as out:
                         await out.write(payload)
@@ -170,6 +183,11 @@ async def small_entries(repeat: int, directory: str) -> list[tuple[str, ...]]:
             write_raw,
         ),
         ("append 10,000 x 10 KiB (rdwr)", append("rdwr"), write_raw),
+        (
+            "append 10,000 x 10 KiB (rdwr_exclusive, write_behind)",
+            append("rdwr_exclusive", True),
+            write_raw,
+        ),
         ("list and read back 10,000 x 10 KiB", read_ours, read_raw),
     )
     for name, mine, theirs in work:
@@ -193,6 +211,155 @@ async def small_entries(repeat: int, directory: str) -> list[tuple[str, ...]]:
                 f"{statistics.median(ratios):.0%}",
                 f"{ENTRIES / statistics.median(mine_times):,.0f} entries/s",
                 f"{max(stalls) * 1000:.1f} / {max(raw_stalls) * 1000:.1f} ms",
+            )
+        )
+    return rows
+
+
+# ----------------------------------------------------------------------
+# The same small entries beside zipfile, and a listing of 300,000
+
+
+async def against_zipfile(repeat: int, directory: str) -> list[tuple[str, ...]]:
+    """10,000 x 10 KiB appended to (and read back from) an archive and, by
+    the peer people would pick instead, a zip file (stored, the standard
+    library's zipfile, its whole job in one worker thread)."""
+    data = payloads()
+    ours = os.path.join(directory, "beside-zip.gar")
+    theirs = os.path.join(directory, "beside-gar.zip")
+
+    def remover(path: str) -> Callable[[], None]:
+        def remove() -> None:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(path)
+
+        return remove
+
+    def append(write_behind: bool) -> Callable[[], Awaitable[None]]:
+        async def run() -> None:
+            async with Archive.open(
+                ours, "rdwr_exclusive", write_behind=write_behind
+            ) as archive:
+                for n, payload in enumerate(data):
+                    async with archive.append(f"entries/{n}.bin", timestamp=n) as out:
+                        await out.write(payload)
+
+        return run
+
+    async def read_ours() -> None:
+        async with Archive.open(ours) as archive:
+            total = sum(
+                [len(await archive.read_bytes(e)) for e in await archive.contents()]
+            )
+        assert total == ENTRIES * ENTRY_SIZE
+
+    def zip_append() -> None:
+        with zipfile.ZipFile(theirs, "a", zipfile.ZIP_STORED) as archive:
+            for n, payload in enumerate(data):
+                archive.writestr(f"entries/{n}.bin", payload)
+
+    def zip_read() -> None:
+        with zipfile.ZipFile(theirs) as archive:
+            total = sum(len(archive.read(info)) for info in archive.infolist())
+        assert total == ENTRIES * ENTRY_SIZE
+
+    async def in_thread(job: Callable[[], None]) -> None:
+        await asyncio.to_thread(job)
+
+    rows = []
+    for name, mine, peer, writes in (
+        ("append 10,000 x 10 KiB, one hop each", append(False), zip_append, True),
+        ("append 10,000 x 10 KiB, write_behind", append(True), zip_append, True),
+        ("list and read back 10,000 x 10 KiB", read_ours, zip_read, False),
+    ):
+        mine_times, peer_times, stalls, peer_stalls = [], [], [], []
+        for _ in range(repeat):
+            elapsed, stall = await measure(
+                functools.partial(in_thread, peer), remover(theirs) if writes else None
+            )
+            peer_times.append(elapsed)
+            peer_stalls.append(stall)
+            elapsed, stall = await measure(mine, remover(ours) if writes else None)
+            mine_times.append(elapsed)
+            stalls.append(stall)
+        ratios = [p / m for p, m in zip(peer_times, mine_times, strict=True)]
+        rows.append(
+            (
+                name,
+                f"{ENTRIES / statistics.median(mine_times):,.0f}",
+                f"{ENTRIES / statistics.median(peer_times):,.0f}",
+                f"{statistics.median(ratios):.2f}x",
+                f"{max(stalls) * 1000:.1f} / {max(peer_stalls) * 1000:.1f} ms",
+            )
+        )
+    remover(ours)()
+    remover(theirs)()
+    return rows
+
+
+LISTED = 300_000
+
+
+async def big_listing(repeat: int, directory: str) -> list[tuple[str, ...]]:
+    """An archive of 300,000 small entries (and a zip of the same): listed
+    by a fresh object, and by ``aiorecords ls`` (a process of its own,
+    output to a file), beside zipfile's listing of the zip."""
+    ours = os.path.join(directory, "many.gar")
+    theirs = os.path.join(directory, "many.zip")
+    async with Archive.open(ours, "rdwr_exclusive", write_behind=True) as archive:
+        for n in range(LISTED):
+            async with archive.append(f"events/{n:07d}.json", timestamp=n) as out:
+                await out.write(b'{"n": %d}' % n)
+
+    def make_zip() -> None:
+        with zipfile.ZipFile(theirs, "w", zipfile.ZIP_STORED) as archive:
+            for n in range(LISTED):
+                archive.writestr(f"events/{n:07d}.json", b'{"n": %d}' % n)
+
+    await asyncio.to_thread(make_zip)
+
+    async def list_ours() -> None:
+        async with Archive.open(ours) as archive:
+            assert len(await archive.contents()) == LISTED
+
+    def list_zip() -> None:
+        with zipfile.ZipFile(theirs) as archive:
+            assert len(archive.infolist()) == LISTED
+
+    def command(*words: str) -> Callable[[], None]:
+        def run() -> None:
+            with open(os.path.join(directory, "listing.txt"), "wb") as out:
+                subprocess.run(words, stdout=out, check=True)
+
+        return run
+
+    async def in_thread(job: Callable[[], None]) -> None:
+        await asyncio.to_thread(job)
+
+    ls = command(sys.executable, "-m", "aiorecords", "ls", ours)
+    zip_ls = command(sys.executable, "-m", "zipfile", "-l", theirs)
+    rows = []
+    for name, mine, peer in (
+        (f"list {LISTED:,} entries (a fresh object)", list_ours, list_zip),
+        (f"aiorecords ls of {LISTED:,} entries (python -m zipfile -l)", ls, zip_ls),
+    ):
+        mine_times, peer_times, stalls = [], [], []
+        for _ in range(repeat):
+            elapsed, _ = await measure(functools.partial(in_thread, peer))
+            peer_times.append(elapsed)
+            if asyncio.iscoroutinefunction(mine):
+                elapsed, stall = await measure(mine)
+            else:
+                elapsed, stall = await measure(functools.partial(in_thread, mine))
+            mine_times.append(elapsed)
+            stalls.append(stall)
+        rows.append(
+            (
+                name,
+                f"{statistics.median(mine_times):.2f} s",
+                f"{statistics.median(peer_times):.2f} s",
+                f"{statistics.median(peer_times) / statistics.median(mine_times):.2f}x",
+                f"{max(stalls) * 1000:.1f} ms",
             )
         )
     return rows
@@ -323,7 +490,9 @@ def big_entry(repeat: int, directory: str, gib: int) -> list[tuple[str, ...]]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeat", type=int, default=3)
-    parser.add_argument("--gib", type=int, default=1, help="size of the big entry")
+    parser.add_argument(
+        "--gib", type=int, default=1, help="size of the big entry (0: none)"
+    )
     parser.add_argument("--dir", default=None)
     parser.add_argument("--child", help=argparse.SUPPRESS)
     parser.add_argument("--path", help=argparse.SUPPRESS)
@@ -334,7 +503,10 @@ def main() -> None:
     directory = tempfile.mkdtemp(prefix="aiorecords-bench-", dir=args.dir)
     try:
         rows = asyncio.run(small_entries(args.repeat, directory))
-        rows += big_entry(args.repeat, directory, args.gib)
+        beside_zip = asyncio.run(against_zipfile(args.repeat, directory))
+        listing = asyncio.run(big_listing(args.repeat, directory))
+        if args.gib:
+            rows += big_entry(args.repeat, directory, args.gib)
     finally:
         shutil.rmtree(directory, ignore_errors=True)
     print(
@@ -352,6 +524,19 @@ def main() -> None:
     print("| workload | " + " | ".join(columns) + " |")
     print("| --- | ---: | ---: | ---: | ---: | ---: |")
     for row in rows:
+        print("| " + " | ".join(row) + " |")
+    print()
+    print(
+        "| workload | aiorecords entries/s | zipfile entries/s | vs zipfile "
+        "| worst loop stall: aiorecords / zipfile in a thread |"
+    )
+    print("| --- | ---: | ---: | ---: | ---: |")
+    for row in beside_zip:
+        print("| " + " | ".join(row) + " |")
+    print()
+    print("| workload | aiorecords | zipfile | vs zipfile | worst loop stall |")
+    print("| --- | ---: | ---: | ---: | ---: |")
+    for row in listing:
         print("| " + " | ".join(row) + " |")
 
 

@@ -485,22 +485,15 @@ def damaged_archive(rng: random.Random) -> bytes:
     return bytes(data)
 
 
-def walk_both(data: bytes, base: int, end: int, floor: int) -> None:
+def walk_both(data: bytes, base: int, end: int, floor: int, most: int = 512) -> None:
     window = data[base:]
     fast: list[ArchiveEntry] = []
     slow: list[ArchiveEntry] = []
-    reached = compiled.archive_elements(
-        window,
-        base,
-        end,
-        floor,
-        _walk._CODEC_NAMES,
-        ArchiveEntry,
-        _walk._ENTRY_SLOTS,
-        fast,
-    )
-    assert reached == _walk.whole_elements(window, base, end, floor, V2, slow)
+    kind = (_walk._CODEC_NAMES, ArchiveEntry, _walk._ENTRY_SLOTS)
+    reached = compiled.archive_elements(window, base, end, floor, *kind, most, fast)
+    assert reached == _walk.whole_elements(window, base, end, floor, V2, slow, most)
     assert fast == slow
+    assert len(fast) <= most
     assert all(type(entry) is ArchiveEntry for entry in fast)
     assert [hash(entry) for entry in fast] == [hash(entry) for entry in slow]
 
@@ -576,7 +569,7 @@ def test_archive_elements_walks_as_the_reference(seed: int) -> None:
         end = rng.choice([len(data), rng.choice(ends), rng.randrange(len(data) + 100)])
         base = rng.choice([0, 16, rng.randrange(len(data) + 1)])
         floor = rng.choice([0, 16, rng.randrange(end + 1)])
-        walk_both(data, base, end, floor)
+        walk_both(data, base, end, floor, rng.choice([512, 0, 1, rng.randrange(40)]))
 
 
 def test_archive_elements_take_every_forged_element_as_the_reference() -> None:
@@ -731,12 +724,12 @@ def test_a_million_calls_leak_nothing() -> None:
                 1 << 20, True,
             )  # fmt: skip
             compiled.capture_items(block, (0, 11), 0, True, [])
-            compiled.archive_elements(archive, 0, len(archive), 16, *entry_kind, [])
+            compiled.archive_elements(archive, 0, len(archive), 16, *entry_kind, 9, [])
             compiled.archive_frame(16, b"name", b"", -5, 2, 10, 20, 30)
             with pytest.raises(ValueError, match="fields"):
                 compiled.archive_frame(16, b"", b"", 0, 0, 0, 0, 0)
             compiled.archive_elements(
-                undecodable, 0, len(undecodable), 16, *entry_kind, []
+                undecodable, 0, len(undecodable), 16, *entry_kind, 9, []
             )
             compiled.capture_items(block, offsets, 0, False, [])
             with pytest.raises(UnicodeDecodeError):
@@ -780,3 +773,29 @@ def test_a_record_that_empties_the_list_while_it_is_framed() -> None:
         assert frame(out) == 2
         reference(expected)
         assert out == expected
+
+
+def test_a_listing_of_thousands_of_small_elements_is_the_references() -> None:
+    """More elements than one kernel call takes, in one window and across
+    windows, with damage among them: the same listing, and the same finds."""
+    rng = random.Random(5)
+    data = bytearray(V2.file_header)
+    for n in range(4000):
+        data += element_bytes(len(data), Element(f"e{n % 1500}", rng.randbytes(n % 50)))
+    data[len(data) // 2] ^= 0x10  # one damaged element in the middle
+    data = bytes(data)
+
+    def walks() -> tuple[Any, ...]:
+        listing = answer_reads(
+            extend_listing(len(data), Listing(V2)), data_reader(data)
+        )
+        found = answer_reads(
+            find_back(len(data), Listing(V2), "e1499"), data_reader(data)
+        )
+        return listing.entries, listing.damage, listing.latest, found[0]
+
+    fast = walks()
+    assert len(fast[0]) > 3900
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(_walk, "fast_whole_elements", _walk.whole_elements)
+        assert walks() == fast

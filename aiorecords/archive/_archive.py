@@ -311,7 +311,7 @@ class Archive:
         elif on_corruption is not None:
             for damage in listing.damage:
                 on_corruption(damage.region)
-        return list(listing.entries)
+        return listing.newest_first()
 
     async def latest(self, *, recover: bool = False) -> dict[str, ArchiveEntry]:
         """The newest entry of each name (as
@@ -380,6 +380,7 @@ class Archive:
             # A small entry in the page cache: read now, on the loop.
             data = read_held(self._opened, entry)
             if data is not None:
+                await self._opened.cooperate()
                 return data
         async with self.read(entry) as stream:
             return await stream.read()

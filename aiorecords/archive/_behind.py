@@ -94,10 +94,12 @@ class WriteBehind:
         self._queued_bytes += item.cost
         if self._queued_bytes >= LIMIT:
             await self.flush()
-        elif self._queued_bytes >= BATCH and (
-            self._background is None or self._background.done()
-        ):
-            self._background = asyncio.create_task(self._write_in_background())
+        else:
+            if self._queued_bytes >= BATCH and (
+                self._background is None or self._background.done()
+            ):
+                self._background = asyncio.create_task(self._write_in_background())
+            await self._archive.cooperate()
 
     async def flush(self) -> None:
         """Write every entry queued so far.

@@ -17,6 +17,7 @@ from typing import Any, Final, Literal, TypeVar
 
 from .. import _io, _ranges
 from .._lifetime import InFlight
+from .._scheduling import let_others_run
 from .._skipped import SkippedRegion
 from .._wants import Read, Steps, answer_reads
 from .._watch import Backoff
@@ -41,6 +42,10 @@ logger = logging.getLogger("aiorecords")
 T = TypeVar("T")
 
 Mode = Literal["rdonly", "rdwr", "rdwr_exclusive"]
+
+#: Entries a task may append or read without waiting before it lets others
+#: run: each costs tens of microseconds, so this is about a millisecond.
+ENTRIES_PER_TURN: Final = 32
 
 # Waiting for another process's lock: the first and the longest pause.
 _FIRST_WAIT: Final = 0.001
@@ -83,6 +88,7 @@ class OpenArchive:
         self.publisher: Publisher | None = None
         """For an archive written to object storage: what streams the
         local file it is built in to the new object."""
+        self._without_a_turn = 0  # entries handled since others last ran
         self.behind: WriteBehind | None = None
         """The queue of small entries, with write-behind (else None)."""
 
@@ -336,6 +342,15 @@ class OpenArchive:
         except StorageError as error:
             self.poison(error)
             raise
+
+    async def cooperate(self) -> None:
+        """Count one entry handled without waiting (queued, or read from
+        the page cache); let other tasks run after every few dozen, so that
+        a task appending or reading many never holds the loop long."""
+        self._without_a_turn += 1
+        if self._without_a_turn >= ENTRIES_PER_TURN:
+            self._without_a_turn = 0
+            await let_others_run()
 
     @property
     def failed(self) -> BaseException | None:

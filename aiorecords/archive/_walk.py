@@ -42,6 +42,9 @@ __all__ = [
 
 #: Bytes read at a time when walking back (many small elements per read).
 WINDOW: Final = 256 * 1024
+#: Elements decoded by one call of the compiled kernel (about half a
+#: millisecond, holding the GIL), or of its reference.
+ELEMENTS_PER_CALL: Final = 512
 
 R = TypeVar("R")
 
@@ -159,6 +162,7 @@ def whole_elements(
     floor: int,
     layout: ElementLayout,
     out: list[ArchiveEntry],
+    most: int = ELEMENTS_PER_CALL,
 ) -> int:
     """The elements ending at ``end`` and before it that ``data`` (the bytes
     from offset ``base``) holds whole, appended to ``out`` newest first,
@@ -166,12 +170,13 @@ def whole_elements(
     stopped. The next element, if any, is then the walk's to judge (from
     more bytes, or as damage).
 
-    The reference of the compiled ``archive_elements`` kernel, which does
-    the same for version 2 in one call per window: walking back over small
-    elements is otherwise a few microseconds of Python each.
+    At most ``most`` are taken. The reference of the compiled
+    ``archive_elements`` kernel, which does the same for version 2 in one
+    call: walking back over small elements is otherwise a few microseconds
+    of Python each.
     """
     window = Window(data, base)
-    while end > floor:
+    while end > floor and len(out) < most:
         walk = element_at(window, end, floor, layout)
         try:
             walk.send(None)  # type: ignore[arg-type]
@@ -206,7 +211,15 @@ def _compiled_whole_elements(
     if layout.version != 2 or compiled is None:
         return whole_elements(data, base, end, floor, layout, out)
     reached: int = compiled.archive_elements(
-        data, base, end, floor, _CODEC_NAMES, ArchiveEntry, _ENTRY_SLOTS, out
+        data,
+        base,
+        end,
+        floor,
+        _CODEC_NAMES,
+        ArchiveEntry,
+        _ENTRY_SLOTS,
+        ELEMENTS_PER_CALL,
+        out,
     )
     return reached
 
@@ -313,6 +326,10 @@ class Listing:
         """Every whole element, newest first."""
         return tuple(reversed(self._oldest_first))
 
+    def newest_first(self) -> list[ArchiveEntry]:
+        """`entries` as a new list (one copy, not two)."""
+        return self._oldest_first[::-1]
+
     def __len__(self) -> int:
         return len(self._oldest_first)
 
@@ -332,9 +349,13 @@ class Listing:
         """A new listing: this one, then what a walk of the bytes after it
         found (``end`` is where the newest of those ends)."""
         listing = Listing(self.layout)
-        listing._oldest_first = self._oldest_first + newest_first[::-1]
-        listing.latest = dict(self.latest)
-        for entry in reversed(newest_first):
+        if self._oldest_first:
+            listing._oldest_first = self._oldest_first + newest_first[::-1]
+            listing.latest = dict(self.latest)
+        else:  # (no copies of what is empty)
+            newest_first.reverse()
+            listing._oldest_first = newest_first
+        for entry in listing._oldest_first[len(self._oldest_first) :]:
             listing.latest[entry.name] = entry
         listing.end = end if newest_first else self.end
         listing.size = size
@@ -381,8 +402,8 @@ def walk_back(
         if stop is not None and stop(entry):
             return entries, newest_end, damage, True
         end = entry.offset
-        if end > floor:
-            # Those the window holds whole, in one call.
+        while end > floor:
+            # Those the window holds whole, a bounded number per call.
             held: list[ArchiveEntry] = []
             end = fast_whole_elements(
                 window.data, window.start, end, floor, layout, held
@@ -391,6 +412,8 @@ def walk_back(
                 entries.append(entry)
                 if stop is not None and stop(entry):
                     return entries, newest_end, damage, True
+            if len(held) < ELEMENTS_PER_CALL:
+                break
         if end <= floor:
             break
         try:
