@@ -14,6 +14,7 @@ import contextlib
 from collections.abc import Iterable
 
 from ..errors import ConflictError
+from ._writer import LARGE_RECORD
 from ._writing import Writes
 
 __all__ = ["Commits"]
@@ -136,8 +137,13 @@ class Commits:
     ) -> int:
         """Add one record and wait for its commit; its number."""
         kind = type(record)
-        if (kind is not str and kind is not bytes) or self.waiting >= self._max_pending:
-            # Another type, or no room: the general path converts, or waits.
+        if (
+            (kind is not str and kind is not bytes)
+            or self.waiting >= self._max_pending
+            or (kind is str and len(record) >= LARGE_RECORD)
+        ):
+            # Another type, no room, or a large text: the general path
+            # converts (off the loop if large), or waits.
             return await self.append_batch((record,), expected_count)
         data = self._writes.encode(record)
         writer = self._writes.writer
@@ -160,7 +166,8 @@ class Commits:
         their commit; the number of the last."""
         writes = self._writes
         writer = writes.check("append to")
-        items = [writes.encode(record) for record in records]
+        items = await writes.encoded_all(records)
+        writer = writes.check("append to")
         for data in items:
             writer.check(data)  # all of them, before any is added
         await self._wait_for_room(len(items))

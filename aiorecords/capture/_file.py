@@ -32,6 +32,7 @@ from ._opened import (
 from ._reading import Record
 from ._session import Session
 from ._state import FileState, State
+from ._writer import LARGE_RECORD
 from ._writing import Writes
 
 __all__ = ["CaptureFile", "Record"]
@@ -353,18 +354,20 @@ class CaptureFile:
         compressed and written in one worker-thread hop (another task adding
         meanwhile waits for it once 4,096 records or 4 MiB are held). A task
         that keeps adding lets others run every 500 records. Raises
-        `ValueError` for a record over ``max_record_size``.
+        `ValueError` for a record over ``max_record_size``. A record of
+        1 MiB or more is never copied on the event loop (a `str`,
+        `bytearray` or `memoryview` one is converted in a worker thread).
 
-        Cancellation: the record is added as soon as the call starts (it
-        counts, and the next commit includes it); a flush already in a worker
-        thread is finished first.
+        Cancellation: the record is added once the call starts (a large one
+        to convert, once converted) and the next commit includes it; a
+        flush already in a worker thread is finished first.
         """
         session = self._session
         writes = None if session is None else session.writes
         writer = None if writes is None else writes.fast
         if writer is not None:
             kind = type(record)
-            if kind is str:
+            if kind is str and len(record) < LARGE_RECORD:
                 count = writer.add_record(record.encode(self.encoding or "utf_8"))  # type: ignore[union-attr]
             elif kind is bytes:
                 count = writer.add_record(record)  # type: ignore[arg-type]
@@ -440,9 +443,9 @@ class CaptureFile:
         ``max_pending_appends`` records wait for a commit, this waits for room
         first.
 
-        Cancellation: while waiting for room, nothing is added. Once the
-        record is added it stays added (the next commit includes it), and
-        the cancellation only stops the wait for its commit.
+        Cancellation: while converting a large record or waiting for room,
+        nothing is added. Once added, the record stays added (the next
+        commit includes it): the cancellation stops the wait for its commit.
         """
         return await self._writing("append to")[1].append(record, expected_count)
 

@@ -42,6 +42,7 @@ __all__ = [
     "is_capture",
     "commit_damage",
     "compress_block",
+    "compress_block_parts",
     "decode_block",
     "decode_header",
     "decode_master",
@@ -531,11 +532,18 @@ def commit_damage(
 
 def compress_block(layout: Layout, raw: bytes | bytearray) -> bytes:
     """A whole data block, header included, holding ``raw`` compressed."""
+    header, payload = compress_block_parts(layout, raw)
+    return header + payload
+
+
+def compress_block_parts(layout: Layout, raw: bytes | bytearray) -> tuple[bytes, bytes]:
+    """`compress_block()` as its header and its payload, not joined (a large
+    block's payload is written without a copy)."""
     if layout.native:
         payload = zstd_compress(raw)
-        return U32.pack(len(payload)) + U32.pack(crc32c(payload)) + payload
+        return U32.pack(len(payload)) + U32.pack(crc32c(payload)), payload
     payload = zlib_compress(raw)
-    return U32.pack(len(payload)) + payload
+    return U32.pack(len(payload)), payload
 
 
 def parse_block_header(layout: Layout, header: bytes) -> tuple[int, int]:

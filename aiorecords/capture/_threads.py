@@ -7,6 +7,7 @@ and touches nothing the event loop changes.
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Final, TypeVar
 
 from .. import _io
@@ -28,7 +29,7 @@ from ._layout import (
     fetch_block,
     written_end,
 )
-from ._writer import CaptureWriter, FlushJob, FlushResult, ReadView
+from ._writer import LARGE_RECORD, CaptureWriter, FlushJob, FlushResult, ReadView
 
 __all__ = [
     "BlockReader",
@@ -45,6 +46,9 @@ T = TypeVar("T")
 #: A streaming reader reads the data area this much at a time: blocks lie
 #: back to back, so one read serves several of them.
 READ_AHEAD: Final = 256 * 1024
+#: A block a writer flushed is kept in the block cache for reading it back
+#: only if smaller than this (a large one is read again if asked for).
+KEEP_BELOW: Final = LARGE_RECORD
 
 
 class BlockReader:
@@ -324,6 +328,12 @@ def run_flush(
                 io.unlock(start, size)
         if durable:
             io.datasync()
+    # The bytes written, and any large block, are let go of here: freeing
+    # tens of megabytes takes milliseconds, which the worker thread can
+    # spend and the event loop should not.
+    if result.writes or any(len(b) >= KEEP_BELOW for b in result.placed.values()):
+        placed = {p: b for p, b in result.placed.items() if len(b) < KEEP_BELOW}
+        result = dataclasses.replace(result, writes=(), placed=placed)
     return result
 
 

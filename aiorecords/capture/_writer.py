@@ -37,7 +37,7 @@ from ._layout import (
     U32,
     Layout,
     MasterNode,
-    compress_block,
+    compress_block_parts,
     encode_master,
 )
 
@@ -73,6 +73,11 @@ def placeholder(sequence: int) -> int:
         raise OverflowError("too many blocks waiting to be placed")
     return int.from_bytes(b"\xc0" + digits, "big")
 
+
+#: A record this large closes its block without being copied into it on
+#: the event loop (the flush joins them in its worker thread); it is more
+#: than any block size, so the block would close after it anyway.
+LARGE_RECORD = 1024 * 1024
 
 #: A flush is due when this many full blocks wait ...
 FLUSH_BLOCKS = 8
@@ -118,18 +123,33 @@ class ReadView:
 
 @dataclass(frozen=True, slots=True)
 class _Pending:
-    """A block not yet in the file: where it will be, its bytes, its nodes."""
+    """A block not yet in the file: where it will be, its bytes, its nodes.
+
+    A block closed by a large record keeps that record apart (``body``)
+    rather than copied after the bytes before it (``head``, where all its
+    nodes are): the copy is made by the flush, in its worker thread.
+    """
 
     position: int
-    data: bytes
+    head: bytes
     nodes: tuple[int, ...]
+    body: bytes = b""
+
+    @property
+    def data(self) -> bytes:
+        """The block's bytes (a copy when it has a body)."""
+        return self.head + self.body if self.body else self.head
+
+    @property
+    def size(self) -> int:
+        return len(self.head) + len(self.body)
 
 
 @dataclass(frozen=True, slots=True)
 class FlushResult:
     """What a flush did: the writes to make, and the writer's state after."""
 
-    writes: tuple[tuple[int, bytes], ...]
+    writes: tuple[tuple[int, bytes | memoryview], ...]
     """``(file position, bytes)`` to write, whole pages only, in order."""
     grow_to: int | None
     """If set, first extend the file to this size (zeros)."""
@@ -178,7 +198,7 @@ class FlushJob:
         file_size = self.file_size
         max_block = self.max_block
         grow_to = None
-        writes: list[tuple[int, bytes]] = []
+        writes: list[tuple[int, Piece]] = []
         placed: dict[int, bytes] = {}
         resolved: dict[int, int] = {}
         swaps: list[tuple[bytes, bytes]] = []
@@ -188,24 +208,26 @@ class FlushJob:
                 swaps.append(
                     (_pack_position(pending.position), _pack_position(file_limit))
                 )
-            raw = _resolve_nodes(layout, pending.data, pending.nodes, swaps)
-            framed = compress_block(layout, raw)
+            raw = _resolve_nodes(layout, pending.head, pending.nodes, swaps)
+            if pending.body:
+                raw = b"".join((raw, pending.body))  # without the GIL, unlike +
+            header, payload = compress_block_parts(layout, raw)
+            framed_size = len(header) + len(payload)
             placed[file_limit] = raw
             max_block = max(max_block, len(raw))
-            if file_limit + len(framed) > file_size:
+            if file_limit + framed_size > file_size:
                 # Grow by the data size so far, at most GROWTH_LIMIT, in pages.
                 growth = -(-min(GROWTH_LIMIT, file_limit) // page) * page
                 file_size += growth
                 grow_to = file_size
             # Only whole pages are written; the rest waits in the master node.
             written_from = file_limit - len(tail)
-            data = tail + framed
-            whole = len(data) // page * page
-            if whole:
-                writes.append((written_from, data[:whole]))
-                file_size = max(file_size, written_from + whole)
-            tail = data[whole:]
-            file_limit += len(framed)
+            pages, tail = whole_pages(written_from, tail + header, payload, page)
+            if pages:
+                writes += pages
+                end = pages[-1][0] + len(pages[-1][1])
+                file_size = max(file_size, end)
+            file_limit += framed_size
         if self.block_position != file_limit:
             resolved[self.block_position] = file_limit
             swaps.append(
@@ -245,12 +267,48 @@ class FlushJob:
         )
 
 
-def _merge(writes: list[tuple[int, bytes]]) -> tuple[tuple[int, bytes], ...]:
-    """Join writes that follow each other into one (fewer system calls)."""
-    merged: list[tuple[int, bytes]] = []
+Piece = bytes | memoryview
+
+
+def whole_pages(
+    start: int, small: bytes, big: bytes, page: int
+) -> tuple[list[tuple[int, Piece]], bytes]:
+    """The writes of the whole pages of ``small + big`` placed at ``start``
+    (a page boundary), and the bytes after the last whole page.
+
+    Only ``small`` and the bytes of ``big`` up to the first page boundary
+    are copied; the rest of ``big`` is written from where it is (a worker
+    thread copying tens of megabytes holds the interpreter that long).
+    """
+    cut = min(len(big), -len(small) % page)
+    first = small + big[:cut]
+    rest = memoryview(big)[cut:]
+    if not rest:
+        whole = len(first) // page * page
+        return ([(start, first[:whole])] if whole else []), first[whole:]
+    whole = len(rest) // page * page
+    writes: list[tuple[int, Piece]] = [(start, first)]
+    if whole:
+        writes.append((start + len(first), rest[:whole]))
+    return writes, bytes(rest[whole:])
+
+
+#: Writes that follow each other are joined (fewer system calls) unless one
+#: is this large: a large one is written from where it is.
+JOIN_BELOW = 1024 * 1024
+
+
+def _merge(writes: list[tuple[int, Piece]]) -> tuple[tuple[int, Piece], ...]:
+    """Join small writes that follow each other into one."""
+    merged: list[tuple[int, Piece]] = []
     for position, data in writes:
-        if merged and merged[-1][0] + len(merged[-1][1]) == position:
-            merged[-1] = (merged[-1][0], merged[-1][1] + data)
+        if (
+            merged
+            and merged[-1][0] + len(merged[-1][1]) == position
+            and len(data) < JOIN_BELOW
+            and len(merged[-1][1]) < JOIN_BELOW
+        ):
+            merged[-1] = (merged[-1][0], bytes(merged[-1][1]) + data)
         else:
             merged.append((position, data))
     return tuple(merged)
@@ -384,8 +442,11 @@ class CaptureWriter:
         leaf = self._leaf
         leaf += _pack_coord(self._block_position, len(block))
         block += _pack_u32(len(data))
-        block += data
         self.count += 1
+        if len(data) >= LARGE_RECORD and len(data) >= self._block_size:
+            self._close_block(bytes(data))
+            return 0 if self._settle() else self.count
+        block += data
         if (
             len(block) >= self._block_size or len(leaf) == self._node_size
         ) and self._settle():
@@ -393,23 +454,30 @@ class CaptureWriter:
         return self.count
 
     def add_many(
-        self, records: Sequence[Any], start: int, stop: int, text: bool
+        self,
+        records: Sequence[Any],
+        start: int,
+        stop: int,
+        text: bool,
+        below: int = 1 << 62,
     ) -> tuple[int, bool]:
         """Add ``records[start:stop]`` with the compiled kernel, as
         `add_record()` would add each; ``(index reached, flush due)``.
 
         It stops after a record that makes a flush due, and before one that
         is not bytes (nor, with ``text``, a str, stored as UTF-8) or is over
-        ``max_record_size``, which the caller adds the general way; it adds
-        nothing while a flush is out or without the kernel.
+        ``max_record_size`` or ``below`` bytes, which the caller adds the
+        general way; it adds nothing while a flush is out or without the
+        kernel.
         """
         if self._flushing or fast_capture_add is None:
             return start, False
         index = start
+        limit = min(self.max_record_size, below - 1)
         while index < stop:
             reached = fast_capture_add(
                 records, index, stop, self._block, self._leaf, self._block_position,
-                self._block_size, self._node_size, self.max_record_size, text,
+                self._block_size, self._node_size, limit, text,
             )  # fmt: skip
             self.count += reached - index
             if reached == index:
@@ -458,11 +526,16 @@ class CaptureWriter:
             height += 1
         return self.flush_due
 
-    def _close_block(self) -> None:
+    def _close_block(self, body: bytes = b"") -> None:
         self._pending.append(
-            _Pending(self._block_position, bytes(self._block), tuple(self._block_nodes))
+            _Pending(
+                self._block_position,
+                bytes(self._block),
+                tuple(self._block_nodes),
+                body,
+            )
         )
-        self._pending_bytes += len(self._block)
+        self._pending_bytes += len(self._block) + len(body)
         self._block = bytearray()
         self._block_nodes = []
         self._block_position = placeholder(self._next_sequence)
@@ -559,6 +632,6 @@ class CaptureWriter:
             memory=memory,
             max_block=max(
                 [self.max_block, len(self._block)]
-                + [len(block.data) for block in self._pending]
+                + [block.size for block in self._pending]
             ),
         )

@@ -21,7 +21,7 @@ from ..errors import WriterFailedError
 from ._opened import OpenFile
 from ._state import FileState, State
 from ._threads import MasterSlots, run_flush
-from ._writer import CaptureWriter, ReadView, fast_capture_add
+from ._writer import LARGE_RECORD, CaptureWriter, ReadView, fast_capture_add
 
 __all__ = ["Writes"]
 
@@ -72,6 +72,42 @@ class Writes:
             return bytes(record)
         raise TypeError(f"a record is str or bytes, not {type(record).__name__}")
 
+    async def encoded(self, record: str | bytes | bytearray | memoryview) -> bytes:
+        """`encode()`, in a worker thread for a large record (encoding or
+        copying a megabyte or more on the event loop would stall it)."""
+        if is_large(record):
+            return await _io.offload(self.encode_large, record)
+        return self.encode(record)
+
+    async def encoded_all(
+        self, records: Iterable[str | bytes | bytearray | memoryview]
+    ) -> list[bytes]:
+        """`encode()` of each, in one worker-thread hop if any is large."""
+        taken = list(records)
+        if any(is_large(record) for record in taken):
+            return await _io.offload(lambda: [self.encode_large(r) for r in taken])
+        return [self.encode(record) for record in taken]
+
+    def encode_large(self, record: str | bytes | bytearray | memoryview) -> bytes:
+        """`encode()`, for a worker thread: a large text in pieces of about
+        a megabyte and a large buffer in one copy without the GIL (with the
+        extension), so that the thread never holds the interpreter for long
+        (the event loop waits for it meanwhile)."""
+        if not is_large(record):
+            return self.encode(record)
+        if isinstance(record, str):
+            encoder = codecs.getincrementalencoder(self._settings.store_encoding)()
+            step = max(LARGE_RECORD, -(-len(record) // 63))
+            pieces = [
+                encoder.encode(record[at : at + step])
+                for at in range(0, len(record), step)
+            ]
+            pieces.append(encoder.encode("", True))
+            return b"".join(pieces)
+        if isinstance(record, memoryview) and not record.c_contiguous:
+            return bytes(record)
+        return b"".join((record,))
+
     async def added(self, count: int) -> int:
         """After the fast path added a record: let others run, or flush."""
         if count:
@@ -83,8 +119,10 @@ class Writes:
 
     async def add_slowly(self, record: str | bytes | bytearray | memoryview) -> int:
         """Add a record outside the fast path (another type, or a flush out)."""
+        self.check("add a record to")
+        data = await self.encoded(record)
         writer = self.check("add a record to")
-        count = writer.add_record(self.encode(record))
+        count = writer.add_record(data)
         if not count:
             return await self.added(0)
         held, held_bytes = writer.held
@@ -118,6 +156,7 @@ class Writes:
                 writer is None
                 or not opened.live
                 or (kind is not bytes and kind is not str)
+                or (kind is str and len(record) >= LARGE_RECORD)
             ):
                 # A flush is out, the file is closing or failed, or another
                 # type: the general path (which raises where it must).
@@ -139,7 +178,7 @@ class Writes:
             writer = self.fast
             if writer is not None and self._opened.live:
                 stop = index + max(1, self.next_turn - writer.count)
-                reached, due = writer.add_many(records, index, stop, text)
+                reached, due = writer.add_many(records, index, stop, text, LARGE_RECORD)
                 if reached > index:
                     index = reached
                     count = writer.count
@@ -222,3 +261,16 @@ class Writes:
             _watch.notify(opened.path_key)
         if cancelled is not None:
             raise cancelled
+
+
+def is_large(record: object) -> bool:
+    """True for a record that is not `bytes` and whose conversion would copy
+    a megabyte or more (a `bytes` record is stored without a copy)."""
+    kind = type(record)
+    if kind is bytes:
+        return False
+    if isinstance(record, memoryview):
+        return record.nbytes >= LARGE_RECORD
+    if isinstance(record, (str, bytearray)):
+        return len(record) >= LARGE_RECORD
+    return False
