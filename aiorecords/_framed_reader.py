@@ -263,7 +263,7 @@ class FramedReader:
         a read of the file object), and whether they reach the end."""
         data: bytes | bytearray | None
         if self._io is not None:
-            data = self._io.read_cached(wanted, BLOCK_SIZE)
+            data = self._io.read_cached(wanted, self.read_size)
             if data is not None:
                 self._unyielded_bytes += len(data)
                 return data, not data  # a short cached read may be partial

@@ -46,11 +46,13 @@ class RecordsReader(FramedReader):
     [`seek()`][aiorecords.RecordsReader.seek] moves to the first record starting at or
     after an offset.
 
-    The reader holds one block at a time, plus the record it is assembling
-    (at most ``max_record_size``). Blocks in the page cache are read without
-    waiting for the disk, on the event loop; the others are read by a worker
-    thread, ``read_size`` bytes (a whole number of blocks, one by default)
-    at a time, as are the bytes of a file object.
+    The reader reads ``read_size`` bytes at a time (a whole number of
+    blocks, one by default) and holds about that, plus the record it is
+    assembling (at most ``max_record_size``). Bytes in the page cache are
+    read without waiting for the disk, on the event loop; the others by a
+    worker thread, as are the bytes of a file object. A larger
+    ``read_size`` reads faster (four blocks: about 1.5 times as many 1 KiB
+    records a second from the page cache) for that much more memory.
     """
 
     _kind = "RecordsReader"

@@ -587,3 +587,23 @@ async def test_follow_another_process_appending(log_path: str) -> None:
         assert process.wait(timeout=60) == 0
         await reader.close()
     assert seen == [record(n) for n in range(count)]
+
+
+@pytest.mark.parametrize("blocks", [1, 4])
+async def test_read_size_sets_the_reads_the_page_cache_serves(
+    log_path: str, io_trace, blocks: int
+) -> None:
+    """A block the page cache holds is read on the loop ``read_size`` at a
+    time, as the worker thread reads the others: a larger read_size means
+    fewer reads, and the same records."""
+    records = [bytes([n & 255]) * 1000 for n in range(1024)]  # about 1 MiB
+    async with RecordsWriter(log_path) as writer:
+        await writer.write_many(records)
+    await read_all(log_path)  # now in the page cache
+    io_trace.clear()
+    async with RecordsReader(log_path, read_size=blocks * BLOCK_SIZE) as reader:
+        assert [r async for r in reader] == records
+    reads = [c for c in io_trace.calls if c[0] == "pread"]
+    assert {size for _, _, _, size in reads} == {blocks * BLOCK_SIZE}
+    blocks_in_file = -(-os.path.getsize(log_path) // BLOCK_SIZE)
+    assert len(reads) == -(-blocks_in_file // blocks) + 1  # and one at the end

@@ -21,6 +21,16 @@ def scale(ci: int, large: int) -> int:
     return large if os.environ.get("AIORECORDS_RELIABILITY") == "large" else ci
 
 
+def trials(ci: int, large: int) -> int:
+    """`scale()` of a count of random trials, halved under
+    ``AIORECORDS_RELIABILITY=half``: CI's second run of the whole suite (on
+    the pure-Python code, beside the first) takes the longest suites at
+    half their trials, so that both runs fit CI's time."""
+    if os.environ.get("AIORECORDS_RELIABILITY") == "half":
+        return ci // 2
+    return scale(ci, large)
+
+
 def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
     if not COUNTS:
         return

@@ -40,7 +40,7 @@ from aiorecords import (
     StorageError,
 )
 
-from .conftest import count, scale
+from .conftest import count, trials
 
 # Each trial's drops would be logged: keep the log (and its memory) quiet.
 pytestmark = pytest.mark.usefixtures("quiet_log")
@@ -55,7 +55,7 @@ def quiet_log():
     logger.setLevel(level)
 
 
-TRIALS = scale(10_000, 50_000)
+TRIALS = trials(10_000, 50_000)
 MAX_TRIAL_SECONDS = 1.0
 MAX_GROWTH = 64 * 1024 * 1024
 

@@ -24,9 +24,9 @@ import pytest
 
 from aiorecords import Archive, CaptureFile, _io
 
-from .conftest import count, scale
+from .conftest import count, trials
 
-TRIALS = scale(1_000, 10_000)
+TRIALS = trials(1_000, 10_000)
 WRITE_SIDE = frozenset({"pwrite", "fdatasync", "fsync", "truncate", "rename", "link"})
 
 

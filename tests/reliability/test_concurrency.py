@@ -31,9 +31,9 @@ from aiorecords import (
 )
 
 from .concurrent_reader import record
-from .conftest import count, scale
+from .conftest import count, trials
 
-COMMITS = scale(10_000, 100_000)
+COMMITS = trials(10_000, 100_000)
 READERS = 8
 HERE = os.path.dirname(__file__)
 ROOT = os.path.dirname(os.path.dirname(HERE))

@@ -52,15 +52,15 @@ from aiorecords.capture._layout import (
 )
 from aiorecords.records._log import LogDecoder
 
-from .conftest import count, scale
+from .conftest import count, scale, trials
 
 KIB = 1024
 MIB = 1024 * KIB
 GIB = 1024 * MIB
-CUT_SPAN = 100 * KIB
+CUT_SPAN = trials(100 * KIB, 100 * KIB)
 # An archive's cut walks back over every entry: half the span (still some
 # 50,000 cuts, across a dozen entries of every codec) keeps CI's time.
-ARCHIVE_CUT_SPAN = 48 * KIB
+ARCHIVE_CUT_SPAN = trials(48 * KIB, 48 * KIB)
 
 
 @pytest.fixture(autouse=True)
