@@ -642,7 +642,11 @@ def convert(
     else:
         if _io.same_file(source, destination):
             fail(f"{destination}: is {source} itself; convert into another file")
-        if _io.is_file(destination) and not force:
+        try:
+            _io.refuse_special(destination)
+        except StorageError as error:
+            fail(f"{destination}: {error.strerror}")
+        if _io.exists(destination) and not force:
             fail(f"{destination}: exists (use --force to replace it)")
     count = run(
         _convert(source, format_of(source, fmt), destination, to, compression, force)  # type: ignore[arg-type]

@@ -491,7 +491,43 @@ def open_file(path: str, *, writable: bool) -> FileIO:
     """
     _note("open", path)
     flags = (os.O_RDWR if writable else os.O_RDONLY) | os.O_CLOEXEC
-    return FileIO(os.open(path, flags), path, writable)
+    return FileIO(_open_regular(path, flags), path, writable)
+
+
+_NOT_REGULAR: Final = {
+    stat.S_IFIFO: "a named pipe",
+    stat.S_IFCHR: "a character device",
+    stat.S_IFBLK: "a block device",
+    stat.S_IFSOCK: "a socket",
+}
+
+
+def _open_regular(path: str, flags: int) -> int:
+    """``os.open()`` of a regular file; anything else raises `StorageError`.
+
+    Opened without blocking, then checked: a named pipe with no writer
+    would otherwise hang the open (and a pipe, device or socket has no size
+    and no offsets to read at), so it is refused at once, naming what it is.
+    """
+    fd = os.open(path, flags | os.O_NONBLOCK)
+    try:
+        _check_regular(os.fstat(fd).st_mode, path)
+        os.set_blocking(fd, True)
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd
+
+
+def _check_regular(mode: int, path: str) -> None:
+    if stat.S_ISREG(mode):
+        return
+    if stat.S_ISDIR(mode):
+        raise IsADirectoryError(errno.EISDIR, os.strerror(errno.EISDIR), path)
+    kind = _NOT_REGULAR.get(stat.S_IFMT(mode), "not a file")
+    raise StorageError(
+        OSError(errno.ESPIPE, f"not a regular file ({kind})"), "open", path
+    )
 
 
 def create_temp_beside(path: str) -> FileIO:
@@ -509,8 +545,14 @@ def create_temp_beside(path: str) -> FileIO:
 
 
 def replace(source: str, destination: str) -> None:
-    """Atomically move ``source`` over ``destination`` (same directory)."""
+    """Atomically move ``source`` over ``destination`` (same directory).
+
+    Only a regular file (or a link, itself replaced) is ever replaced: a
+    device, pipe or socket at ``destination`` (``/dev/null`` named by
+    mistake, run as root) raises `StorageError` and is left alone.
+    """
     with _system_call("rename", destination):
+        refuse_special(destination)
         os.replace(source, destination)
         if _recorders:
             _record(Change("rename", path=source, target=destination))
@@ -654,6 +696,24 @@ def canonical_path(path: str | os.PathLike[str]) -> str:
     return os.path.realpath(os.fspath(path))
 
 
+def refuse_special(path: str) -> None:
+    """Raise `StorageError` if ``path`` names a device, pipe or socket
+    (nothing a record file may be written over)."""
+    try:
+        mode = os.lstat(path).st_mode
+    except FileNotFoundError:
+        return
+    kind = _NOT_REGULAR.get(stat.S_IFMT(mode))
+    if kind is not None:
+        raise StorageError(
+            OSError(
+                errno.EEXIST, f"exists and is not a regular file ({kind}); left alone"
+            ),
+            "rename",
+            path,
+        )
+
+
 def is_file(path: str) -> bool:
     """True if ``path`` names an existing regular file."""
     return os.path.isfile(path)
@@ -666,8 +726,12 @@ def exists(path: str) -> bool:
 
 def read_head(path: str, size: int) -> bytes:
     """The first ``size`` bytes of a file (fewer if it is shorter)."""
-    with _system_call("read", path, 0, size), open(path, "rb") as f:
-        return f.read(size)
+    with _system_call("read", path, 0, size):
+        fd = _open_regular(path, os.O_RDONLY | os.O_CLOEXEC)
+        try:
+            return os.pread(fd, size, 0)
+        finally:
+            os.close(fd)
 
 
 class PathEscape(Exception):
@@ -705,7 +769,11 @@ def publish_file(temp: str, final: str, *, overwrite: bool) -> bool:
     only if the name is free (False if it is not; ``temp`` is removed
     either way)."""
     if overwrite:
-        replace(temp, final)
+        try:
+            replace(temp, final)
+        except BaseException:
+            unlink_quietly(temp)
+            raise
         return True
     try:
         return publish_new(temp, final)
