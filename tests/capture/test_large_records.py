@@ -18,7 +18,7 @@ from collections.abc import Iterator
 import pytest
 from CaptureFile import CaptureFile as PeerCaptureFile
 
-from aiorecords import CaptureFile
+from aiorecords import CaptureFile, CaptureFileNotOpen
 from aiorecords.capture._writer import LARGE_RECORD
 
 
@@ -278,3 +278,71 @@ async def test_many_tasks_adding_large_and_small_records_keep_every_acknowledgem
     assert len(stored) == total
     for count, data in acknowledged.items():
         assert stored[count - 1] == data
+
+
+@pytest.mark.parametrize("seed", range(10))
+async def test_close_at_a_random_moment_keeps_every_committed_large_record(
+    path: str, seed: int
+) -> None:
+    """Tasks adding large and small records of every kind, committing and
+    appending, some cancelled, while another task closes the file at a
+    random moment: after reopening, every record whose commit (or append)
+    returned is there at its number, every record there is one that was
+    added at that number, and nothing is there that no call added."""
+    rng = random.Random(seed)
+    big = [rng.randbytes(LARGE_RECORD + n) for n in (0, 7, 9000)]
+    added: dict[int, bytes] = {}  # number -> data, for every add that returned
+    attempted: set[bytes] = set()  # every record handed to a call
+    committed = 0  # the highest number a returned commit covers
+    operations = 0
+
+    async def worker(own: random.Random, capture: CaptureFile) -> None:
+        nonlocal committed, operations
+        mine: list[int] = []
+        while True:
+            data = (
+                own.choice(big)
+                if own.random() < 0.25
+                else own.randbytes(own.randint(0, 700))
+            )
+            record = own.choice([bytes, bytearray, memoryview])(data)
+            attempted.add(data)
+            if own.random() < 0.15:
+                number = await capture.append(record)
+                added[number] = data
+                committed = max(committed, number)
+            else:
+                number = await capture.add_record(record)
+                added[number] = data
+                mine.append(number)
+                if own.random() < 0.25:
+                    await capture.commit()
+                    committed = max(committed, *mine)
+                    mine.clear()
+            operations += 1
+
+    capture = CaptureFile(path, to_write=True, force_new_empty_file=True, encoding=None)
+    await capture.open(to_write=True)
+    tasks = [
+        asyncio.ensure_future(worker(random.Random(seed * 100 + n), capture))
+        for n in range(6)
+    ]
+    close_after = rng.randint(10, 200)
+    cancel_at = sorted(rng.sample(range(close_after), 2))
+    while operations < close_after and not all(task.done() for task in tasks):
+        await asyncio.sleep(0)
+        if cancel_at and operations >= cancel_at[0]:
+            cancel_at.pop(0)
+            rng.choice(tasks).cancel()
+    await capture.close()
+    results = await asyncio.gather(*tasks, return_exceptions=True)
+    for result in results:  # closed or cancelled: nothing else
+        assert isinstance(result, (asyncio.CancelledError, CaptureFileNotOpen)), result
+    async with CaptureFile(path, encoding=None) as reader:
+        stored = [r async for r in reader]
+    assert len(stored) >= committed
+    for number, data in enumerate(stored, 1):
+        if number in added:
+            assert data == added[number], number
+        else:  # a call cancelled or closed after it took its record
+            assert data in attempted, number
