@@ -370,10 +370,16 @@ class FileIO:
         with self._call("pwrite", offset, len(data)):
             view = memoryview(data)
             start = offset
-            while view:
-                written = os.pwrite(self.fd, view, offset)
-                view = view[written:]
-                offset += written
+            try:
+                while view:
+                    written = os.pwrite(self.fd, view, offset)
+                    view = view[written:]
+                    offset += written
+            finally:
+                # A failed write's traceback keeps this frame: a view left
+                # in it would pin a bytearray ``data`` (a writer's buffer,
+                # emptied for reuse) with "existing exports".
+                view.release()
             if _recorders:
                 _record(
                     Change("write", _inode(self.fd), offset=start, data=bytes(data))

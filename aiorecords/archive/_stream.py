@@ -146,14 +146,17 @@ class ZstdInflater:
         Raises `DecodeError` for a damaged header, as soon as its bytes
         are in ``data``.
         """
-        view = memoryview(data)
-        end = self._whole_units(view)
-        if not end:
-            return 0, b""
-        try:
-            return end, self._decompressor.decompress(view[:end])
-        except zstandard.ZstdError as error:
-            raise DecodeError(f"zstd data is damaged ({error})") from None
+        # Released on the way out, an error's too: a view kept by a
+        # traceback would pin a caller's bytearray against resizing.
+        with memoryview(data) as view:
+            end = self._whole_units(view)
+            if not end:
+                return 0, b""
+            try:
+                with view[:end] as units:
+                    return end, self._decompressor.decompress(units)
+            except zstandard.ZstdError as error:
+                raise DecodeError(f"zstd data is damaged ({error})") from None
 
     def _whole_units(self, view: memoryview) -> int:
         """How many bytes at the start of ``view`` make whole units whose
