@@ -308,7 +308,8 @@ class FramedReader:
         """Before a follower waits: raise FileChangedError if its path now
         names another file or the file was cut short of what was given out;
         re-read from the last record given out if it was cut short of what
-        was read (a torn tail cut off by a restarting writer)."""
+        was read, or the record being assembled is no longer there (a torn
+        tail cut off by a restarting writer)."""
         if self._io is None or self._path is None or self._decoder is None:
             return
         io, path = self._io, self._path
@@ -325,9 +326,14 @@ class FramedReader:
                 path=path,
                 change="truncated",
             )
-        if size < self._decoder.wanted:
+        if size < self._decoder.wanted or not await self._still_in_progress(
+            self._decoder
+        ):
             # Bytes read are gone (a torn tail cut off by a restarting
             # writer): never join what was read to what is written next.
+            # The size alone does not tell: a record torn just past a block
+            # boundary, cut off and replaced by a shorter one padded to
+            # that boundary, leaves the file as long as what was read.
             self._new_decoder(self._position)
 
     def _check_open(self) -> None:

@@ -538,6 +538,45 @@ async def test_follow_never_yields_a_half_written_record(log_path: str) -> None:
     await reader.close()
 
 
+@pytest.mark.parametrize("pad", [True, False])
+async def test_a_follower_mid_record_sees_a_torn_tail_rewritten_shorter(
+    log_path: str, pad: bool
+) -> None:
+    """A record torn across a block boundary (a writer killed while writing
+    it: its FIRST fragment whole, its next one cut short), read by a
+    follower, which then holds that FIRST fragment and waits at the block
+    boundary. A restarting writer cuts the torn record off and writes a
+    short record in its place (with ``pad``, padding up to that same
+    boundary, so the file's size is what the follower already read to). The
+    follower yields the new record, without waiting for the file to grow
+    again (it once waited forever when no more came)."""
+    from aiorecords.records._log import LogEncoder
+
+    whole = bytearray()
+    encoder = LogEncoder()
+    encoder.encode(b"kept" * 1000, whole)
+    torn_at = len(whole)
+    encoder.encode(b"T" * 40_000, whole)  # FIRST to the block end, MIDDLE ...
+    with open(log_path, "wb") as f:
+        f.write(whole[: BLOCK_SIZE + 20])  # ... cut 13 bytes into its data
+    reader = RecordsReader(log_path)
+    follow = reader.follow()
+    assert await asyncio.wait_for(anext(follow), 10) == b"kept" * 1000
+    pending = asyncio.ensure_future(anext(follow))
+    done, _ = await asyncio.wait({pending}, timeout=0.2)
+    assert not done  # it holds the FIRST fragment, waiting for the rest
+    await write_all(log_path, [b"after the restart"], append=True, pad_last_block=pad)
+    size = os.path.getsize(log_path)
+    assert size == (BLOCK_SIZE if pad else torn_at + 7 + len(b"after the restart"))
+    assert await asyncio.wait_for(pending, 10) == b"after the restart"
+    await follow.aclose()
+    await reader.close()
+    assert await read_all(log_path, strict=True) == [
+        b"kept" * 1000,
+        b"after the restart",
+    ]
+
+
 async def test_cancelling_a_follower_ends_it(log_path: str) -> None:
     await write_all(log_path, [b"only"])
 
