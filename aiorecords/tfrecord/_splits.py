@@ -9,7 +9,7 @@ from typing import Any, Final
 from .. import _formats, _io, _remote
 from .._framed_reader import CorruptionCallback
 from .._skipped import SkippedRegion
-from ..errors import StorageError
+from ..errors import CorruptionError, StorageError
 from ._frame import compression_of_head, starts_with_header
 from ._index import IndexCuts, index_path_of
 from ._reader import TFRecordReader
@@ -108,7 +108,11 @@ async def read_tfrecord(
     Cancellation: the reader is closed.
     """
 
+    damaged = False
+
     def report(region: SkippedRegion) -> None:
+        nonlocal damaged
+        damaged = True
         if on_corruption is not None:
             on_corruption(
                 SkippedRegion(region.start, min(region.end, stop), region.reason)
@@ -127,3 +131,16 @@ async def read_tfrecord(
     async with reader:
         async for record in reader:
             yield record
+        if compression is None and not damaged and await reader.tell() != stop:
+            # The records did not end where the next range starts: the index
+            # lists an offset inside a record (another file's index, with the
+            # same size; or a forged one). The next range would read from
+            # the middle of a record, so the split is refused, not guessed.
+            raise CorruptionError(
+                f"lists a record at offset {stop} of {path!r}, where none "
+                f"starts (a record runs from before it to offset "
+                f"{await reader.tell()}): it is not this file's index; remove "
+                "it or write it again",
+                path=index_path_of(path),
+                offset=stop,
+            )

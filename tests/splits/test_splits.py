@@ -4,6 +4,7 @@ aread_split() for every format."""
 from __future__ import annotations
 
 import asyncio
+import itertools
 import os
 import pickle
 import threading
@@ -174,6 +175,37 @@ async def test_a_stale_or_foreign_index_is_not_used(tmp_path: Path) -> None:
     index.write_text("garbage\n")
     [split] = await aplan_splits(path, target_bytes=30_000)
     assert [r async for r in aread_split(split)] == data
+
+
+async def test_an_index_of_another_file_of_the_same_size_is_refused(
+    tmp_path: Path,
+) -> None:
+    """An index that tiles the file from 0 to its size but cuts it where no
+    record starts (another file's index, the same size; or a forged one):
+    a split that would start inside a record is refused with an error
+    naming the index, never read from there as records lost or invented."""
+    data = sample(200)
+    path = await build(tmp_path / "f.tfrecord", "tfrecord", data)
+    other = await build(tmp_path / "o.tfrecord", "tfrecord", data[::-1])
+    assert os.path.getsize(path) == os.path.getsize(other)
+    index = tmp_path / "f.tfindex"
+    (tmp_path / "o.tfindex").replace(index)  # the other file's boundaries
+    splits = await aplan_splits(path, target_bytes=30_000)
+    assert len(splits) > 1
+    regions: list[SkippedRegion] = []
+    with pytest.raises(aiorecords.CorruptionError) as caught:
+        read_all(splits, on_corruption=regions.append)
+    assert caught.value.path == str(index)
+    assert caught.value.offset in {split.start for split in splits}
+    # Forged: every offset but the first moved 7 bytes on, still contiguous.
+    lines = [line.split() for line in index.read_text().splitlines()]
+    starts = [int(start) for start, _ in lines] + [os.path.getsize(path)]
+    starts = [0, *(start + 7 for start in starts[1:-1]), starts[-1]]
+    index.write_text("".join(f"{a} {b - a}\n" for a, b in itertools.pairwise(starts)))
+    splits = await aplan_splits(path, target_bytes=30_000)
+    assert len(splits) > 1
+    with pytest.raises(aiorecords.CorruptionError, match=r"f\.tfindex"):
+        read_all(splits, on_corruption=regions.append)
 
 
 async def test_read_split_works_under_a_running_loop_and_leaves_it_alone(
