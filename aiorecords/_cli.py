@@ -174,10 +174,15 @@ def format_of(path: str, given: str | None) -> Format:
 
 
 async def records_of(
-    path: str, fmt: Format, start: int = 1, stop: int | None = None
+    path: str,
+    fmt: Format,
+    start: int = 1,
+    stop: int | None = None,
+    skipped: list[SkippedRegion] | None = None,
 ) -> AsyncIterator[bytes]:
     """The records (an archive's entries' data, oldest first) numbered
-    ``start`` to ``stop`` (from 1, inclusive)."""
+    ``start`` to ``stop`` (from 1, inclusive); a log's or TFRecord file's
+    damaged regions, stepped over (and logged), go to ``skipped``."""
     if fmt == "capture":
         cf = await capture_at(path)
         try:
@@ -191,7 +196,8 @@ async def records_of(
         finally:
             await cf.close()
     elif fmt in ("records", "tfrecord"):
-        async with await framed_reader(path, fmt) as reader:
+        report = None if skipped is None else skipped.append
+        async with await framed_reader(path, fmt, on_corruption=report) as reader:
             number = 0
             async for record in reader:
                 number += 1
@@ -420,13 +426,22 @@ def _text(data: bytes) -> str:
 @as_option
 def cat(file: str, fmt: str | None, start: int, stop: int | None, as_: str) -> None:
     """Write FILE's records to standard output."""
-    run(_cat(file, format_of(file, fmt), start, stop, as_, sys.stdout.buffer))
+    skipped: list[SkippedRegion] = []
+    run(_cat(file, format_of(file, fmt), start, stop, as_, sys.stdout.buffer, skipped))
+    if skipped:
+        sys.exit(1)  # every readable record was written; some were not
 
 
 async def _cat(
-    path: str, fmt: Format, start: int, stop: int | None, as_: str, out: BinaryIO
+    path: str,
+    fmt: Format,
+    start: int,
+    stop: int | None,
+    as_: str,
+    out: BinaryIO,
+    skipped: list[SkippedRegion],
 ) -> None:
-    async for record in records_of(path, fmt, start, stop):
+    async for record in records_of(path, fmt, start, stop, skipped):
         out.write(_rendered(record, as_))
     out.flush()
 
@@ -648,10 +663,27 @@ def convert(
             fail(f"{destination}: {error.strerror}")
         if _io.exists(destination) and not force:
             fail(f"{destination}: exists (use --force to replace it)")
+    skipped: list[SkippedRegion] = []
     count = run(
-        _convert(source, format_of(source, fmt), destination, to, compression, force)  # type: ignore[arg-type]
+        _convert(
+            source,
+            format_of(source, fmt),
+            destination,
+            to,  # type: ignore[arg-type]
+            compression,
+            force,
+            skipped,
+        )
     )
     click.echo(f"{destination}: wrote {count} records", err=True)
+    if skipped:
+        lost = sum(region.length for region in skipped)
+        click.echo(
+            f"{source}: {len(skipped)} damaged region(s), {lost} bytes, not "
+            "converted (see above)",
+            err=True,
+        )
+        sys.exit(1)
 
 
 async def _object_exists(url: str) -> bool:
@@ -671,6 +703,7 @@ async def _convert(
     to: Format,
     compression: str | None,
     force: bool,
+    skipped: list[SkippedRegion],
 ) -> int:
     metadata = await _metadata_of(source, fmt)
     if metadata is not None and to != "capture":
@@ -684,7 +717,7 @@ async def _convert(
         nonlocal temp
         temp = path
         return await _convert_into(
-            source, fmt, path, to, compression, metadata, destination
+            source, fmt, path, to, compression, metadata, destination, skipped
         )
 
     try:
@@ -759,10 +792,11 @@ async def _convert_into(
     compression: str | None,
     metadata: bytes | None,
     shown_as: str,
+    skipped: list[SkippedRegion],
 ) -> int:
     size = await _size(source)
     show = size >= PROGRESS_FROM and sys.stderr.isatty()
-    records = records_of(source, fmt)
+    records = records_of(source, fmt, skipped=skipped)
     count = 0
     # Progress by records where the source says how many it holds (a capture
     # file, an archive); through a log, by the bytes its records take.

@@ -181,6 +181,33 @@ def test_verify_reports_damage_with_status_1(tmp_path: Path) -> None:
     aiorecords("verify", "a.gar", cwd=tmp_path, check_status=1)
 
 
+def test_cat_and_convert_of_a_damaged_log_write_the_rest_with_status_1(
+    tmp_path: Path,
+) -> None:
+    """A script piping `cat` (or relying on `convert`) learns that records
+    were lost: every readable record is written, the damage is reported on
+    standard error, and the exit status is 1, not 0."""
+    import asyncio
+
+    asyncio.run(make_log(tmp_path / "r.log", 5000))
+    clean = aiorecords("cat", "r.log", cwd=tmp_path).stdout.splitlines()
+    data = bytearray((tmp_path / "r.log").read_bytes())
+    data[40_000] ^= 0x10
+    (tmp_path / "r.log").write_bytes(bytes(data))
+    done = aiorecords("cat", "r.log", cwd=tmp_path, check_status=1)
+    kept = done.stdout.splitlines()
+    assert 0 < len(kept) < len(clean)
+    assert set(kept) <= set(clean)
+    assert b"dropped 25539 bytes at offset 39997" in done.stderr
+    done = aiorecords(
+        "convert", "--to", "records", "r.log", "copy.log", cwd=tmp_path, check_status=1
+    )
+    assert f"copy.log: wrote {len(kept)} records".encode() in done.stderr
+    assert b"2 damaged region(s), 25545 bytes, not converted" in done.stderr
+    copied = aiorecords("cat", "copy.log", cwd=tmp_path).stdout.splitlines()
+    assert copied == kept
+
+
 def test_verify_an_unusable_file_is_status_2(tmp_path: Path) -> None:
     (tmp_path / "junk.bin").write_bytes(b"not a record file at all")
     done = aiorecords("verify", "junk.bin", cwd=tmp_path, check_status=2)
