@@ -32,6 +32,21 @@ HELPERS = Path(__file__).parent.parent / "helpers"
 SCENARIOS = scale(30, 300)
 
 
+#: The followers a test made, closed after it whatever its outcome (a
+#: reader left open by a failed test would warn later, inside another).
+_MADE: list[Follower] = []
+
+
+@pytest.fixture(autouse=True)
+async def _close_followers():
+    yield
+    while _MADE:
+        follower = _MADE.pop()
+        follower.task.cancel()
+        await asyncio.gather(follower.task, return_exceptions=True)
+        await follower.reader.close()
+
+
 class Follower:
     """A follow() running in a task, gathering what it yields."""
 
@@ -40,6 +55,7 @@ class Follower:
         self.seen: list[bytes] = []
         self.error: BaseException | None = None
         self.task = asyncio.ensure_future(self._run())
+        _MADE.append(self)
 
     async def _run(self) -> None:
         try:
