@@ -9,11 +9,13 @@ traceback unless ``--debug``.
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import dataclasses
 import datetime
 import errno
 import json
+import logging
 import struct
 import sys
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
@@ -39,6 +41,8 @@ from .records._log import HEADER_SIZE
 from .tfrecord import TFRecordReader
 from .tfrecord._index import index_path_of
 from .tfrecord._splits import compression_of_file
+
+logger = logging.getLogger("aiorecords")
 
 __all__ = ["main"]
 
@@ -206,6 +210,9 @@ async def records_of(
                 if stop is not None and number > stop:
                     break
                 yield record
+            else:
+                if skipped is not None:
+                    report_torn_tail(reader, skipped)
     else:
         async with archive_at(path) as archive:
             entries = list(reversed(await archive.contents()))
@@ -334,6 +341,7 @@ async def _facts(path: str, fmt: Format) -> dict[str, Any]:
             async for record in reader:
                 count += 1
                 total += len(record)
+            report_torn_tail(reader, dropped)
         if isinstance(reader, TFRecordReader):
             facts["compression"] = reader.compression
             facts["index"] = await _index_of(path)
@@ -446,6 +454,25 @@ async def _cat(
     out.flush()
 
 
+def report_torn_tail(reader: FramedReader, regions: list[SkippedRegion]) -> None:
+    """After reading a log to its end: its torn last record, which LevelDB's
+    reader (and so this one) passes over without a word, logged and added
+    to ``regions`` as a TFRecord file's is, so that no command calls a
+    file whole that ends in the middle of a record (or in bytes that are
+    not records at all)."""
+    region = reader.torn_tail if isinstance(reader, RecordsReader) else None
+    if region is not None:
+        logger.warning(
+            "%s: dropped %d bytes at offset %d: %s (its writer stopped writing "
+            "it, or is still writing)",
+            reader.name,
+            region.length,
+            region.start,
+            region.reason,
+        )
+        regions.append(region)
+
+
 def _rendered(record: bytes, as_: str) -> bytes:
     if as_ == "raw":
         return struct.pack(">I", len(record)) + record
@@ -475,11 +502,22 @@ def _rendered(record: bytes, as_: str) -> bytes:
 @as_option
 def tail(file: str, fmt: str | None, last: int, follow: bool, as_: str) -> None:
     """The last records of FILE; with -f, then each new one (Ctrl-C ends)."""
-    run(_tail(file, format_of(file, fmt), last, follow, as_, sys.stdout.buffer))
+    skipped: list[SkippedRegion] = []
+    run(
+        _tail(file, format_of(file, fmt), last, follow, as_, sys.stdout.buffer, skipped)
+    )
+    if skipped:
+        sys.exit(1)  # the last readable records were written; some were lost
 
 
 async def _tail(
-    path: str, fmt: Format, last: int, follow: bool, as_: str, out: BinaryIO
+    path: str,
+    fmt: Format,
+    last: int,
+    follow: bool,
+    as_: str,
+    out: BinaryIO,
+    skipped: list[SkippedRegion],
 ) -> None:
     if fmt == "capture":
         cf = await capture_at(path)
@@ -503,23 +541,27 @@ async def _tail(
         return
     # A log has no index: read through, keeping the last records, then
     # follow from where that read ended.
-    recent: list[bytes] = []
+    # Damage is stepped over and reported (the exit status then says so).
+    recent: collections.deque[bytes] = collections.deque(maxlen=last)
     if follow and is_remote(path):
         fail(f"{path}: tail -f follows local files; an object does not grow")
-    reader = await framed_reader(path, fmt)
+    reader = await framed_reader(path, fmt, on_corruption=skipped.append)
     if follow and isinstance(reader, TFRecordReader) and reader.compression:
         fail(f"{path}: a compressed TFRecord file cannot be followed")
     async with reader:
         async for record in reader:
             recent.append(record)
-            if len(recent) > last:
-                del recent[0]
+        if not follow:  # followed, a torn record may yet be finished
+            report_torn_tail(reader, skipped)
         end = await reader.tell()
     for record in recent:
         out.write(_rendered(record, as_))
     out.flush()
     if follow:
-        async with await framed_reader(path, fmt, start=end) as reader:
+        follower = await framed_reader(
+            path, fmt, start=end, on_corruption=skipped.append
+        )
+        async with follower as reader:
             async for record in reader.follow():
                 out.write(_rendered(record, as_))
                 out.flush()
@@ -553,6 +595,7 @@ async def _verify(path: str, fmt: Format) -> bool:
                     count += 1
                     if count % 1000 == 0:
                         progress.update(task, completed=await reader.tell())
+                report_torn_tail(reader, regions)
             what = f"{count} records"
         elif fmt == "archive":
             async with archive_at(path) as archive:
@@ -730,10 +773,21 @@ async def _convert(
     except FileExistsError:
         fail(f"{destination}: was created meanwhile (use --force to replace it)")
     except (AiorecordsError, OSError) as error:
-        # The user named the destination, not the temporary file.
-        if not temp or temp not in str(error):
+        # The user named the destination, not the temporary files made
+        # beside it (a format's writer may make its own beside the first).
+        message = str(error)
+        shown = message.replace(temp, destination) if temp else message
+        if not is_remote(destination):
+            shown = _io.with_temp_names_as(shown, destination)
+        if shown == message:
             raise
-        fail(str(error).replace(temp, destination))
+        if isinstance(error, OSError) and error.errno in _CANNOT_WRITE:
+            fail(f"{destination}: cannot write there ({error.strerror})")
+        fail(shown)
+
+
+#: The errors that say a file cannot be made or written where it was asked.
+_CANNOT_WRITE: Final = frozenset({errno.EACCES, errno.EPERM, errno.EROFS})
 
 
 #: What each format's files are called in messages.
@@ -1022,7 +1076,7 @@ async def _extract_one(
     except _io.PathEscape:
         fail(f"refusing entry name {entry.name!r}: it leads outside {directory}")
     except OSError as error:
-        if error.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
+        if error.errno in _CANNOT_WRITE:
             fail(f"{shown}: cannot write there ({error.strerror})")
         raise
     if not force and _io.exists(final):

@@ -26,6 +26,7 @@ import errno
 import fcntl
 import glob
 import os
+import re
 import secrets
 import stat
 import struct
@@ -649,6 +650,20 @@ def temp_name_beside(path: str) -> str:
     built whole and then moved over ``path`` with `replace()`."""
     directory, name = os.path.split(os.path.abspath(path))
     return os.path.join(directory, f".{name}.{secrets.token_hex(6)}.tmp")
+
+
+def with_temp_names_as(message: str, path: str) -> str:
+    """``message`` with every temporary name made beside ``path`` (by
+    `temp_name_beside`, of ``path`` or of such a name in turn) shown as
+    ``path``: the user named ``path``, never the temporary files."""
+    directory, name = os.path.split(os.path.abspath(path))
+    temp = (
+        re.escape(os.path.join(directory, ""))
+        + r"\.+"
+        + re.escape(name)
+        + r"(?:\.[0-9a-f]{12}\.tmp)+"
+    )
+    return re.sub(temp, lambda _: path, message)
 
 
 def temp_name_local(name: str) -> str:

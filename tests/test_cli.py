@@ -181,10 +181,10 @@ def test_verify_reports_damage_with_status_1(tmp_path: Path) -> None:
     aiorecords("verify", "a.gar", cwd=tmp_path, check_status=1)
 
 
-def test_cat_and_convert_of_a_damaged_log_write_the_rest_with_status_1(
+def test_cat_tail_and_convert_of_a_damaged_log_write_the_rest_with_status_1(
     tmp_path: Path,
 ) -> None:
-    """A script piping `cat` (or relying on `convert`) learns that records
+    """A script piping `cat` or `tail` (or relying on `convert`) learns that records
     were lost: every readable record is written, the damage is reported on
     standard error, and the exit status is 1, not 0."""
     import asyncio
@@ -199,6 +199,13 @@ def test_cat_and_convert_of_a_damaged_log_write_the_rest_with_status_1(
     assert 0 < len(kept) < len(clean)
     assert set(kept) <= set(clean)
     assert b"dropped 25539 bytes at offset 39997" in done.stderr
+    # tail: the last records after the damage are all readable, and shown,
+    # but the status says that some before them were lost.
+    done = aiorecords("tail", "-n", "3", "r.log", cwd=tmp_path, check_status=1)
+    assert done.stdout.splitlines() == clean[-3:]
+    assert b"dropped 25539 bytes at offset 39997" in done.stderr
+    done = aiorecords("tail", "-n", "0", "r.log", cwd=tmp_path, check_status=1)
+    assert done.stdout == b""
     done = aiorecords(
         "convert", "--to", "records", "r.log", "copy.log", cwd=tmp_path, check_status=1
     )
@@ -206,6 +213,53 @@ def test_cat_and_convert_of_a_damaged_log_write_the_rest_with_status_1(
     assert b"2 damaged region(s), 25545 bytes, not converted" in done.stderr
     copied = aiorecords("cat", "copy.log", cwd=tmp_path).stdout.splitlines()
     assert copied == kept
+
+
+def test_a_log_ending_in_a_torn_record_is_not_called_whole(tmp_path: Path) -> None:
+    """LevelDB's reader passes over a record the file ends in the middle of
+    without a word; the commands do not: verify, info, cat, tail and
+    convert report it (offset and length, like any damage) and exit 1.
+    Bytes that are not a log at all, read as one, are no clean empty log."""
+    import asyncio
+
+    asyncio.run(make_log(tmp_path / "r.log", 5000))
+    clean = aiorecords("cat", "r.log", cwd=tmp_path).stdout.splitlines()
+    data = (tmp_path / "r.log").read_bytes()
+    (tmp_path / "cut.log").write_bytes(data[:40_000])  # in record 3,634's bytes
+    kept = aiorecords("cat", "cut.log", cwd=tmp_path, check_status=1)
+    assert kept.stdout.splitlines() == clean[: len(kept.stdout.splitlines())]
+    torn = kept.stderr.decode()
+    assert "cut.log: dropped " in torn
+    assert ": torn record at the end" in torn
+    done = aiorecords("verify", "cut.log", cwd=tmp_path, check_status=1)
+    assert b"torn record at the end" in done.stdout
+    assert b"cut.log: damaged: " in done.stdout
+    aiorecords("info", "cut.log", cwd=tmp_path, check_status=1)
+    done = aiorecords("tail", "-n", "1", "cut.log", cwd=tmp_path, check_status=1)
+    assert done.stdout.splitlines() == kept.stdout.splitlines()[-1:]
+    aiorecords(
+        "convert",
+        "--to",
+        "records",
+        "cut.log",
+        "copy.log",
+        cwd=tmp_path,
+        check_status=1,
+    )
+    copied = aiorecords("cat", "copy.log", cwd=tmp_path).stdout
+    assert copied == kept.stdout
+    # Junk read as a log: all of it is one torn "record".
+    (tmp_path / "junk.bin").write_bytes(b"\xab" * 5000)
+    done = aiorecords(
+        "verify", "--format", "records", "junk.bin", cwd=tmp_path, check_status=1
+    )
+    assert b"junk.bin: damaged: offset 0, 5000 bytes: torn record at the end" in (
+        done.stdout
+    )
+    # The whole log, padded to its block's end by its writer, is whole.
+    assert (
+        b"r.log: ok: 5000 records" in aiorecords("verify", "r.log", cwd=tmp_path).stdout
+    )
 
 
 def test_verify_an_unusable_file_is_status_2(tmp_path: Path) -> None:

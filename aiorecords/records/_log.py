@@ -214,7 +214,8 @@ class LogDecoder:
     drop are appended to `dropped` as [`SkippedRegion`][aiorecords.SkippedRegion]
     (LevelDB's reporter sees the same counts and reasons), except those LevelDB drops
     silently: a torn record at the end of the file, and zero-filled
-    (preallocated) space.
+    (preallocated) space. The torn record is kept apart, as `torn_tail`,
+    for a verifier to report.
 
     ``start`` is LevelDB's initial offset: the first record returned is the
     first one whose first fragment starts at or after it. ``stop`` ends the
@@ -241,6 +242,7 @@ class LogDecoder:
         "max_record_size",
         "start",
         "stop",
+        "torn_tail",
     )
 
     def __init__(
@@ -252,6 +254,10 @@ class LogDecoder:
         self.stop = stop
         self.max_record_size = max_record_size
         self.dropped: list[SkippedRegion] = []
+        #: The record the file ends in the middle of, once the end is fed
+        #: and reached: LevelDB drops it without a report (its writer died
+        #: writing it, or is still writing), so it is not in `dropped`.
+        self.torn_tail: SkippedRegion | None = None
         first_block = start - start % BLOCK_SIZE
         if start % BLOCK_SIZE > BLOCK_SIZE - 6:
             first_block += BLOCK_SIZE  # a record cannot start in a trailer
@@ -498,14 +504,16 @@ class LogDecoder:
                 if complete:
                     self._next_block()
                     continue
-                self._end_if_eof()
+                self._end_if_eof(torn=False)  # the rest was dropped already
                 return None
             if available - pos < HEADER_SIZE:
                 if complete:
                     self._next_block()  # a trailer to skip
                     continue
-                # A torn header at the end is not an error.
-                self._end_if_eof()
+                # A torn header at the end is not an error (zeros there are
+                # the padding of a closed writer, not even a torn header).
+                tail = buffer[base + pos : base + available]
+                self._end_if_eof(torn=self._in_record or any(tail))
                 return None
             at = base + pos
             checksum, length, kind = _HEADER.unpack_from(buffer, at)
@@ -543,10 +551,17 @@ class LogDecoder:
         self._pos = 0
         self._skip_block = False
 
-    def _end_if_eof(self) -> None:
+    def _end_if_eof(self, torn: bool = True) -> None:
         """At the end of the file, stop; a record in progress is dropped
-        silently (the writer died before finishing it)."""
+        silently (the writer died before finishing it), and noted as
+        `torn_tail` if ``torn``."""
         if self._at_eof:
+            if torn:
+                start = self._record_start if self._in_record else self.position
+                if start >= self.start:
+                    self.torn_tail = SkippedRegion(
+                        start, self.wanted, "torn record at the end"
+                    )
             self._reset_record()
             self._stopped = True
 

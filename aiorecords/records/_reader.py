@@ -15,6 +15,7 @@ from .._framed_reader import (
     Source,
 )
 from .._limits import DEFAULT_MAX_RECORD_SIZE
+from .._skipped import SkippedRegion
 from ._log import BLOCK_SIZE, LogDecoder, byte_ranges
 
 __all__ = ["AsyncReadable", "CorruptionCallback", "RecordsReader", "split"]
@@ -39,7 +40,9 @@ class RecordsReader(FramedReader):
     ``strict=True`` the first one raises
     [`CorruptRecordError`][aiorecords.errors.CorruptRecordError] instead. A torn record
     at the end of the file (a writer died while writing it) and zero-filled
-    space are not damage: they end the file, silently, as in LevelDB.
+    space are not damage: they end the file, silently, as in LevelDB (a
+    verifier finds the torn record in
+    [`torn_tail`][aiorecords.RecordsReader.torn_tail]).
 
     ``start`` and ``stop`` restrict the reader to the records whose first
     fragment starts in ``[start, stop)`` (see [`split()`][aiorecords.records.split]);
@@ -83,6 +86,20 @@ class RecordsReader(FramedReader):
             fs=fs,
             remote_read_size=remote_read_size,
         )
+
+    @property
+    def torn_tail(self) -> SkippedRegion | None:
+        """Once the reader has reached the end of the file: the record the
+        file ends in the middle of, from its first byte to the end, or None.
+
+        LevelDB's reader drops such a record without a report, as this one
+        does (its writer died writing it, or is still writing it), so it is
+        not given to ``on_corruption``; `aiorecords verify` reports it. A
+        reader that stops at ``stop`` before the end, or follows the file,
+        never reaches the end, and `seek()` forgets it.
+        """
+        decoder = self._decoder
+        return decoder.torn_tail if isinstance(decoder, LogDecoder) else None
 
     def _decoder_for(
         self, start: int, stop: int | None, max_record_size: int

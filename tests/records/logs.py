@@ -89,3 +89,17 @@ def offset_log() -> Log:
     for index, size in enumerate(SIZES):
         log.write(bytes([ord("a") + index]) * size)
     return log
+
+
+def extents(data: bytes) -> list[tuple[int, int]]:
+    """Where each record of a whole, undamaged log lies: (first byte, just
+    past its last)."""
+    decoder = LogDecoder()
+    decoder.feed(data)
+    decoder.feed_eof()
+    found = []
+    while (record := decoder.read()) is not None:
+        found.append((record[1], record[2]))
+    assert decoder.dropped == []
+    assert decoder.torn_tail is None
+    return found

@@ -9,6 +9,7 @@ from __future__ import annotations
 import pytest
 from crc32c import crc32c
 
+from aiorecords import SkippedRegion
 from aiorecords.records._log import (
     BLOCK_SIZE,
     FIRST,
@@ -23,7 +24,7 @@ from aiorecords.records._log import (
     unmask_crc,
 )
 
-from .logs import SIZES, STARTS, Log, big, number, offset_log, physical
+from .logs import SIZES, STARTS, Log, big, extents, number, offset_log, physical
 
 # -- checksums -----------------------------------------------------------------
 
@@ -175,6 +176,12 @@ def sample_log() -> bytes:
 
 
 def read_fed(data: bytes, chunk: int) -> list[bytes]:
+    return decoded_fed(data, chunk)[0]
+
+
+def decoded_fed(data: bytes, chunk: int) -> tuple[list[bytes], SkippedRegion | None]:
+    """The records, and the torn tail, of ``data`` fed ``chunk`` bytes at a
+    time."""
     decoder = LogDecoder()
     records = []
     for at in range(0, len(data), chunk):
@@ -185,18 +192,20 @@ def read_fed(data: bytes, chunk: int) -> list[bytes]:
     while (record := decoder.read()) is not None:
         records.append(record[0])
     assert decoder.dropped == []
-    return records
+    return records, decoder.torn_tail
 
 
 @pytest.mark.parametrize("chunk", [1, 7, 100, 4096, BLOCK_SIZE, 10**9])
 def test_fed_whole_or_in_pieces(chunk: int) -> None:
     data = sample_log()
-    expected = read_fed(data, len(data))
-    assert len(expected) == 6
+    expected = decoded_fed(data, len(data))
+    assert len(expected[0]) == 6
+    assert expected[1] is None
     if chunk == 1:
         data = data[: 3 * BLOCK_SIZE // 2]  # a byte at a time: keep it quick
-        expected = read_fed(data, len(data))
-    assert read_fed(data, chunk) == expected
+        expected = decoded_fed(data, len(data))
+        assert expected[1] is not None  # the cut is inside a record
+    assert decoded_fed(data, chunk) == expected
 
 
 def test_a_record_is_returned_only_when_whole() -> None:
@@ -220,8 +229,74 @@ def test_trailing_garbage_is_damage_but_keeps_the_records() -> None:
     while (record := decoder.read()) is not None:
         records.append(record)
     assert [r[0] for r in records] == read_fed(sample_log(), 10**9)
-    # Short garbage at the end looks like a torn record: ignored, as LevelDB.
+    # Short garbage at the end looks like a torn record: ignored, as LevelDB,
+    # but kept apart for a verifier.
     assert decoder.dropped == []
+    end = len(sample_log())
+    assert decoder.torn_tail == SkippedRegion(end, len(data), "torn record at the end")
+
+
+def expected_torn_tail(data: bytes, cut: int) -> SkippedRegion | None:
+    """The model: a cut inside a record leaves it torn, from its first byte
+    to the cut; a cut between records (or in zeros after one) leaves none.
+    A cut that leaves only zero bytes of a record's header cannot be told
+    from padding, so it is not torn either."""
+    for start, end in extents(data):
+        if start < cut < end:
+            if cut - start < HEADER_SIZE and not any(data[start:cut]):
+                return None
+            return SkippedRegion(start, cut, "torn record at the end")
+    return None
+
+
+def cut_points(data: bytes) -> list[int]:
+    """Every cut near a record's edges or a block's, and every 997th byte."""
+    edges = {0, len(data)}
+    for start, end in extents(data):
+        edges |= {start, end}
+    edges |= set(range(0, len(data), BLOCK_SIZE))
+    near = {at + d for at in edges for d in range(-8, 9)}
+    near |= set(range(0, len(data), 997))
+    return sorted(at for at in near if 0 <= at <= len(data))
+
+
+def padded_sample_log() -> bytes:
+    """`sample_log` closed as the App Engine writer closes it: its last
+    block padded with zeros."""
+    data = sample_log()
+    return data + bytes(-len(data) % BLOCK_SIZE)
+
+
+@pytest.mark.parametrize("sample", [sample_log, padded_sample_log, offset_log])
+def test_a_cut_anywhere_leaves_the_torn_record_as_torn_tail(sample: object) -> None:
+    """A verifier learns of the record a file ends in the middle of (LevelDB
+    drops it silently): for every cut near a record's or a block's edge,
+    fed whole and in pieces of 7 and 4096 bytes, the decoder's torn tail is
+    the model's, and the records before it are all read."""
+    made = sample()  # type: ignore[operator]
+    data = bytes(made.data) if isinstance(made, Log) else made
+    whole = extents(data)
+    for cut in cut_points(data):
+        expected = expected_torn_tail(data, cut)
+        kept = [extent for extent in whole if extent[1] <= cut]
+        for chunk in (10**9, 7, 4096):
+            records, torn = decoded_fed(data[:cut], chunk)
+            assert torn == expected, (cut, chunk)
+            assert len(records) == len(kept), (cut, chunk)
+
+
+def test_garbage_alone_is_a_torn_tail_and_zeros_are_not() -> None:
+    """Bytes that are not a log at all end in the first 'record' they
+    seem to start: the whole of them is the torn tail (so a verifier does
+    not call them a clean, empty log); zeros are padding, not torn."""
+    garbage = b"\xab" * 5000  # its first "header" has a length of 43,947
+    assert decoded_fed(garbage, 10**9) == (
+        [],
+        SkippedRegion(0, len(garbage), "torn record at the end"),
+    )
+    assert decoded_fed(bytes(100), 10**9) == ([], None)
+    assert decoded_fed(bytes(BLOCK_SIZE + 3), 10**9) == ([], None)
+    assert decoded_fed(b"", 10**9) == ([], None)
 
 
 def test_stop_ends_at_the_first_record_starting_there() -> None:

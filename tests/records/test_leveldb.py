@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from aiorecords import RecordsReader, RecordsWriter
+from aiorecords import RecordsReader, RecordsWriter, SkippedRegion
 
 plyvel = pytest.importorskip("plyvel", reason="plyvel has no wheel for this Python")
 
@@ -206,3 +206,43 @@ async def test_leveldb_replays_what_we_appended_to_its_log(tmp_path: Path) -> No
     finally:
         db.close()
     assert os.path.exists(db_path / "CURRENT")
+
+
+async def test_a_log_cut_in_its_last_record_is_replayed_without_it(
+    tmp_path: Path,
+) -> None:
+    """A log cut in the middle of its last record (its writer died there):
+    LevelDB replays every write but that one, without a word, and so does
+    our reader; the torn record is kept apart as `torn_tail` (from its first
+    byte to the cut), for a verifier. LevelDB's whole log and MANIFEST have
+    none."""
+    db_path = tmp_path / "db"
+    writes = workload(db_path)
+    log = log_file(db_path)
+    manifest = next(db_path.glob("MANIFEST-*"))
+    for whole in (log, manifest):
+        async with RecordsReader(str(whole), strict=True) as reader:
+            assert [record async for record in reader]
+            assert reader.torn_tail is None
+    ends = []
+    async with RecordsReader(str(log), strict=True) as reader:
+        async for _ in reader:
+            ends.append(await reader.tell())
+    last_start = ends[-2]
+    if 32768 - last_start % 32768 < 7:  # a record never starts in a trailer
+        last_start += 32768 - last_start % 32768
+    cut = (last_start + ends[-1]) // 2  # the last write is over 150 KB
+    with open(log, "r+b") as file:
+        file.truncate(cut)
+    async with RecordsReader(str(log), strict=True) as reader:
+        records = [record async for record in reader]
+        assert len(records) == len(writes) - 1
+        assert reader.torn_tail == SkippedRegion(
+            last_start, cut, "torn record at the end"
+        )
+    db = plyvel.DB(str(db_path), paranoid_checks=True)
+    try:
+        assert db.get(b"big1") is not None
+        assert db.get(b"big2") is None  # the torn write, dropped silently
+    finally:
+        db.close()

@@ -12,6 +12,8 @@ from hypothesis import strategies as st
 from aiorecords import CorruptRecordError, RecordsReader, RecordsWriter, _io
 from aiorecords.records._log import BLOCK_SIZE, LogDecoder, LogEncoder
 
+from .logs import extents
+
 BOUNDARY_SIZES = [
     0,
     1,
@@ -70,12 +72,7 @@ def decode(data: bytes, chunk: int) -> tuple[list[bytes], list]:
 
 
 def spans(records: list[bytes], data: bytes) -> list[tuple[int, int]]:
-    decoder = LogDecoder()
-    decoder.feed(data)
-    decoder.feed_eof()
-    found = []
-    while (record := decoder.read()) is not None:
-        found.append((record[1], record[2]))
+    found = extents(data)
     assert len(found) == len(records)
     return found
 
