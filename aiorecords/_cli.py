@@ -23,8 +23,10 @@ from typing import Any, BinaryIO, Final, NoReturn, TypeVar
 
 import click
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import Progress
 from rich.table import Table
+from rich.text import Text
 
 from . import _formats, _io, _outputs, _remote
 from ._formats import FORMATS, Format
@@ -287,7 +289,10 @@ def info(file: str, fmt: str | None, as_json: bool) -> None:
     else:
         table = Table(show_header=False, box=None)
         for key, value in facts.items():
-            table.add_row(key.replace("_", " "), str(value))
+            # Text, not a string rich would read as markup: a capture
+            # file's metadata or an entry's name is the file's to choose
+            # ("[/bold]" raised MarkupError here, "[link=...]" made a link).
+            table.add_row(key.replace("_", " "), Text(printable(str(value))))
         Console().print(table)
     if facts.get("damaged"):
         sys.exit(1)
@@ -535,7 +540,7 @@ async def _tail(
             fail(f"{path}: tail -f follows capture files, logs and TFRecord files")
         async with archive_at(path) as archive:
             entries = list(reversed(await archive.contents()))
-            for entry in entries[len(entries) - last :] if last else []:
+            for entry in entries[max(0, len(entries) - last) :] if last else []:
                 out.write(_rendered(await archive.read_bytes(entry), as_))
         out.flush()
         return
@@ -752,7 +757,9 @@ async def _convert(
     if metadata is not None and to != "capture":
         stderr.print(
             f"note: the metadata of {source} is not carried over "
-            f"(a {_NAMES[to]} has no metadata)"
+            f"(a {_NAMES[to]} has no metadata)",
+            markup=False,
+            highlight=False,
         )
     temp = ""
 
@@ -866,7 +873,7 @@ async def _convert_into(
 
     with Progress(console=stderr, disable=not show, transient=True) as progress:
         task = progress.add_task(
-            f"converting into {shown_as}", total=known if known else size
+            f"converting into {escape(shown_as)}", total=known if known else size
         )
         if fmt == "archive" and to == "archive":
             # Entries copied whole (names and all); the records stream, not
@@ -928,12 +935,12 @@ def ls(archive: str, every: bool, as_json: bool) -> None:
     when = _Moments()
     rows = [
         (
-            entry.name,
+            printable(entry.name),
             when.iso(entry.timestamp),
             str(entry.size),
             str(entry.stored_size),
             entry.compression or "",
-            entry.comment,
+            printable(entry.comment),
         )
         for entry in entries
     ]
@@ -968,6 +975,18 @@ def ls(archive: str, every: bool, as_json: bool) -> None:
             out.write("".join(batch))
             batch.clear()
     out.write("".join(batch))
+
+
+def printable(text: str) -> str:
+    """``text`` safe to print on a terminal: names, comments and metadata
+    come from the file, and whoever made it may have put escape sequences
+    in them (to set the terminal's title, move the cursor, hide a line) or
+    a newline that would start a false row. Characters that do not print
+    are shown as Python escapes (``\\x1b``, ``\\n``, ``\\u202e``); the
+    rest is left as it is."""
+    if text.isprintable():
+        return text  # nearly always: a test in C, no copy
+    return "".join(char if char.isprintable() else repr(char)[1:-1] for char in text)
 
 
 def _entry_facts(entry: ArchiveEntry) -> dict[str, Any]:

@@ -154,6 +154,24 @@ def test_tail_shows_the_last_records(files: Path) -> None:
     assert aiorecords("tail", "-n", "1", "r.log", cwd=files).stdout == b"rec 24\n"
 
 
+def test_tail_n_shows_the_last_n_or_all_there_are(tmp_path: Path) -> None:
+    """`tail -n N` for every N from 0 to past the count, every format: the
+    last min(N, count) records, in order. (An archive of 5 entries showed 2
+    for -n 7: a negative slice start.)"""
+    import asyncio
+
+    names = [f"n{i}" for i in range(5)]
+    asyncio.run(make_capture(tmp_path / "c.capture", 5))
+    asyncio.run(make_log(tmp_path / "r.log", 5))
+    asyncio.run(make_archive(tmp_path / "a.gar", names))
+    for name in ("c.capture", "r.log", "a.gar"):
+        every = aiorecords("cat", name, cwd=tmp_path).stdout.splitlines()
+        assert len(every) == 5
+        for n in range(12):
+            done = aiorecords("tail", "-n", str(n), name, cwd=tmp_path)
+            assert done.stdout.splitlines() == every[len(every) - min(n, 5) :], n
+
+
 @pytest.mark.parametrize("name", ["c.capture", "r.log", "a.gar"])
 def test_verify_a_clean_file(files: Path, name: str) -> None:
     out = aiorecords("verify", name, cwd=files).stdout.decode()

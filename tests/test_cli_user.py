@@ -328,3 +328,64 @@ def test_convert_shows_a_percentage_on_a_terminal(tmp_path: Path, source: str) -
     text = re.sub(rb"\x1b\[[0-9;?]*[A-Za-z]", b"", seen).decode(errors="replace")
     assert re.search(r"\d+%", text), text[-2000:]
     assert "wrote 6000 records" in text
+
+
+#: Names, comments and metadata a hostile file may hold: a title-setting
+#: OSC sequence, a clear-screen CSI, a newline starting a false row, a
+#: carriage return, a right-to-left override, and rich's markup (a closing
+#: tag with no opening one raised MarkupError; a link tag made a link).
+HOSTILE = [
+    "title\x1b]0;owned\x07set",
+    "clear\x1b[2Jscreen",
+    "two\nlines",
+    "back\rwards",
+    "evil\u202etxt.exe",
+    "[/red] no tag open",
+    "[link=http://example.invalid]click[/link]",
+]
+
+
+def test_names_comments_and_metadata_are_printed_inert(tmp_path: Path) -> None:
+    """Whatever an archive's names and comments or a capture file's
+    metadata hold, `ls` and `info` print them with every character that
+    does not print escaped (one line per entry, nothing sent to the
+    terminal but text) and never read them as markup; `--json` gives them
+    exactly."""
+
+    async def make() -> None:
+        async with Archive.open(str(tmp_path / "a.gar"), "rdwr") as ar:
+            for n, name in enumerate(HOSTILE):
+                async with ar.append(name, comment=HOSTILE[-1 - n]) as out:
+                    await out.write(b"x")
+        for n, metadata in enumerate(HOSTILE):
+            cf = CaptureFile(str(tmp_path / f"{n}.capture"), to_write=True)
+            await cf.open(to_write=True)
+            await cf.add_record(b"x")
+            await cf.set_metadata(metadata.encode())
+            await cf.commit()
+            await cf.close()
+
+    asyncio.run(make())
+
+    def inert(out: bytes) -> str:
+        text = out.decode()
+        assert not [c for c in text if not c.isprintable() and c != "\n"], text
+        return text
+
+    listing = inert(aiorecords("ls", "a.gar", cwd=tmp_path).stdout)
+    assert len(listing.splitlines()) == 1 + len(HOSTILE)
+    assert "title\\x1b]0;owned\\x07set" in listing
+    assert "two\\nlines" in listing
+    assert "evil\\u202etxt.exe" in listing
+    assert "[link=http://example.invalid]click[/link]" in listing
+    listed = json.loads(aiorecords("ls", "--json", "a.gar", cwd=tmp_path).stdout)
+    assert sorted(entry["name"] for entry in listed) == sorted(HOSTILE)
+    assert sorted(entry["comment"] for entry in listed) == sorted(HOSTILE)
+    newest = inert(aiorecords("info", "a.gar", cwd=tmp_path).stdout)
+    assert "[link=http://example.invalid]click[/link]" in newest
+    for n, metadata in enumerate(HOSTILE):
+        done = aiorecords("info", f"{n}.capture", cwd=tmp_path)
+        shown = inert(done.stdout)
+        assert metadata.isprintable() == (metadata in shown)
+        facts = aiorecords("info", "--json", f"{n}.capture", cwd=tmp_path).stdout
+        assert json.loads(facts)["metadata"] == metadata
