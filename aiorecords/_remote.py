@@ -18,6 +18,7 @@ import contextlib
 import functools
 import json
 import re
+import sys
 import urllib.parse
 import weakref
 from collections.abc import AsyncIterator, Iterator
@@ -289,18 +290,28 @@ class _LoopFileSystems:
                     await _close_file_system(fs)
 
     async def get(self, url: str, options: dict[str, Any]) -> tuple[Any, str]:
-        fsspec = _fsspec()
+        if "fsspec" in sys.modules:
+            fsspec = _fsspec()
+        else:  # its first import would stall the loop for tens of ms
+            fsspec = await _io.offload(_fsspec)
         protocol = urllib.parse.urlsplit(url).scheme
         try:
-            kind = fsspec.get_filesystem_class(protocol)
+            if protocol in fsspec.registry:  # imported already
+                kind = fsspec.get_filesystem_class(protocol)
+            else:
+                # The first use imports the implementation (s3fs brings
+                # aiobotocore and aiohttp: a third of a second of imports
+                # that would stall the loop).
+                kind = await _io.offload(fsspec.get_filesystem_class, protocol)
         except (ImportError, ValueError) as error:
             raise ImportError(f"{url}: {error}") from None
         if not getattr(kind, "async_impl", False):
             # Synchronous: fsspec's own instance cache serves. Made in a
             # worker thread: some connect as they are made (SFTP, FTP).
-            fs, path = await _io.offload(
-                functools.partial(fsspec.core.url_to_fs, url, **options)
-            )
+            with failures_named("open", url, passing=(TypeError,)):
+                fs, path = await _io.offload(
+                    functools.partial(fsspec.core.url_to_fs, url, **options)
+                )
             return fs, path
         key = json.dumps([protocol, options], sort_keys=True, default=repr)
         if key not in self.made:
@@ -311,7 +322,11 @@ class _LoopFileSystems:
                 making = asyncio.ensure_future(self._make(url, options, key))
                 making.add_done_callback(retrieve)  # its waiters may all leave
                 self.making[key] = making
-            await asyncio.shield(self.making[key])
+            # Bad storage options (a profile that does not exist, a
+            # malformed endpoint) fail here; a wrong keyword is the
+            # caller's mistake and stays a TypeError.
+            with failures_named("open", url, passing=(TypeError,)):
+                await asyncio.shield(self.making[key])
         fs = self.made[key]
         return fs, fs._strip_protocol(url)
 
@@ -326,6 +341,12 @@ class _LoopFileSystems:
                 **options,
             )
             if hasattr(fs, "set_session"):
+                if _is_s3fs(fs) and getattr(fs, "session", False) is None:
+                    # Making the client reads botocore's JSON models (tens
+                    # of ms); done in a worker thread, the loop's part of
+                    # making it finds them read.
+                    session_options = getattr(fs, "kwargs", {})
+                    fs.session = await _io.offload(_read_s3_session, session_options)
                 await fs.set_session()
             self.made[key] = fs
         finally:
@@ -343,6 +364,35 @@ def _file_systems() -> _LoopFileSystems:
     if found is None:
         found = _BY_LOOP[loop] = _LoopFileSystems()
     return found
+
+
+def _is_s3fs(fs: Any) -> bool:
+    return type(fs).__module__.split(".")[0] == "s3fs"
+
+
+# What making an S3 client reads from botocore's data files: the service
+# model and its endpoint rules, the partitions and the default settings.
+_S3_MODELS = ("service-2", "endpoint-rule-set-1")
+_BOTOCORE_DATA = ("endpoints", "partitions", "_retry", "sdk-default-configuration")
+
+
+def _read_s3_session(session_options: dict[str, Any]) -> Any:
+    """An aiobotocore session (made with s3fs's ``session_options``) whose
+    data loader has read what making an S3 client needs; its loader keeps
+    what it read. Blocking: run in a worker thread."""
+    import aiobotocore.session
+
+    session = aiobotocore.session.AioSession(**session_options)
+    # Only a warm-up: what fails here fails, or not, where it matters.
+    with contextlib.suppress(Exception):
+        loader = session.get_component("data_loader")
+        for model in _S3_MODELS:
+            loader.load_service_model("s3", model)
+        loader.list_available_services("service-2")
+        for name in _BOTOCORE_DATA:
+            loader.load_data(name)
+        session.get_scoped_config()
+    return session
 
 
 async def _close_file_system(fs: Any) -> None:

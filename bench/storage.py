@@ -19,6 +19,12 @@ the capture file: on one open file (the first lookups miss, later ones find
 ranges and blocks held), again for the same numbers (warm), and 100 each on
 a newly opened file (cold); the range requests each costs are counted.
 
+Two rows put the stalls in context: the heartbeat alone while another
+process reads the log by 8 MiB ranges (the stall the machine causes with
+nothing of ours running), and a new process's first open to its first
+record (which makes the loop's S3 client), with s3fs imported at start-up
+and not.
+
     python bench/storage.py [--mib N] [--records N] [--repeat N] [--read-size MIB]
 """
 
@@ -27,6 +33,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import json
 import os
 import platform
 import random
@@ -153,6 +160,82 @@ async def make_archive(path: str, mib: int) -> None:
             async with archive.append(f"entry-{n}") as out:
                 for _ in range(10):
                     await out.write(os.urandom(MIB))
+
+
+# A fresh interpreter opening the log and reading its first record under a
+# 1 ms heartbeat: the stall of the first open of a process, which makes the
+# loop's S3 client (and imports s3fs, unless the program did at start-up).
+FIRST_OPEN = """
+import asyncio, json, sys, time
+if sys.argv[3] == "imported":
+    import s3fs
+from aiorecords import RecordsReader
+
+async def main():
+    worst = 0.0
+    async def beat():
+        nonlocal worst
+        expected = time.perf_counter() + 0.001
+        while True:
+            await asyncio.sleep(0.001)
+            now = time.perf_counter()
+            worst = max(worst, now - expected)
+            expected = now + 0.001
+    task = asyncio.create_task(beat())
+    await asyncio.sleep(0.005)
+    start = time.perf_counter()
+    options = {"key": "testing", "secret": "testing", "endpoint_url": sys.argv[1],
+               "client_kwargs": {"region_name": "us-east-1"}}
+    async with RecordsReader(sys.argv[2], storage_options=options) as reader:
+        await reader.read()
+    took = time.perf_counter() - start
+    task.cancel()
+    print(json.dumps([took, worst]))
+
+asyncio.run(main())
+"""
+
+
+def first_open(endpoint: str, url: str, s3fs_imported: bool) -> tuple[float, float]:
+    """Seconds to the first record, and the worst stall, in a new process."""
+    out = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            FIRST_OPEN,
+            endpoint,
+            url,
+            "imported" if s3fs_imported else "not",
+        ],
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout
+    took, worst = json.loads(out)
+    return took, worst
+
+
+# Another process reading the object in 8 MiB ranges with boto3 while this
+# one runs nothing but the heartbeat: the stall the machine itself causes.
+READ_BY_RANGES = """
+import sys, boto3
+client = boto3.client("s3", endpoint_url=sys.argv[1], aws_access_key_id="testing",
+                      aws_secret_access_key="testing", region_name="us-east-1")
+size = int(sys.argv[4])
+for offset in range(0, size, 8 << 20):
+    wanted = f"bytes={offset}-{min(offset + (8 << 20), size) - 1}"
+    client.get_object(Bucket=sys.argv[2], Key=sys.argv[3], Range=wanted)["Body"].read()
+"""
+
+
+async def machine_floor(endpoint: str, key: str, size: int) -> float:
+    heart = Heartbeat()
+    async with heart.running():
+        child = await asyncio.create_subprocess_exec(
+            sys.executable, "-c", READ_BY_RANGES, endpoint, BUCKET, key, str(size)
+        )
+        await child.wait()
+    return heart.worst
 
 
 class Requests:
@@ -314,6 +397,17 @@ def main() -> None:
                     rows[kind][name].append((size / elapsed / 1e6, stall * 1000))
 
         streaming = [asyncio.run(log_streaming()) for _ in range(args.repeat)]
+        floors = [
+            asyncio.run(machine_floor(endpoint, KEY, os.path.getsize(path)))
+            for _ in range(args.repeat)
+        ]
+        first_opens = {
+            imported: [
+                first_open(endpoint, url_of("log"), imported)
+                for _ in range(args.repeat)
+            ]
+            for imported in (False, True)
+        }
         Requests.install()
         lookup_table = asyncio.run(
             lookups(url_of("capture"), storage_options, args.records)
@@ -354,6 +448,25 @@ def main() -> None:
         f"{statistics.median(sizes['log'] / e / 1e6 for e, _, _ in streaming):,.0f}"
         f" | | | {max(stall for _, _, stall in streaming) * 1000:.1f} ms |"
     )
+    print(
+        f"| nothing but the heartbeat, another process reading the log by 8 MiB "
+        f"ranges (the machine's own stall) | | | | {max(floors) * 1000:.1f} ms |"
+    )
+    print()
+    print(
+        "| first open of a new process, to its first record | ms | worst loop stall |"
+    )
+    print("| --- | ---: | ---: |")
+    for imported, label in (
+        (False, "s3fs not imported before"),
+        (True, "s3fs imported at start-up"),
+    ):
+        runs = first_opens[imported]
+        print(
+            f"| {label} | {statistics.median(t for t, _ in runs) * 1000:.0f} | "
+            f"{min(w for _, w in runs) * 1000:.1f} to "
+            f"{max(w for _, w in runs) * 1000:.1f} ms |"
+        )
     print()
     print(lookup_table)
 
